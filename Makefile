@@ -1,0 +1,24 @@
+# The two commands of the README. Both work on a fresh machine with python3 >= 3.11.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install bench
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+## Install plano and start the offline demo (plano.yaml): no API keys, no network.
+demo: install
+	$(BIN)/python -m examples.run_demo
+
+## Install plano with its test dependencies and run the whole test suite.
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/run.py

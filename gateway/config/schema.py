@@ -1,0 +1,549 @@
+"""Pydantic v2 models of the plano config file (Plano-compatible, plus our extensions).
+
+Field names are exactly the YAML keys.  Every model forbids unknown keys (Plano's
+``additionalProperties: false``).  Durations are stored as float seconds, sizes as
+int bytes.  Models only check shapes and local defaults; cross-references and the
+Plano semantic rules live in :mod:`gateway.config.validate`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    model_validator,
+)
+
+from .providers import PROVIDERS, ProviderSpec, canonical_interface, canonical_provider
+
+VERSIONS: tuple[str, ...] = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
+LATEST_VERSION = "v0.4.0"
+
+Version = Literal["v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0"]
+
+
+def version_index(version: str) -> int:
+    return VERSIONS.index(version)
+
+
+# --------------------------------------------------------------------------- scalars
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|us|µs|s|m|h)")
+_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_RE = re.compile(r"^(?:\s*(?:\d+(?:\.\d+)?|\.\d+)\s*(?:ms|us|µs|s|m|h))+\s*$")
+_NUMBER_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """``"30s"``, ``"5m"``, ``"100ms"``, ``"1h"``, ``"1m30s"`` or a number of seconds -> float seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"invalid duration {value!r}: must be a non-negative number of seconds")
+        return float(value)
+    if isinstance(value, str):
+        m = _NUMBER_RE.match(value)
+        if m:
+            return float(m.group(1))
+        if _DURATION_RE.match(value):
+            return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(value))
+        raise ValueError(
+            f"invalid duration '{value}' (expected e.g. '30s', '5m', '100ms', '1h' or a number of seconds)"
+        )
+    raise ValueError(f"invalid duration: expected a string like '30s' or a number, got {type(value).__name__}")
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
+}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an int or ``"10MB"`` (SI), ``"512KiB"`` (IEC), ``"10M"`` (IEC)."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid size {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"invalid size {value}: must not be negative")
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            unit = (m.group(2) or "b").lower()
+            return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    raise ValueError(f"invalid size {value!r} (expected bytes or e.g. '10MB', '512KiB')")
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*((\d+(\.\d+)?|\.\d+)\s*(ms|us|s|m|h)?\s*)+$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "Duration: '30s', '5m', '100ms', '1h' or a number of seconds.",
+        }
+    ),
+]
+
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$"},
+                {"type": "integer", "minimum": 0},
+            ],
+            "description": "Size in bytes, or e.g. '10MB' (SI) / '512KiB' (IEC).",
+        }
+    ),
+]
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_default=False)
+
+
+# --------------------------------------------------------------------------- agents / filters
+
+
+class Agent(_Model):
+    """An agent backend: an OpenAI chat-completions HTTP server."""
+
+    id: str
+    url: str
+    timeout: Duration | None = Field(None, description="plano extension: per-call timeout for this agent.")
+
+
+class Filter(_Model):
+    """A filter service (MCP tool or plain HTTP endpoint) usable in filter chains."""
+
+    id: str
+    url: str
+    type: Literal["mcp", "http"] = "mcp"
+    transport: Literal["streamable-http"] = "streamable-http"
+    tool: str | None = Field(None, description="MCP tool name; defaults to the filter id.")
+    timeout: Duration = Field(5.0, description="plano extension: per-call timeout (default 5s).")
+    on_error: Literal["fail_closed", "fail_open"] | None = Field(
+        None, description="plano extension: behaviour when the filter fails; default decided by position."
+    )
+
+    @model_validator(mode="after")
+    def _default_tool(self) -> "Filter":
+        if self.tool is None:
+            self.tool = self.id
+        return self
+
+
+# --------------------------------------------------------------------------- listeners
+
+
+class ListenerAgent(_Model):
+    """An agent served by an agent listener."""
+
+    id: str
+    description: str
+    default: bool = False
+    input_filters: list[str] | None = None
+    output_filters: list[str] | None = Field(None, description="plano extension: response filter chain.")
+    filter_chain: list[str] | None = Field(
+        None, description="Alias of input_filters (as used in Plano docs); normalised into input_filters."
+    )
+
+
+ListenerType = Literal["agent", "model", "prompt"]
+
+LISTENER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "agent": {"port": None, "address": "0.0.0.0", "timeout": 30.0},
+    "model": {"port": 12000, "address": "0.0.0.0", "timeout": 300.0},
+    "prompt": {"port": 10000, "address": "0.0.0.0", "timeout": 300.0},
+}
+
+
+class Listener(_Model):
+    """A listener (list form).  Defaults depend on ``type`` and are filled after validation."""
+
+    name: str
+    type: ListenerType
+    port: int | None = Field(None, description="agent: required; model: 12000; prompt: 10000.")
+    address: str | None = Field(None, description="Bind address, default 0.0.0.0.")
+    timeout: Duration | None = Field(None, description="Whole-response timeout: agent 30s, model/prompt 300s.")
+    router: Literal["plano_orchestrator_v1"] | None = None
+    max_retries: int | None = Field(None, ge=0)
+    agents: list[ListenerAgent] | None = None
+    input_filters: list[str] | None = None
+    output_filters: list[str] | None = None
+    filter_chain: list[str] | None = Field(None, description="Alias of input_filters; normalised into input_filters.")
+    max_body_bytes: Size = Field(DEFAULT_MAX_BODY_BYTES, description="plano extension: request body limit (default 10 MiB).")
+
+    _implicit: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _type_defaults(self) -> "Listener":
+        defaults = LISTENER_DEFAULTS[self.type]
+        if self.port is None:
+            self.port = defaults["port"]
+        if self.address is None:
+            self.address = defaults["address"]
+        if self.timeout is None:
+            self.timeout = defaults["timeout"]
+        return self
+
+    @property
+    def implicit(self) -> bool:
+        """True for the model listener plano adds when the config declares none."""
+        return self._implicit
+
+
+class LegacyListener(_Model):
+    """One entry of the legacy object form (``ingress_traffic`` / ``egress_traffic``)."""
+
+    address: str | None = None
+    port: int | None = None
+    message_format: Literal["openai"] | None = None
+    timeout: Duration | None = None
+
+
+class LegacyListeners(_Model):
+    """Deprecated object form of ``listeners``; converted to a prompt + a model listener."""
+
+    ingress_traffic: LegacyListener | None = None
+    egress_traffic: LegacyListener | None = None
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+class Endpoint(_Model):
+    endpoint: str = Field(description="host or host:port")
+    connect_timeout: Duration | None = None
+    protocol: Literal["http", "https"] = "http"
+    http_host: str | None = None
+    prefix_affinity: bool = False
+
+
+# --------------------------------------------------------------------------- model providers
+
+
+class InlineRoutingPreference(_Model):
+    name: str
+    description: str
+
+
+class ModelProvider(_Model):
+    """One ``model_providers`` entry; ``model`` is ``<provider>/<model_id>`` or ``<provider>/*``."""
+
+    model: str
+    name: str | None = None
+    access_key: str | None = None
+    default: bool = False
+    base_url: str | None = None
+    provider_interface: str | None = None
+    passthrough_auth: bool = False
+    http_host: str | None = None
+    headers: dict[str, str] | None = None
+    routing_preferences: list[InlineRoutingPreference] | None = Field(
+        None, description="DEPRECATED: migrated to top-level routing_preferences."
+    )
+    timeout: Duration | None = Field(None, description="plano extension: upstream request timeout.")
+    connect_timeout: Duration | None = Field(None, description="plano extension: upstream connect timeout.")
+
+    _access_key_env_missing: str | None = PrivateAttr(default=None)
+
+    @property
+    def access_key_env_missing(self) -> str | None:
+        """Name of the unset env variable ``access_key`` referenced (value is then None)."""
+        return self._access_key_env_missing
+
+    @property
+    def prefix(self) -> str:
+        """Literal text before the first ``/`` of ``model``."""
+        return self.model.split("/", 1)[0]
+
+    @property
+    def model_id(self) -> str:
+        """Everything after the first ``/`` (ids may contain ``/``)."""
+        return self.model.split("/", 1)[1] if "/" in self.model else self.model
+
+    @property
+    def provider(self) -> str:
+        """Canonical built-in provider name, or the custom prefix."""
+        return canonical_provider(self.prefix)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.provider in PROVIDERS
+
+    @property
+    def interface(self) -> str | None:
+        """Key of :data:`PROVIDERS` whose wire API/auth this entry speaks (None if unknown)."""
+        if self.is_builtin:
+            return self.provider
+        if self.provider_interface:
+            return canonical_interface(self.provider_interface)
+        return None
+
+    @property
+    def spec(self) -> ProviderSpec | None:
+        iface = self.interface
+        return PROVIDERS.get(iface) if iface else None
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.model_id == "*"
+
+    @property
+    def effective_name(self) -> str:
+        return self.name or self.model
+
+
+class ModelAlias(_Model):
+    target: str
+
+
+# --------------------------------------------------------------------------- routing
+
+
+class SelectionPolicy(_Model):
+    prefer: Literal["cheapest", "fastest", "none"]
+
+
+class RoutingPreference(_Model):
+    name: str
+    description: str
+    models: list[str] = Field(min_length=1)
+    selection_policy: SelectionPolicy | None = None
+
+
+class CostMetricsSource(_Model):
+    type: Literal["cost"]
+    provider: Literal["digitalocean", "models.dev"]
+    url: str | None = None
+    refresh_interval: int | None = Field(None, ge=1, description="seconds")
+    model_aliases: dict[str, str] | None = None
+
+
+class LatencyMetricsSource(_Model):
+    type: Literal["latency"]
+    provider: Literal["prometheus"]
+    url: str
+    query: str
+    refresh_interval: int | None = Field(None, ge=1, description="seconds")
+
+
+MetricsSource = Annotated[Union[CostMetricsSource, LatencyMetricsSource], Field(discriminator="type")]
+
+
+class SessionCache(_Model):
+    type: Literal["memory", "redis"] = "memory"
+    url: str | None = None
+    tenant_header: str | None = None
+
+
+class RoutingBudget(_Model):
+    max_switch_spend_pct: float
+    replenish_on_rebind: bool = True
+    cache_read_discount: float = 0.1
+    record_counterfactual: bool = False
+
+
+class Routing(_Model):
+    llm_provider: str | None = None
+    model: str | None = None
+    session_ttl_seconds: int = Field(600, ge=1)
+    session_max_entries: int = Field(10000, ge=1, le=10000)
+    session_cache: SessionCache = Field(default_factory=SessionCache)
+    routing_budget: RoutingBudget | None = None
+    route_on_user_only: bool = False
+
+
+class PromptCaching(_Model):
+    enabled: bool = False
+    session_affinity: bool | None = Field(None, description="default: true when enabled")
+    inject_cache_control: bool | None = Field(None, description="default: true when enabled")
+    min_prefix_tokens: int = Field(1024, ge=0)
+    session_ttl_seconds: int | None = Field(None, ge=1, description="default: routing.session_ttl_seconds")
+
+    @property
+    def affinity_active(self) -> bool:
+        return self.enabled and self.session_affinity is not False
+
+    @property
+    def inject_active(self) -> bool:
+        return self.enabled and self.inject_cache_control is not False
+
+
+class Overrides(_Model):
+    prompt_target_intent_matching_threshold: float | None = None
+    optimize_context_window: bool | None = None
+    use_agent_orchestrator: bool | None = None
+    disable_signals: bool = False
+    upstream_connect_timeout: Duration = 5.0
+    upstream_tls_ca_path: str | None = None
+    llm_routing_model: str | None = None
+    agent_orchestration_model: str | None = None
+    orchestrator_model_context_length: int = Field(8192, ge=1)
+
+
+class StateStorage(_Model):
+    type: Literal["memory", "postgres"]
+    connection_string: str | None = None
+
+
+# --------------------------------------------------------------------------- tracing
+
+
+class SpanAttributes(_Model):
+    header_prefixes: list[str] | None = None
+    static: dict[str, str] | None = None
+
+
+class PosthogExporter(_Model):
+    type: Literal["posthog"]
+    url: str
+    api_key: str | None
+    distinct_id_header: str | None = None
+    enabled: bool = True
+    capture_messages: bool = False
+
+    _api_key_env_missing: str | None = PrivateAttr(default=None)
+
+    @property
+    def api_key_env_missing(self) -> str | None:
+        return self._api_key_env_missing
+
+
+class Tracing(_Model):
+    random_sampling: int | None = Field(None, description="0-100 percent")
+    trace_arch_internal: bool | None = None
+    opentracing_grpc_endpoint: str | None = None
+    sampling_rate: float | None = None
+    span_attributes: SpanAttributes | None = None
+    exporters: list[PosthogExporter] | None = None
+    otlp_http_endpoint: str | None = Field(None, description="plano extension: OTLP/HTTP traces endpoint.")
+    capture_content: bool = Field(False, description="plano extension: record prompt/response content in spans.")
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+class RateLimitSelector(_Model):
+    key: str
+    value: str
+
+
+class RateLimitLimit(_Model):
+    tokens: int
+    unit: Literal["second", "minute", "hour", "day"]
+
+
+class RateLimit(_Model):
+    model: str
+    selector: RateLimitSelector
+    limit: RateLimitLimit
+
+
+# --------------------------------------------------------------------------- admin
+
+
+class Admin(_Model):
+    """plano extension: metrics / admin HTTP server."""
+
+    address: str = "127.0.0.1"
+    port: int = 9092
+
+
+# --------------------------------------------------------------------------- root
+
+
+class PlanoConfig(_Model):
+    """The whole config, normalised (see :func:`gateway.config.load_config`)."""
+
+    version: Version
+    agents: list[Agent] = Field(default_factory=list)
+    filters: list[Filter] = Field(default_factory=list)
+    listeners: list[Listener]
+    endpoints: dict[str, Endpoint] = Field(default_factory=dict)
+    model_providers: list[ModelProvider] = Field(default_factory=list)
+    llm_providers: list[ModelProvider] | None = Field(None, description="DEPRECATED alias of model_providers.")
+    model_aliases: dict[str, ModelAlias] = Field(default_factory=dict)
+    routing_preferences: list[RoutingPreference] = Field(default_factory=list)
+    model_metrics_sources: list[MetricsSource] = Field(default_factory=list)
+    routing: Routing = Field(default_factory=Routing)
+    prompt_caching: PromptCaching = Field(default_factory=PromptCaching)
+    overrides: Overrides = Field(default_factory=Overrides)
+    state_storage: StateStorage | None = None
+    tracing: Tracing | None = None
+    ratelimits: list[RateLimit] = Field(default_factory=list)
+    mode: Literal["llm", "prompt"] | None = None
+    admin: Admin | None = Field(None, description="plano extension: metrics/admin server (127.0.0.1:9092).")
+    # legacy prompt gateway (accepted, not supported)
+    prompt_targets: list[dict[str, Any]] | None = Field(None, description="Legacy prompt gateway; not supported.")
+    system_prompt: str | None = Field(None, description="Legacy prompt gateway; not supported.")
+    prompt_guards: dict[str, Any] | None = Field(None, description="Legacy prompt gateway; not supported.")
+
+    _warnings: list = PrivateAttr(default_factory=list)
+    _source: str = PrivateAttr(default="plano.yaml")
+    _base_dir: Any = PrivateAttr(default=None)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    @property
+    def warnings(self) -> list:
+        """Non-fatal :class:`~gateway.config.ConfigIssue` s found while loading."""
+        return self._warnings
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def base_dir(self):
+        """Directory of the config file (``pathlib.Path``) or None for text configs."""
+        return self._base_dir
+
+    @property
+    def model_listener(self) -> Listener | None:
+        return next((l for l in self.listeners if l.type == "model"), None)
+
+    @property
+    def agent_listeners(self) -> list[Listener]:
+        return [l for l in self.listeners if l.type == "agent"]
+
+    def agent_by_id(self, agent_id: str) -> Agent | None:
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+    def filter_by_id(self, filter_id: str) -> Filter | None:
+        return next((f for f in self.filters if f.id == filter_id), None)
+
+    def provider_by_name(self, name: str) -> ModelProvider | None:
+        """Provider whose ``effective_name`` or ``model`` equals ``name``."""
+        for p in self.model_providers:
+            if p.effective_name == name or p.model == name:
+                return p
+        return None
+
+    @property
+    def default_provider(self) -> ModelProvider | None:
+        return next((p for p in self.model_providers if p.default), None)

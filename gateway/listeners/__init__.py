@@ -1,0 +1,1 @@
+"""The edge: one ASGI app per listener kind, answering clients in their own API shape."""

@@ -1,0 +1,65 @@
+"""Errors the gateway answers itself, rendered in the client API's error envelope.
+
+Every handler raises :class:`GatewayError`; the listener turns it into JSON in the
+shape the client's SDK understands (OpenAI today, Anthropic once /v1/messages lands),
+so an SDK raises its own typed exception (``openai.NotFoundError`` ...) with our
+message instead of a decoding error.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+# OpenAI error `type` values by HTTP status, as the OpenAI API itself uses them.
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    501: "not_implemented_error",
+    502: "upstream_error",
+    503: "service_unavailable_error",
+    504: "timeout_error",
+}
+
+
+class GatewayError(Exception):
+    """A failure with a definite status and a message that is safe to show a client.
+
+    Messages must never contain secrets (keys, Authorization values): they reach
+    clients, logs and traces verbatim.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type or _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+    def openai_body(self) -> bytes:
+        return openai_error(self.message, self.type, self.code, self.param)
+
+
+def openai_error(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
+    """OpenAI's envelope: ``{"error": {"message", "type", "code", "param"}}``."""
+    return orjson.dumps({"error": {"message": message, "type": type, "code": code, "param": param}})
+
+
+def bad_request(message: str, *, param: str | None = None, code: str = "invalid_request") -> GatewayError:
+    return GatewayError(400, message, code=code, param=param)

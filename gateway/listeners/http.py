@@ -1,0 +1,113 @@
+"""Small ASGI helpers shared by every listener: bodies with a size limit, responses, headers.
+
+Listeners are raw ASGI on purpose: this is the hot path, and a framework's routing,
+middleware stack and request objects cost measurable microseconds per request
+(see bench/README.md). Everything here allocates as little as possible.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Awaitable, Callable
+
+from gateway.listeners.errors import GatewayError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON_CT = (b"content-type", b"application/json")
+SSE_CT = (b"content-type", b"text/event-stream")
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """First value of a request header (``name`` lower-case, as ASGI delivers them)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def request_id(scope: Scope) -> str:
+    """The client's ``x-request-id`` when it sent a sane one, else a fresh UUID4."""
+    rid = header(scope, b"x-request-id")
+    if rid and 0 < len(rid) <= 200 and rid.isascii():
+        return rid.decode("ascii")
+    return str(uuid.uuid4())
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """Read the whole request body, refusing more than ``limit`` bytes with a 413.
+
+    A declared Content-Length over the limit is refused before reading anything;
+    the server discards the unread rest of the body, so the client still gets the 413.
+    """
+    declared = header(scope, b"content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise GatewayError(400, "Invalid Content-Length header", code="invalid_request") from None
+        if size > limit:
+            raise _too_large(size, limit)
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise _too_large(len(body), limit)
+        return body
+    parts = [body]
+    total = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(total, limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the request was complete."""
+
+
+def _too_large(size: int, limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"Request body of {size} bytes exceeds this listener's limit of {limit} bytes",
+        code="request_too_large",
+    )
+
+
+async def send_body(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    """Send a complete response with Content-Length."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, err: GatewayError, rid: str | None = None) -> None:
+    headers: Headers = [JSON_CT]
+    if rid:
+        headers.append((b"x-request-id", rid.encode()))
+    await send_body(send, err.status, err.openai_body(), headers)
+
+
+async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_body(send, 200, b'{"status":"ok"}', [JSON_CT])
+
+
+async def drain(receive: Receive) -> None:
+    """Consume a request body we do not need (keeps the connection reusable)."""
+    message = await receive()
+    while message.get("more_body"):
+        message = await receive()

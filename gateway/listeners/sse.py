@@ -1,0 +1,43 @@
+"""Server-sent-events framing helpers.
+
+The proxy forwards upstream SSE bytes without parsing them, but only on event
+boundaries: a chunk is sent once it ends a complete event. That keeps streaming
+unbuffered (an event goes out the moment its blank line arrives) while letting us
+end a broken stream with a well-formed error event instead of half an event.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class EventAligner:
+    """Splits a byte stream so every piece handed out ends on an SSE event boundary."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.pending + chunk if self.pending else chunk
+        end = _boundary(data)
+        if end < 0:
+            self.pending = data
+            return b""
+        self.pending = data[end:]
+        return data[:end]
+
+
+def _boundary(data: bytes) -> int:
+    """Index just past the last blank line (``\\n\\n`` or ``\\r\\n\\r\\n``), or -1."""
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    if lf < 0 and crlf < 0:
+        return -1
+    return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
+
+
+def openai_error_event(message: str, type: str = "upstream_error", code: str | None = None) -> bytes:
+    """An in-stream error as the OpenAI SDKs understand it (they raise ``APIError``)."""
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": type, "code": code, "param": None}}) + b"\n\n"

@@ -1,0 +1,97 @@
+"""Model name -> upstream target, per Plano §4.2, built once per config.
+
+Lookup order for a request's ``model``: alias (exact) -> provider ``name`` ->
+``provider/model`` -> bare model id -> wildcard ``provider/*`` (specialised to the
+requested id and cached). No ``model`` at all -> the ``default: true`` provider.
+"""
+
+from __future__ import annotations
+
+from gateway.config.providers import canonical_provider
+from gateway.listeners.errors import GatewayError
+from gateway.llm.targets import Target, build_target
+
+_WILDCARD_CACHE_MAX = 4096
+
+
+class ModelResolver:
+    def __init__(self, providers, aliases, *, default_timeout: float | None, connect_timeout: float = 5.0) -> None:
+        self.targets: list[Target] = []
+        self._exact: dict[str, Target] = {}
+        self._bare: dict[str, Target] = {}
+        self._wildcards: dict[str, Target] = {}
+        self._specialised: dict[str, Target] = {}
+        self.default: Target | None = None
+        for entry in providers:
+            target = build_target(entry, default_timeout=default_timeout, connect_timeout=connect_timeout)
+            prefix, _, model_id = entry.model.partition("/")
+            if model_id == "*":
+                self._wildcards[prefix] = target
+                self._wildcards.setdefault(canonical_provider(prefix), target)
+                continue
+            self.targets.append(target)
+            self._exact.setdefault(target.name, target)
+            self._exact.setdefault(entry.model, target)
+            self._exact.setdefault(f"{canonical_provider(prefix)}/{model_id}", target)
+            self._bare.setdefault(model_id, target)
+            if entry.default:
+                self.default = target
+        self.aliases: dict[str, str] = {name: _alias_target(a) for name, a in (aliases or {}).items()}
+
+    def resolve(self, requested: str | None) -> Target:
+        """The target for a request's ``model`` or a :class:`GatewayError` (400/404)."""
+        if not requested:
+            if self.default is None:
+                raise GatewayError(
+                    400,
+                    "The request has no 'model' and no model provider is marked 'default: true'.",
+                    code="model_required",
+                    param="model",
+                )
+            return self.default
+        name = self.aliases.get(requested, requested)
+        target = self._lookup(name)
+        if target is None:
+            raise GatewayError(
+                404,
+                f"The model '{requested}' is not configured on this gateway. "
+                "GET /v1/models lists the models you can use.",
+                code="model_not_found",
+                param="model",
+            )
+        return target
+
+    def _lookup(self, name: str) -> Target | None:
+        target = self._exact.get(name) or self._bare.get(name)
+        if target is not None:
+            return target
+        target = self._specialised.get(name)
+        if target is not None:
+            return target
+        prefix, sep, model_id = name.partition("/")
+        if not sep or not model_id or model_id == "*":
+            return None
+        wildcard = self._wildcards.get(prefix) or self._wildcards.get(canonical_provider(prefix))
+        if wildcard is None:
+            return None
+        target = wildcard.for_model(model_id)
+        if len(self._specialised) < _WILDCARD_CACHE_MAX:
+            self._specialised[name] = target
+        return target
+
+    def model_list(self) -> list[dict]:
+        """``GET /v1/models`` entries: every concrete model, then every alias."""
+        data = [
+            {"id": t.name, "object": "model", "created": 0, "owned_by": t.display}
+            for t in self.targets
+            if not t.internal
+        ]
+        seen = {d["id"] for d in data}
+        for alias, target_name in self.aliases.items():
+            if alias not in seen and self._lookup(target_name) is not None:
+                data.append({"id": alias, "object": "model", "created": 0, "owned_by": "alias"})
+        return data
+
+
+def _alias_target(alias) -> str:
+    return alias if isinstance(alias, str) else alias.target

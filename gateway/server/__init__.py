@@ -1,0 +1,1 @@
+"""The process: sockets for every listener, worker processes, lifespan and shutdown."""

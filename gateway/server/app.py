@@ -1,0 +1,92 @@
+"""The ASGI application of one worker process.
+
+One app serves every listener: uvicorn hands us the socket a connection arrived
+on (``scope["server"]``), and we dispatch to that listener's app by port. Shared
+per-process resources (the outbound client) are created in the lifespan startup,
+after the worker has its event loop, and closed on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.listeners.errors import GatewayError
+from gateway.listeners.http import send_error
+from gateway.listeners.model import ModelListener
+from gateway.llm.resolver import ModelResolver
+from gateway.upstream import Upstream
+
+log = logging.getLogger("plano.server")
+
+
+class GatewayApp:
+    def __init__(self, config) -> None:
+        self.config = config
+        overrides = getattr(config, "overrides", None)
+        ca_path = getattr(overrides, "upstream_tls_ca_path", None) if overrides else None
+        self.upstream = Upstream(ca_path=_existing(ca_path))
+        self.by_port: dict[int, object] = {}
+        connect_timeout = _connect_timeout(overrides)
+        for listener in config.listeners:
+            if listener.type == "model":
+                resolver = ModelResolver(
+                    config.model_providers or [],
+                    config.model_aliases or {},
+                    default_timeout=listener.timeout,
+                    connect_timeout=connect_timeout,
+                )
+                self.by_port[listener.port] = ModelListener(listener, resolver, self.upstream)
+            elif listener.type == "agent":
+                self.by_port[listener.port] = _agent_listener(config, listener, self.upstream)
+            else:
+                log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name, listener.type)
+        self._single = next(iter(self.by_port.values())) if len(self.by_port) == 1 else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            app = self._single or self.by_port.get(scope["server"][1])
+            if app is None:
+                await send_error(send, GatewayError(404, "No listener on this port", code="not_found"))
+                return
+            await app(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.upstream.start()
+                except Exception as exc:  # pragma: no cover - reported to uvicorn
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.upstream.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _agent_listener(config, listener, upstream):
+    from gateway.listeners.agent import AgentListener  # imported lazily: model-only configs skip it
+
+    return AgentListener(config, listener, upstream)
+
+
+def _connect_timeout(overrides) -> float:
+    value = getattr(overrides, "upstream_connect_timeout", None) if overrides else None
+    if value is None:
+        return 5.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    from gateway.config import parse_duration
+
+    return parse_duration(value)
+
+
+def _existing(path: str | None) -> str | None:
+    import os
+
+    return path if path and os.path.exists(path) else None

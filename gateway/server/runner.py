@@ -1,0 +1,159 @@
+"""Run the gateway: bind every listener's socket, start worker processes, drain on exit.
+
+Sockets are bound once in the parent, so a port conflict fails fast with a clear
+message, and then inherited by ``workers`` forked processes that each run a
+uvicorn server (uvloop + httptools) over all of them; the kernel spreads
+connections across the workers. Per-process state (outbound pools, caches) lives
+in each worker; state that must be shared across workers goes to the backends
+(Redis/PostgreSQL) of later features, never to process memory.
+
+SIGINT/SIGTERM: each worker stops accepting, lets in-flight requests finish for
+at most ``drain_timeout`` seconds, then exits; the parent exits 0 once all did.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+log = logging.getLogger("plano.server")
+
+
+class BindError(Exception):
+    pass
+
+
+def bind_listener(name: str, address: str, port: int, backlog: int = 2048) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"listener '{name}' cannot bind {address}:{port}: {exc.strerror or exc}") from None
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def served_listeners(config) -> list:
+    return [listener for listener in config.listeners if listener.type in ("model", "agent")]
+
+
+def serve(config, *, workers: int = 1, drain_timeout: float = 30.0) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit code."""
+    listeners = served_listeners(config)
+    if not listeners:
+        log.error("the config declares no model or agent listener to serve")
+        return 1
+    try:
+        sockets = [bind_listener(l.name, l.address or "0.0.0.0", l.port) for l in listeners]
+    except BindError as exc:
+        print(f"plano: {exc}", file=sys.stderr)
+        return 1
+    for listener in listeners:
+        log.info("listener '%s' (%s) on %s:%s", listener.name, listener.type, listener.address or "0.0.0.0", listener.port)
+    if workers <= 1:
+        return _run_worker(config, sockets, drain_timeout)
+    return _supervise(config, sockets, workers, drain_timeout)
+
+
+def _run_worker(config, sockets, drain_timeout: float) -> int:
+    import uvicorn
+
+    from gateway.server.app import GatewayApp
+
+    app = GatewayApp(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            loop="uvloop" if _has_uvloop() else "asyncio",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            timeout_keep_alive=75,
+            timeout_graceful_shutdown=drain_timeout,
+            backlog=2048,
+            server_header=False,
+            date_header=True,
+        )
+    )
+    # uvicorn re-raises the signal it caught once it has drained; a no-op handler
+    # turns that into a clean exit 0 instead of death by signal.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    server.run(sockets=sockets)
+    return 0 if server.started else 1
+
+
+def _supervise(config, sockets, workers: int, drain_timeout: float) -> int:
+    """Fork ``workers`` children, restart any that dies, forward shutdown signals."""
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # child
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 1
+            try:
+                code = _run_worker(config, sockets, drain_timeout)
+            finally:
+                os._exit(code)
+        children[pid] = slot
+
+    def stop(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for slot in range(workers):
+        spawn(slot)
+    restarts: list[float] = []
+    exit_code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        slot = children.pop(pid, None)
+        if slot is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            if code != 0:
+                exit_code = 1
+            continue
+        log.error("worker %s (pid %s) exited with %s; restarting", slot, pid, code)
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < 60] + [now]
+        if len(restarts) > 5 * workers:
+            log.error("workers keep dying; giving up")
+            stop(signal.SIGTERM, None)
+            exit_code = 1
+            continue
+        spawn(slot)
+    return exit_code
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
