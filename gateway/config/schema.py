@@ -189,7 +189,9 @@ class Listener(_Model):
     port: int | None = Field(None, description="agent: required; model: 12000; prompt: 10000.")
     address: str | None = Field(None, description="Bind address, default 0.0.0.0.")
     timeout: Duration | None = Field(None, description="Whole-response timeout: agent 30s, model/prompt 300s.")
-    router: Literal["plano_orchestrator_v1"] | None = None
+    #: ``plano_orchestrator_v1`` (Plano's name: LLM orchestrator when an orchestration model is
+    #: configured, else the embedded router), ``embedded`` (never call an LLM) or ``llm``.
+    router: Literal["plano_orchestrator_v1", "embedded", "llm"] | None = None
     max_retries: int | None = Field(None, ge=0)
     agents: list[ListenerAgent] | None = None
     input_filters: list[str] | None = None
@@ -404,6 +406,8 @@ class Overrides(_Model):
     llm_routing_model: str | None = None
     agent_orchestration_model: str | None = None
     orchestrator_model_context_length: int = Field(8192, ge=1)
+    #: How long the LLM orchestrator may take before the embedded router decides instead.
+    agent_orchestration_timeout: Duration = 10.0
 
 
 class StateStorage(_Model):

@@ -12,10 +12,10 @@ import logging
 
 import orjson
 
-from gateway.listeners.errors import GatewayError, bad_request
+from gateway.listeners.chat import parse_chat_request
+from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
     JSON_CT,
-    SSE_CT,
     ClientDisconnected,
     Receive,
     Scope,
@@ -27,10 +27,10 @@ from gateway.listeners.http import (
     send_body,
     send_error,
 )
-from gateway.listeners.sse import EventAligner, openai_error_event
+from gateway.listeners.relay import relay_json, relay_stream
 from gateway.llm.resolver import ModelResolver
 from gateway.llm.targets import Target, client_credential, passthrough_headers
-from gateway.upstream import Upstream, UpstreamError, forward_headers, response_headers
+from gateway.upstream import Upstream, UpstreamError, forward_headers
 from gateway.upstream.headers import CREDENTIALS
 
 log = logging.getLogger("plano.model")
@@ -41,7 +41,6 @@ _CORS = [
     (b"access-control-allow-headers", b"Authorization, Content-Type"),
     (b"access-control-max-age", b"86400"),
 ]
-_MAX_ERROR_BODY = 1 << 20  # upstream error bodies relayed up to 1 MiB
 
 
 class ModelListener:
@@ -133,102 +132,18 @@ class ModelListener:
         async with self.upstream.open(
             "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
         ) as resp:
-            data = await resp.read()
-            status = resp.status
-            if status >= 400:
-                await self._relay_error(send, status, resp.headers, data, rid)
-                return
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                parsed = None
-            if not isinstance(parsed, dict):
-                raise GatewayError(
-                    502,
-                    f"Upstream {target.name} returned a response that is not a JSON object (status {status}).",
-                    code="upstream_invalid_response",
-                )
-            out = response_headers(resp.headers, keep_type=False)
-            out.append(JSON_CT)
-            out.append((b"x-request-id", rid.encode()))
-            await send_body(send, status, data, out)
-
-    async def _relay_error(self, send: Send, status: int, upstream_headers, data: bytes, rid: str) -> None:
-        """Upstream 4xx/5xx: relay its status and JSON body; wrap a non-JSON body in our envelope."""
-        data = data[:_MAX_ERROR_BODY]
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            text = data.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
-            data = GatewayError(status, f"Upstream error: {text}", code="upstream_error").openai_body()
-        out = response_headers(upstream_headers, keep_type=False)
-        out.append(JSON_CT)
-        out.append((b"x-request-id", rid.encode()))
-        await send_body(send, status, data, out)
+            await relay_json(send, resp, rid, _invalid_response(target))
 
     async def _relay_stream(self, send: Send, target: Target, headers, payload: bytes, rid: str) -> None:
-        started = False
-        aligner = EventAligner()
-        try:
-            async with self.upstream.open(
-                "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
-            ) as resp:
-                if resp.status >= 400:
-                    await self._relay_error(send, resp.status, resp.headers, await resp.read(), rid)
-                    return
-                ctype = resp.headers.get("content-type", "")
-                if "text/event-stream" not in ctype:
-                    # An upstream that ignored stream=true: relay its JSON as is.
-                    data = await resp.read()
-                    out = response_headers(resp.headers)
-                    out.append((b"x-request-id", rid.encode()))
-                    await send_body(send, resp.status, data, out)
-                    return
-                out = response_headers(resp.headers, keep_type=False)
-                out += [SSE_CT, (b"cache-control", b"no-cache"), (b"x-request-id", rid.encode())]
-                await send({"type": "http.response.start", "status": resp.status, "headers": out})
-                started = True
-                async for chunk in resp.content.iter_any():
-                    ready = aligner.feed(chunk)
-                    if ready:
-                        await send({"type": "http.response.body", "body": ready, "more_body": True})
-            tail = aligner.pending.strip()
-            end = openai_error_event("Upstream stream ended inside an event.", code="upstream_incomplete_event") if tail else b""
-            await send({"type": "http.response.body", "body": end, "more_body": False})
-        except UpstreamError as err:
-            if not started:
-                raise
-            log.warning("request_id=%s upstream=%s stream failed: %s", rid, target.name, err)
-            event = openai_error_event(str(err), code=f"upstream_{err.kind}")
-            await send({"type": "http.response.body", "body": event, "more_body": False})
+        async with self.upstream.open(
+            "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
+        ) as resp:
+            await relay_stream(send, resp, rid, invalid_json=_invalid_response(target), target=target.name)
 
 
-def parse_chat_request(body: bytes) -> dict:
-    """Parse and check a chat-completions body at the edge (cheap structural checks only)."""
-    if not body:
-        raise bad_request("The request body is empty; expected a JSON object.", code="invalid_json")
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(request, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
-    model = request.get("model")
-    if model is not None and not isinstance(model, str):
-        raise bad_request("'model' must be a string.", param="model", code="invalid_type")
-    messages = request.get("messages")
-    if messages is None:
-        raise bad_request("'messages' is required.", param="messages", code="missing_required_parameter")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' must be a non-empty array.", param="messages", code="invalid_type")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise bad_request(f"'messages[{i}]' must be an object.", param=f"messages[{i}]", code="invalid_type")
-        if not isinstance(message.get("role"), str):
-            raise bad_request(f"'messages[{i}].role' must be a string.", param=f"messages[{i}].role", code="invalid_type")
-    stream = request.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise bad_request("'stream' must be a boolean.", param="stream", code="invalid_type")
-    return request
+def _invalid_response(target: Target) -> GatewayError:
+    return GatewayError(
+        502,
+        f"Upstream {target.name} returned a response that is not a JSON object.",
+        code="upstream_invalid_response",
+    )

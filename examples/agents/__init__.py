@@ -1,0 +1,1 @@
+"""Runnable demo agents for plano (see README.md)."""

@@ -1,0 +1,115 @@
+"""Relaying an upstream's answer (LLM or agent) to the client.
+
+JSON is passed on byte for byte; SSE is passed on event by event (see
+:mod:`gateway.listeners.sse`); error statuses keep their status and reach the
+client in the OpenAI error envelope. A stream that breaks after the headers went
+out ends with an in-stream error event, since the status can no longer change.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import orjson
+
+from gateway.listeners.errors import GatewayError
+from gateway.listeners.http import JSON_CT, SSE_CT, Send, send_body
+from gateway.listeners.sse import EventAligner, openai_error_event
+from gateway.upstream import UpstreamError, response_headers
+
+MAX_ERROR_BODY = 1 << 20  # error bodies relayed up to 1 MiB
+
+#: Builds the client-facing error for an upstream error status from (status, upstream message).
+Describe = Callable[[int, str], GatewayError]
+
+
+def upstream_message(data: bytes, status: int) -> tuple[dict | None, str]:
+    """(parsed JSON object or None, the best human message found in an error body)."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return parsed, err["message"]
+        if isinstance(err, str):
+            return parsed, err
+        for key in ("message", "detail"):
+            if isinstance(parsed.get(key), str):
+                return parsed, parsed[key]
+        return parsed, orjson.dumps(parsed).decode()[:500]
+    text = data.decode("utf-8", "replace").strip()[:500]
+    return None, text or f"HTTP {status}"
+
+
+async def relay_error(send: Send, status: int, upstream_headers, data: bytes, rid: str,
+                      describe: Describe | None = None) -> None:
+    """Relay an upstream 4xx/5xx with its status.
+
+    Without ``describe`` an OpenAI-shaped JSON body passes through verbatim (the
+    model proxy's contract); any other body, or any body when ``describe`` is given,
+    is rewritten into our envelope.
+    """
+    data = data[:MAX_ERROR_BODY]
+    parsed, message = upstream_message(data, status)
+    if describe is not None:
+        data = describe(status, message).openai_body()
+    elif parsed is None or not isinstance(parsed.get("error"), dict):
+        data = GatewayError(status, f"Upstream error: {message}", code="upstream_error").openai_body()
+    out = response_headers(upstream_headers, keep_type=False)
+    out += [JSON_CT, (b"x-request-id", rid.encode())]
+    await send_body(send, status, data, out)
+
+
+async def relay_stream(send: Send, resp, rid: str, *, invalid_json: GatewayError,
+                       describe: Describe | None = None, target: str = "upstream") -> None:
+    """Relay a response to a ``stream: true`` request (SSE, or JSON if the upstream ignored stream)."""
+    if resp.status >= 400:
+        await relay_error(send, resp.status, resp.headers, await resp.read(), rid, describe)
+        return
+    if "text/event-stream" not in resp.headers.get("content-type", ""):
+        await relay_json(send, resp, rid, invalid_json, describe)
+        return
+    out = response_headers(resp.headers, keep_type=False)
+    out += [SSE_CT, (b"cache-control", b"no-cache"), (b"x-request-id", rid.encode())]
+    await send({"type": "http.response.start", "status": resp.status, "headers": out})
+    aligner = EventAligner()
+    try:
+        async for chunk in resp.content.iter_any():
+            ready = aligner.feed(chunk)
+            if ready:
+                await send({"type": "http.response.body", "body": ready, "more_body": True})
+    except Exception as exc:  # the stream broke after the headers went out
+        err = exc if isinstance(exc, UpstreamError) else _classify(exc, target)
+        await send({"type": "http.response.body", "body": openai_error_event(str(err), code=f"upstream_{err.kind}")})
+        return
+    tail = aligner.pending.strip()
+    end = openai_error_event("Upstream stream ended inside an event.", code="upstream_incomplete_event") if tail else b""
+    await send({"type": "http.response.body", "body": end, "more_body": False})
+
+
+async def relay_json(send: Send, resp, rid: str, invalid_json: GatewayError,
+                     describe: Describe | None = None) -> None:
+    """Relay a complete JSON response, refusing a 2xx body that is not a JSON object (502)."""
+    data = await resp.read()
+    if resp.status >= 400:
+        await relay_error(send, resp.status, resp.headers, data, rid, describe)
+        return
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise invalid_json
+    out = response_headers(resp.headers, keep_type=False)
+    out += [JSON_CT, (b"x-request-id", rid.encode())]
+    await send_body(send, resp.status, data, out)
+
+
+def _classify(exc: Exception, target: str) -> UpstreamError:
+    import asyncio
+
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamError("timeout", target)
+    return UpstreamError("broken", target, type(exc).__name__)

@@ -1,0 +1,140 @@
+"""Embedded (in-process, model-free) agent router.
+
+Decides which agent(s) of a listener handle the latest user turn from the agents'
+free-text descriptions alone, in well under a millisecond per decision:
+
+1. descriptions are parsed once into scope / example / exclusion stems
+   (`embedded_profile`) and indexed with IDF across agents (`embedded_index`);
+2. a purely social turn (greeting, thanks) goes to the default agent;
+3. the turn is cut into clauses (`embedded_segment`); when two or more clauses each
+   map confidently to *different* specialists it is a multi-intent request, ordered
+   by the text, with "but first / before that" clauses moved ahead;
+4. otherwise the turn is scored as a whole; a short or anaphoric turn blends in the
+   previous turn's evidence (`embedded_dialog`), so follow-ups inherit the topic while
+   a turn with strong evidence of its own switches it;
+5. no confident specialist -> the default agent (`default: true`, else the first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.routing.embedded_dialog import Turn, is_anaphoric, user_turns
+from gateway.routing.embedded_index import LexicalIndex
+from gateway.routing.embedded_profile import parse_description
+from gateway.routing.embedded_segment import split_pieces
+from gateway.routing.embedded_text import content_stems, is_social
+from gateway.routing.types import AgentSpec, RoutingDecision
+
+MIN_EVIDENCE = 0.55   # x the weight of one word unique to one agent: below this, no match
+MARGIN = 1.2          # a clause's best specialist must beat the runner-up by this factor
+FOLLOW_W = 0.6        # weight of the previous turn's evidence for an anaphoric turn
+CONTEXT_DEPTH = 3     # how many earlier user turns a chain of follow-ups may reach back
+
+
+@dataclass
+class _Group:
+    agent: int
+    goes_first: bool
+
+
+class EmbeddedRouter:
+    """Routes chat turns to agents using only their descriptions."""
+
+    def __init__(self, agents: list[AgentSpec]) -> None:
+        if not agents:
+            raise ValueError("EmbeddedRouter needs at least one agent")
+        self.agents = list(agents)
+        self.ids = [a.id for a in self.agents]
+        defaults = [i for i, a in enumerate(self.agents) if a.default]
+        self.default = defaults[0] if defaults else 0
+        profiles = [parse_description(a.id, a.description, i == self.default)
+                    for i, a in enumerate(self.agents)]
+        self.index = LexicalIndex(profiles)
+        self.min_score = MIN_EVIDENCE * self.index.unit
+
+    # ------------------------------------------------------------------ public
+    def route(self, messages: list[dict]) -> RoutingDecision:
+        if len(self.agents) == 1:
+            return RoutingDecision([self.ids[0]], "single_agent")
+        turns = [t for t in user_turns(messages)]
+        if not turns:
+            return self._default("no_user_message")
+        latest = turns[-1]
+        if not latest.text.strip() or not content_stems(latest.text) and not is_social(latest.text):
+            return self._default("empty")
+        if is_social(latest.text):
+            return self._default("smalltalk")
+
+        multi = self._multi(latest.text)
+        if multi:
+            return RoutingDecision([self.ids[i] for i in multi], "multi")
+
+        scores, followup = self._turn_scores(turns, CONTEXT_DEPTH)
+        best = self._pick(scores, margin=1.0)
+        table = {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
+        if best is None:
+            return self._default("no_match->default", table)
+        return RoutingDecision([self.ids[best]], "followup" if followup else "single", table)
+
+    # ---------------------------------------------------------------- internals
+    def _default(self, reason: str, scores: dict[str, float] | None = None) -> RoutingDecision:
+        return RoutingDecision([self.ids[self.default]], reason, scores or {})
+
+    def _scores(self, text: str) -> list[float]:
+        return self.index.evidence(content_stems(text)).scores
+
+    def _pick(self, scores: list[float], margin: float) -> int | None:
+        """Best specialist if its evidence is sufficient and beats default and runner-up."""
+        order = sorted((i for i in range(len(scores)) if i != self.default),
+                       key=lambda i: scores[i], reverse=True)
+        if not order:
+            return None
+        b = order[0]
+        s = scores[b]
+        if s < self.min_score or s <= scores[self.default]:
+            return None
+        if len(order) > 1 and s < margin * max(scores[order[1]], 0.0):
+            return None
+        return b
+
+    def _turn_scores(self, turns: list[Turn], depth: int) -> tuple[list[float], bool]:
+        """Scores of the last turn, blended with earlier turns when it is a follow-up."""
+        latest = turns[-1]
+        scores = self._scores(latest.text)
+        if len(turns) < 2 or depth <= 0 or is_social(turns[-2].text):
+            return scores, False
+        own = self._pick(scores, margin=1.0)
+        if own is not None and not is_anaphoric(latest.text):
+            return scores, False
+        prev, _ = self._turn_scores(turns[:-1], depth - 1)
+        if self._pick(prev, margin=1.0) is None:
+            return scores, False
+        blended = [s + FOLLOW_W * p for s, p in zip(scores, prev)]
+        return blended, self._pick(blended, 1.0) != own
+
+    def _multi(self, text: str) -> list[int] | None:
+        """Agents of a multi-intent turn in execution order, or None for a single intent."""
+        pieces = split_pieces(text)
+        if len(pieces) < 2:
+            return None
+        groups: list[_Group] = []
+        for p in pieces:
+            agent = None if p.background else self._pick(self._scores(p.text), margin=MARGIN)
+            if agent is None or (groups and groups[-1].agent == agent):
+                continue
+            groups.append(_Group(agent, p.goes_first))
+        distinct = {g.agent for g in groups}
+        if len(distinct) < 2:
+            return None
+        ordered: list[_Group] = []
+        for g in groups:
+            if g.goes_first and ordered:
+                ordered.insert(len(ordered) - 1, g)
+            else:
+                ordered.append(g)
+        out: list[int] = []
+        for g in ordered:
+            if g.agent not in out:
+                out.append(g.agent)
+        return out

@@ -1,0 +1,75 @@
+"""Conversation helpers: extract user turns from OpenAI-shaped messages, spot follow-ups.
+
+A short or anaphoric turn ("and for Munich?", "drop the tote", "can I tack on one more
+day?") usually continues the previous user turn's topic, so the router blends that
+turn's evidence in; a turn with its own strong evidence can still switch topic.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.routing.embedded_text import content_stems, normalize
+
+
+@dataclass
+class Turn:
+    """One user turn and the assistant reply that preceded it (if any)."""
+
+    text: str
+    assistant_before: str = ""
+
+
+def content_text(content) -> str:
+    """Text of a message content: a string or a list of {type: text, text} parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        out = []
+        for part in content:
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, dict):
+                txt = part.get("text")
+                if isinstance(txt, str) and part.get("type", "text") in ("text", "input_text"):
+                    out.append(txt)
+        return " ".join(out)
+    if isinstance(content, dict) and isinstance(content.get("text"), str):
+        return content["text"]
+    return ""
+
+
+def user_turns(messages) -> list[Turn]:
+    """User turns in order; system/developer/tool messages are ignored."""
+    turns: list[Turn] = []
+    last_assistant = ""
+    for m in messages or ():
+        if not isinstance(m, dict):
+            continue
+        role = m.get("role")
+        text = content_text(m.get("content"))
+        if role == "user":
+            turns.append(Turn(text=text, assistant_before=last_assistant))
+            last_assistant = ""
+        elif role == "assistant":
+            last_assistant = text
+    return turns
+
+
+_CONTINUATION = re.compile(
+    r"^\s*(?:and|also|or|but|so|then|plus|what about|how about|same|ok(?:ay)?|ugh|well|actually|"
+    r"what if|and if|even|only|just|is there|are there|does that|do they|does it|can i|could i)\b")
+_ANAPHOR = re.compile(r"\b(?:it|its|that|this|those|these|them|they|one|ones|there|same|other|another|"
+                      r"else|instead|too|either|first|second|third|last|cheapest|latest)\b")
+
+
+def is_anaphoric(text: str) -> bool:
+    """True when a turn leans on the previous one (connective opener, pronoun, or very short)."""
+    t = normalize(text)
+    if _CONTINUATION.search(t):
+        return True
+    n = len(content_stems(text))
+    return n <= 2 or (n <= 6 and bool(_ANAPHOR.search(t)))

@@ -1,0 +1,69 @@
+"""Clause segmentation of one user turn, for multi-intent detection and ordering.
+
+The turn is cut at sentence ends and at coordinating / sequencing markers ("and",
+"also", "then", "plus", "but first"). Each piece records how it was joined, which the
+router needs: a piece introduced by "but first" / "before that" runs before the one it
+follows, and a bare declarative sentence after a request ("My manager cancelled my
+leave") is background to that request, not a second ask.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.routing.embedded_text import normalize
+
+# Markers are matched on normalised text; the longest alternatives come first.
+_MARKERS = re.compile(
+    r"(?P<sent>[.!?;]+\s+|\s+-\s+)"
+    r"|(?P<conj>,?\s*\b(?:but\s+before\s+(?:that|you\s+do\s+that|doing\s+that)|but\s+first|"
+    r"before\s+(?:that|you\s+do\s+that|doing\s+that)|and\s+then|and\s+also|and\s+after\s+that|"
+    r"after\s+that|afterwards|and\s+finally|and\s+additionally|additionally|as\s+well\s+as|also|"
+    r"then|plus|and)\b,?\s*)"
+)
+_FIRST = re.compile(r"\b(?:first|before\s+(?:that|you\s+do\s+that|doing\s+that)|beforehand)\b")
+_ADDITIVE = re.compile(r"\b(?:also|and|then|plus|additionally|as well|finally|after that|afterwards)\b")
+_SUBJECT_START = re.compile(r"^\s*(?:my|our|i|we|the|it|this|that|his|her|their|they|he|she|there)\b")
+_REQUEST = re.compile(
+    r"\?|\b(?:want|wanna|need|would like|like to|please|can|could|will you|would you|let me|"
+    r"help|how|what|when|where|which|who|why|am \w+ing|are \w+ing|going to|gonna|trying to)\b")
+
+
+@dataclass
+class Piece:
+    """A clause of the turn and how it attaches to the previous one."""
+
+    text: str
+    joiner: str = ""        # marker text before this piece ("" for the first piece)
+    goes_first: bool = False  # "but first ...", "before that ..."
+    background: bool = False  # declarative statement after a sentence break: context only
+
+
+def split_pieces(text: str) -> list[Piece]:
+    """Cut a turn into clauses at sentence ends and coordinating/sequencing markers."""
+    t = normalize(text)
+    pieces: list[Piece] = []
+    pos = 0
+    joiner = ""
+    for m in _MARKERS.finditer(t):
+        chunk = t[pos:m.start()].strip(" ,")
+        if chunk:
+            pieces.append(_piece(chunk, joiner, bool(pieces)))
+            joiner = m.group(0).strip()
+        else:
+            joiner = (joiner + " " + m.group(0).strip()).strip()
+        pos = m.end()
+    chunk = t[pos:].strip(" ,.!?")
+    if chunk:
+        pieces.append(_piece(chunk, joiner, bool(pieces)))
+    return pieces
+
+
+def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:
+    j = joiner.strip(" ,").lower()
+    goes_first = bool(_FIRST.search(j)) or (has_prev and bool(re.match(r"\s*first\b", chunk)))
+    sentence_break = has_prev and (j == "" or re.fullmatch(r"[.!?;\-]+", j) is not None)
+    background = sentence_break and not _ADDITIVE.match(chunk) and \
+        bool(_SUBJECT_START.match(chunk)) and not _REQUEST.search(chunk)
+    return Piece(text=chunk, joiner=j, goes_first=goes_first, background=background)
