@@ -27,17 +27,18 @@ class GatewayApp:
         self.upstream = Upstream(ca_path=_existing(ca_path))
         self.by_port: dict[int, object] = {}
         connect_timeout = _connect_timeout(overrides)
+        model_listener = config.model_listener
+        resolver = ModelResolver(
+            config.model_providers or [],
+            config.model_aliases or {},
+            default_timeout=model_listener.timeout if model_listener else 300.0,
+            connect_timeout=connect_timeout,
+        )
         for listener in config.listeners:
             if listener.type == "model":
-                resolver = ModelResolver(
-                    config.model_providers or [],
-                    config.model_aliases or {},
-                    default_timeout=listener.timeout,
-                    connect_timeout=connect_timeout,
-                )
                 self.by_port[listener.port] = ModelListener(listener, resolver, self.upstream)
             elif listener.type == "agent":
-                self.by_port[listener.port] = _agent_listener(config, listener, self.upstream)
+                self.by_port[listener.port] = _agent_listener(config, listener, self.upstream, resolver)
             else:
                 log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name, listener.type)
         self._single = next(iter(self.by_port.values())) if len(self.by_port) == 1 else None
@@ -69,10 +70,10 @@ class GatewayApp:
                 return
 
 
-def _agent_listener(config, listener, upstream):
+def _agent_listener(config, listener, upstream, resolver):
     from gateway.listeners.agent import AgentListener  # imported lazily: model-only configs skip it
 
-    return AgentListener(config, listener, upstream)
+    return AgentListener(config, listener, upstream, resolver)
 
 
 def _connect_timeout(overrides) -> float:

@@ -1,0 +1,104 @@
+"""Start the offline demo: the example agents, the local demo model and plano (plano.yaml).
+
+    python -m examples.run_demo            # run until Ctrl-C
+    python -m examples.run_demo --check    # start, ask the demo question once, stop (exit 0 on success)
+
+With OPENAI_API_KEY set, the agents phrase their answers with gpt-4o-mini through
+plano's model proxy; without it everything is local and deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = [("local_llm", 10500), ("weather", 10510), ("flights", 10520), ("currency", 10530), ("general", 10540)]
+QUESTION = "What's the weather in Paris and find me flights from NYC to Paris"
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=0.5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait(ports, procs, timeout=30.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(ports)
+    while pending:
+        for name, proc in procs:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited with code {proc.returncode} during start-up")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"services on ports {sorted(pending)} did not become healthy")
+        pending = {p for p in pending if not healthy(p)}
+        time.sleep(0.05)
+
+
+def ask(question: str, stream: bool = False) -> str:
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": question}]}).encode()
+    req = urllib.request.Request("http://127.0.0.1:8001/v1/chat/completions", data=body,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())["choices"][0]["message"]["content"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="ask the demo question once and exit")
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if os.environ.get("OPENAI_API_KEY"):
+        env.update(PLANO_AGENT_USE_LLM="1", PLANO_AGENT_MODEL="gpt-4o-mini")
+    procs: list[tuple[str, subprocess.Popen]] = []
+    try:
+        for name, port in SERVICES:
+            procs.append((name, subprocess.Popen([sys.executable, "-m", f"examples.agents.{name}", "--port", str(port)],
+                                                 cwd=ROOT, env=env)))
+        wait([p for _, p in SERVICES], procs)
+        procs.append(("plano", subprocess.Popen([sys.executable, "-m", "gateway", "up", str(ROOT / "plano.yaml"),
+                                                 "--foreground"], cwd=ROOT, env=env)))
+        wait([8001, 12000], procs)
+        if args.check:
+            answer = ask(QUESTION)
+            print(f"Q: {QUESTION}\nA: {answer}")
+            return 0 if ("Paris" in answer and ("CDG" in answer or "ORY" in answer)) else 1
+        print(f"""
+plano demo is running (Ctrl-C to stop).
+  agent listener  http://127.0.0.1:8001/v1   (weather, flights, currency, general agents)
+  model proxy     http://127.0.0.1:12000/v1  (model 'demo' = offline local model)
+
+Try:
+  curl -s http://127.0.0.1:8001/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{{"messages": [{{"role": "user", "content": "{QUESTION}"}}]}}'
+  curl -sN http://127.0.0.1:8001/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{{"stream": true, "messages": [{{"role": "user", "content": "Convert 100 EUR to USD"}}]}}'
+  curl -s http://127.0.0.1:12000/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{{"model": "demo", "messages": [{{"role": "user", "content": "hello"}}]}}'
+""", flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return 0
+    finally:
+        for _, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    raise SystemExit(main())

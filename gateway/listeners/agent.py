@@ -1,0 +1,128 @@
+"""The agent listener: one endpoint in front of a team of agents.
+
+``POST /v1/chat/completions``: parse at the edge, let the selector choose the
+agents for the latest user turn, run the intermediate ones collecting their
+answers, then relay the last agent's response to the client as it is produced —
+with the agent's real status. The listener ``timeout`` bounds the whole chain.
+``GET /v1/models`` lists the listener's agents; ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from gateway.listeners.chat import parse_chat_request
+from gateway.listeners.errors import GatewayError
+from gateway.listeners.http import (
+    JSON_CT,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    drain,
+    healthz,
+    read_body,
+    request_id,
+    send_body,
+    send_error,
+)
+from gateway.listeners.relay import relay_json, relay_stream
+from gateway.llm.resolver import ModelResolver
+from gateway.orchestration.chain import Deadline, agent_endpoint, agent_failed, collect_answer, handoff
+from gateway.routing.selector import AgentSelector
+from gateway.upstream import Upstream, UpstreamError, forward_headers
+
+log = logging.getLogger("plano.agent")
+
+_NO_DROP: frozenset[bytes] = frozenset()
+
+
+class AgentListener:
+    """ASGI app for one ``type: agent`` listener."""
+
+    def __init__(self, config, listener, upstream: Upstream, resolver: ModelResolver | None = None) -> None:
+        self.name = listener.name
+        self.timeout = listener.timeout
+        self.max_body = listener.max_body_bytes or 10 * 1024 * 1024
+        self.upstream = upstream
+        if resolver is None:
+            resolver = ModelResolver(config.model_providers or [], config.model_aliases or {}, default_timeout=None)
+        self.selector = AgentSelector(listener, config, resolver, upstream)
+        self.endpoints = {a.id: agent_endpoint(config.agent_by_id(a.id)) for a in listener.agents or []}
+        self._models_body = orjson.dumps({"object": "list", "data": [
+            {"id": a.id, "object": "model", "created": 0, "owned_by": "agent"} for a in listener.agents or []]})
+        self._routes = {
+            ("POST", "/v1/chat/completions"): self.chat_completions,
+            ("POST", "/agents/v1/chat/completions"): self.chat_completions,
+            ("GET", "/v1/models"): self.list_models,
+            ("GET", "/agents/v1/models"): self.list_models,
+            ("GET", "/healthz"): healthz,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            await drain(receive)
+            known = any(path == scope["path"] for _, path in self._routes)
+            status, code = (405, "method_not_allowed") if known else (404, "not_found")
+            await send_error(send, GatewayError(status, f"{scope['method']} {scope['path']} is not served by agent "
+                                                        f"listener '{self.name}'", code=code))
+            return
+        await handler(scope, receive, send)
+
+    async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_body(send, 200, self._models_body, [JSON_CT])
+
+    async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rid = request_id(scope)
+        try:
+            body = await read_body(scope, receive, self.max_body)
+            request = parse_chat_request(body)
+            deadline = Deadline(self.timeout)
+            headers = self._agent_headers(scope, rid)
+            selection = await self.selector.select(request["messages"], headers)
+            log.debug("request_id=%s router=%s agents=%s reason=%s", rid, selection.router, selection.agents,
+                      selection.reason)
+            messages = request["messages"]
+            *intermediate, last = selection.agents
+            for agent_id in intermediate:
+                agent = self.endpoints[agent_id]
+                payload = orjson.dumps({**request, "messages": messages})
+                answer = await collect_answer(self.upstream, agent, payload, {**headers, "x-plano-agent-id": agent_id},
+                                              deadline)
+                messages = handoff(messages, agent_id, answer)
+            await self._final(send, request, messages, self.endpoints[last], headers, deadline, rid)
+        except GatewayError as err:
+            await send_error(send, err, rid)
+        except ClientDisconnected:
+            return
+
+    async def _final(self, send: Send, request: dict, messages: list[dict], agent, headers, deadline, rid) -> None:
+        payload = orjson.dumps({**request, "messages": messages})
+        headers = {**headers, "x-plano-agent-id": agent.id}
+        invalid = GatewayError(502, f"Agent '{agent.id}' returned a response that is not a JSON object.",
+                               code="agent_invalid_response")
+
+        def describe(status: int, message: str) -> GatewayError:
+            return agent_failed(agent.id, status, message)
+
+        try:
+            async with self.upstream.open("POST", agent.url, headers=headers, body=payload,
+                                          timeout=deadline.policy(agent), target=f"agent '{agent.id}'") as resp:
+                if request.get("stream") is True:
+                    await relay_stream(send, resp, rid, invalid_json=invalid, describe=describe,
+                                       target=f"agent '{agent.id}'")
+                else:
+                    await relay_json(send, resp, rid, invalid, describe)
+        except UpstreamError as err:
+            raise GatewayError(err.status, f"Agent '{agent.id}': {err}", code=f"agent_{err.kind}") from None
+
+    def _agent_headers(self, scope: Scope, rid: str) -> dict[str, str]:
+        """Client headers minus hop-by-hop ones, plus correlation and listener identity (never provider keys)."""
+        headers = forward_headers(scope["headers"], _NO_DROP)
+        headers["x-request-id"] = rid
+        headers["content-type"] = "application/json"
+        headers["x-arch-agent-listener-name"] = self.name
+        return headers

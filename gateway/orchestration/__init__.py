@@ -1,0 +1,1 @@
+"""Running the selected agents: calls, hand-offs between them, and the final answer."""

@@ -1,0 +1,127 @@
+"""Sequencing agents: call each in turn, hand earlier answers to later agents.
+
+An intermediate agent's answer is collected as text (SSE deltas joined, or the JSON
+message content — never raw JSON) and inserted as an assistant message named after
+the agent just before the user's latest message, so the next agent sees it as
+context for the question (Plano §2.1 step 5). A failing intermediate agent stops
+the chain with its own status; its error text is never fed to the next agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import orjson
+
+from gateway.listeners.errors import GatewayError
+from gateway.listeners.relay import upstream_message
+from gateway.upstream import Upstream, UpstreamError, timeout_policy
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEndpoint:
+    id: str
+    url: str  # full chat-completions URL
+    timeout: float | None
+
+
+def agent_endpoint(agent) -> AgentEndpoint:
+    """``{url}/v1/chat/completions``, keeping any path prefix in the configured url."""
+    base = agent.url.rstrip("/")
+    url = base if base.endswith("/chat/completions") else f"{base}/v1/chat/completions"
+    return AgentEndpoint(agent.id, url, getattr(agent, "timeout", None))
+
+
+def agent_failed(agent_id: str, status: int, message: str) -> GatewayError:
+    return GatewayError(status, f"Agent '{agent_id}' failed with HTTP {status}: {message}", code="agent_error")
+
+
+def handoff(messages: list[dict], agent_id: str, answer: str) -> list[dict]:
+    """The conversation for the next agent: the answer goes right before the latest user message."""
+    if messages and messages[-1].get("role") == "user":
+        return [*messages[:-1], {"role": "assistant", "name": agent_id, "content": answer}, messages[-1]]
+    return [*messages, {"role": "assistant", "name": agent_id, "content": answer}]
+
+
+class Deadline:
+    """The listener's timeout for the whole chain, shared by every step."""
+
+    def __init__(self, seconds: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.seconds = seconds
+        self.at = loop.time() + seconds if seconds else None
+        self._loop = loop
+
+    def remaining(self) -> float | None:
+        if self.at is None:
+            return None
+        return self.at - self._loop.time()
+
+    def expired_error(self) -> GatewayError:
+        return GatewayError(504, f"The agent chain did not finish within the listener timeout of {self.seconds:g}s.",
+                            code="listener_timeout")
+
+    def policy(self, agent: AgentEndpoint, connect: float = 5.0):
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise self.expired_error()
+        limits = [t for t in (left, agent.timeout) if t]
+        total = min(limits) if limits else None
+        return timeout_policy(total, min(connect, total) if total else connect)
+
+
+async def collect_answer(upstream: Upstream, agent: AgentEndpoint, body: bytes, headers: dict[str, str],
+                         deadline: Deadline) -> str:
+    """Call an intermediate agent and return its answer as plain text (or raise GatewayError)."""
+    try:
+        async with upstream.open("POST", agent.url, headers=headers, body=body, timeout=deadline.policy(agent),
+                                 target=f"agent '{agent.id}'") as resp:
+            data = await resp.read()
+            status = resp.status
+            ctype = resp.headers.get("content-type", "")
+    except UpstreamError as err:
+        raise GatewayError(err.status, f"Agent '{agent.id}': {err}", code=f"agent_{err.kind}") from None
+    if status >= 400:
+        raise agent_failed(agent.id, status, upstream_message(data, status)[1])
+    if "text/event-stream" in ctype:
+        return _text_from_sse(agent.id, data)
+    return _text_from_json(agent.id, data)
+
+
+def _text_from_json(agent_id: str, data: bytes) -> str:
+    try:
+        message = orjson.loads(data)["choices"][0]["message"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        raise GatewayError(502, f"Agent '{agent_id}' returned a response that is not a chat completion.",
+                           code="agent_invalid_response") from None
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
+def _text_from_sse(agent_id: str, data: bytes) -> str:
+    parts: list[str] = []
+    for line in data.splitlines():
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload or payload == b"[DONE]":
+            continue
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise GatewayError(502, f"Agent '{agent_id}' sent an SSE event that is not JSON.",
+                               code="agent_invalid_response") from None
+        if not isinstance(event, dict):
+            continue
+        if "error" in event:
+            err = event["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            raise GatewayError(502, f"Agent '{agent_id}' failed mid-stream: {message}", code="agent_error")
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                parts.append(delta["content"])
+    return "".join(parts)
