@@ -30,6 +30,7 @@ MIN_EVIDENCE = 0.55   # x the weight of one word unique to one agent: below this
 MARGIN = 1.2          # a clause's best specialist must beat the runner-up by this factor
 FOLLOW_W = 0.6        # weight of the previous turn's evidence for an anaphoric turn
 CONTEXT_DEPTH = 3     # how many earlier user turns a chain of follow-ups may reach back
+BACKGROUND_W = 0.3    # weight of background statements ("My flight was cancelled.") in a turn
 
 
 @dataclass
@@ -61,7 +62,8 @@ class EmbeddedRouter:
         if not turns:
             return self._default("no_user_message")
         latest = turns[-1]
-        if not latest.text.strip() or not content_stems(latest.text) and not is_social(latest.text):
+        if not latest.text.strip() or not content_stems(latest.text) and len(turns) < 2 \
+                and not is_social(latest.text):
             return self._default("empty")
         if is_social(latest.text):
             return self._default("smalltalk")
@@ -84,6 +86,16 @@ class EmbeddedRouter:
     def _scores(self, text: str) -> list[float]:
         return self.index.evidence(content_stems(text)).scores
 
+    def _turn_text_scores(self, text: str) -> list[float]:
+        """Scores of a whole turn; background statements only add a little context."""
+        pieces = split_pieces(text)
+        back = [p.text for p in pieces if p.background]
+        if not back:
+            return self._scores(text)
+        fore = self._scores(" . ".join(p.text for p in pieces if not p.background))
+        ctx = self._scores(" . ".join(back))
+        return [f + BACKGROUND_W * c for f, c in zip(fore, ctx)]
+
     def _pick(self, scores: list[float], margin: float) -> int | None:
         """Best specialist if its evidence is sufficient and beats default and runner-up."""
         order = sorted((i for i in range(len(scores)) if i != self.default),
@@ -92,7 +104,9 @@ class EmbeddedRouter:
             return None
         b = order[0]
         s = scores[b]
-        if s < self.min_score or s <= scores[self.default]:
+        # The default agent competes with a prior of one clear word: matches of its own
+        # description ("jokes", "greetings") raise the bar, its exclusions lower it.
+        if s < self.min_score + scores[self.default] or s < 0.5 * self.min_score:
             return None
         if len(order) > 1 and s < margin * max(scores[order[1]], 0.0):
             return None
@@ -101,7 +115,7 @@ class EmbeddedRouter:
     def _turn_scores(self, turns: list[Turn], depth: int) -> tuple[list[float], bool]:
         """Scores of the last turn, blended with earlier turns when it is a follow-up."""
         latest = turns[-1]
-        scores = self._scores(latest.text)
+        scores = self._turn_text_scores(latest.text)
         if len(turns) < 2 or depth <= 0 or is_social(turns[-2].text):
             return scores, False
         own = self._pick(scores, margin=1.0)
@@ -110,7 +124,11 @@ class EmbeddedRouter:
         prev, _ = self._turn_scores(turns[:-1], depth - 1)
         if self._pick(prev, margin=1.0) is None:
             return scores, False
-        blended = [s + FOLLOW_W * p for s, p in zip(scores, prev)]
+        # Own evidence: the previous topic is a prior (at most FOLLOW_W of one clear word)
+        # that it may override. No evidence of its own: inherit the topic.
+        top = max(prev)
+        w = FOLLOW_W * self.index.unit / top if own is not None else 1.0
+        blended = [s + w * max(p, 0.0) for s, p in zip(scores, prev)]
         return blended, self._pick(blended, 1.0) != own
 
     def _multi(self, text: str) -> list[int] | None:

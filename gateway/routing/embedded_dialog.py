@@ -60,7 +60,7 @@ def user_turns(messages) -> list[Turn]:
 
 
 _CONTINUATION = re.compile(
-    r"^\s*(?:and|also|or|but|so|then|plus|what about|how about|same|ok(?:ay)?|ugh|well|actually|"
+    r"^\s*(?:and|also|or|but|so|then|plus|what about|how about|same|ok(?:ay)?|ugh|well|"
     r"what if|and if|even|only|just|is there|are there|does that|do they|does it|can i|could i)\b")
 _ANAPHOR = re.compile(r"\b(?:it|its|that|this|those|these|them|they|one|ones|there|same|other|another|"
                       r"else|instead|too|either|first|second|third|last|cheapest|latest)\b")

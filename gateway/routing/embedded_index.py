@@ -12,12 +12,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from gateway.routing.embedded_profile import AgentProfile
+from gateway.routing.embedded_text import PARTICLES
 
 SCOPE_W = 1.0      # word from the agent's own scope sentences or id
 EXAMPLE_W = 0.5    # word only seen in an example request (examples carry incidental names)
 FUZZY_W = 0.6      # prefix/derivation match ("miles" ~ "mileage") instead of an exact stem
 BIGRAM_W = 0.5     # adjacent pair also adjacent in the description ("time off", "sick leave")
 NEG_W = 0.8        # a word the description excludes ("Does not track parcels")
+PARTICLE_W = 0.5   # "off", "back" ... outside a matching phrase
 
 
 @dataclass
@@ -54,8 +56,9 @@ class LexicalIndex:
         self.pos = dict(pos)
         self.neg = {t: s for t, s in neg.items()}
         self.bigrams = dict(bigrams)
-        self.idf = {t: self._idf(len(self.pos.get(t, ()))) for t in set(pos) | set(neg)}
         self.unit = self._idf(1)
+        # A word only ever excluded (df 0) must not outweigh a word unique to one agent.
+        self.idf = {t: min(self._idf(len(self.pos.get(t, ()))), self.unit) for t in set(pos) | set(neg)}
         self._by_prefix: dict[str, list[str]] = defaultdict(list)
         for t in self.idf:
             if len(t) >= 3:
@@ -79,7 +82,7 @@ class LexicalIndex:
                 p = 0
                 while p < len(short) and short[p] == long_[p]:
                     p += 1
-                ok = (p == len(short) and len(long_) - len(short) <= 3) or \
+                ok = (p == len(short) and len(short) >= 4 and len(long_) - len(short) <= 3) or \
                      (p >= 5 and p >= 0.75 * len(long_))
                 if ok and p > best:
                     best, hit = p, c
@@ -103,6 +106,8 @@ class LexicalIndex:
                 continue
             seen.add(r)
             idf = self.idf[r]
+            if r in PARTICLES:
+                m *= PARTICLE_W
             known += idf
             per = self.pos.get(r, {})
             for i, w in per.items():
@@ -113,6 +118,8 @@ class LexicalIndex:
         for a, b in zip(resolved, resolved[1:]):
             if a and b and (a, b) in self.bigrams:
                 bonus = BIGRAM_W * min(self.idf[a], self.idf[b])
+                if a in PARTICLES or b in PARTICLES:  # restore the particle's full weight
+                    bonus += PARTICLE_W * self.idf[a if a in PARTICLES else b]
                 for i in self.bigrams[(a, b)]:
                     scores[i] += bonus
         return Evidence(scores, known, unknown)

@@ -51,9 +51,13 @@ help able way thing things stuff lot lots bit
 im ive id youre dont doesnt cant wont isnt
 today tomorrow yesterday tonight now soon later next last ago many few several
 use used uses using try tried trying
+two three four five six seven eight nine ten week weeks month months year years weekend
 monday tuesday wednesday thursday friday saturday sunday january february march april may
 june july august september october november december
 """.split())
+
+# Phrasal-verb particles: meaningful only inside their phrase ("time off", "send it back").
+PARTICLES = frozenset("off out back up down away in on over around".split())
 
 # Words that make a turn purely social (greeting, thanks, acknowledgement, farewell).
 SOCIAL = frozenset("""
@@ -95,6 +99,8 @@ def stem(word: str) -> str:
         if w.endswith(suf):
             if suf == "s" and w.endswith(_KEEP_S):
                 break
+            if suf == "es" and not w.endswith(("xes", "ches", "shes", "sses")):
+                continue  # "miles" -> "mile" (by the "s" rule), "boxes" -> "box"
             base = w[: -len(suf)]
             if len(base) < minlen or not (_VOWELS & set(base)):
                 continue
@@ -105,7 +111,7 @@ def stem(word: str) -> str:
             elif suf in ("ing", "ed", "ation", "ations") and len(w) > 4 and w[-1] == w[-2] == "l":
                 w = w[:-1]  # cancelled -> cancell -> cancel
             break
-    if w.endswith("e") and len(w) > 3:
+    if w.endswith("e") and len(w) > 4:
         w = w[:-1]
     if w.endswith("y") and len(w) > 3 and w[-2] not in _VOWELS:
         w = w[:-1]  # delivery / deliveries / delivered -> deliver

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""In-process evaluator for the embedded agent router.
+
+Loads a routing set (agents.yaml + cases.jsonl), routes every case with
+`EmbeddedRouter`, and prints exact-match per kind with the same rules as the set's
+black-box score.py (exact = called == expected; multi cases with "ordered": false
+compare as multisets), plus router construction time and decision latency p50/p99 for
+the set's listener and for a synthetic 12-agent listener (the set's agents plus generic
+weather / flights / IT-helpdesk agents, padded or trimmed to 12).
+
+    .venv/bin/python bench/routing_eval.py                      # ../shared/routing_dev
+    .venv/bin/python bench/routing_eval.py --verbose            # list the misses
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_heldout_like_agents.yaml \\
+        --cases tests/data/routing_heldout_like.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import sys
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from gateway.routing.embedded import EmbeddedRouter  # noqa: E402
+from gateway.routing.types import AgentSpec  # noqa: E402
+
+KINDS = ("single", "multi", "followup", "negative", "ambiguous_context")
+
+EXTRA_AGENTS = [
+    AgentSpec("weather_agent", "Weather forecasts and current conditions for any city: temperature, "
+              "rain, snow, wind, humidity and severe-weather alerts. Handles: 'Will it rain in Oslo "
+              "tomorrow?', 'How cold is it in Chicago right now?'. Does not book travel."),
+    AgentSpec("flight_agent", "Searches, books, changes and cancels flights; seat selection, baggage "
+              "allowance, check-in and flight status. Handles: 'Find a flight from Paris to Rome on "
+              "Friday', 'Is flight BA117 on time?'. Does not book hotels or rental cars."),
+    AgentSpec("it_helpdesk_agent", "Employee IT support: password resets, account lockouts, VPN and "
+              "Wi-Fi problems, laptop, printer and software issues, and error messages. Handles: 'I'm "
+              "locked out of my laptop', 'Outlook crashes on startup'. Does not order new equipment."),
+]
+
+
+def load_agents(path: str) -> list[AgentSpec]:
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    items = data["agents"] if isinstance(data, dict) else data
+    return [AgentSpec(a["id"], a.get("description", ""), bool(a.get("default", False))) for a in items]
+
+
+def load_cases(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def is_ordered(case: dict) -> bool:
+    return case.get("ordered", case["kind"] != "multi") is True
+
+
+def exact(case: dict, called: list[str]) -> bool:
+    exp = case["expected"]
+    if is_ordered(case):
+        return called == exp
+    return collections.Counter(called) == collections.Counter(exp)
+
+
+def percentile(values: list[float], p: float) -> float:
+    v = sorted(values)
+    return v[max(0, min(len(v) - 1, math.ceil(p / 100 * len(v)) - 1))]
+
+
+def build(agents: list[AgentSpec], repeat: int = 20) -> tuple[EmbeddedRouter, float]:
+    best = float("inf")
+    router = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        router = EmbeddedRouter(agents)
+        best = min(best, time.perf_counter() - t0)
+    return router, best
+
+
+def latency(router: EmbeddedRouter, cases: list[dict], rounds: int = 5) -> tuple[float, float]:
+    times = []
+    for _ in range(rounds):
+        for c in cases:
+            t0 = time.perf_counter()
+            router.route(c["messages"])
+            times.append(time.perf_counter() - t0)
+    return percentile(times, 50) * 1e3, percentile(times, 99) * 1e3
+
+
+def evaluate(router: EmbeddedRouter, cases: list[dict]) -> tuple[dict, list]:
+    per = {k: [0, 0] for k in KINDS}
+    misses = []
+    for c in cases:
+        d = router.route(c["messages"])
+        ok = exact(c, d.agents)
+        per.setdefault(c["kind"], [0, 0])
+        per[c["kind"]][0] += 1
+        per[c["kind"]][1] += ok
+        if not ok:
+            misses.append((c, d))
+    return per, misses
+
+
+def twelve(agents: list[AgentSpec]) -> list[AgentSpec]:
+    known = {a.id for a in agents}
+    extra = [a for a in EXTRA_AGENTS if a.id not in known]
+    out = list(agents) + extra
+    i = 0
+    while len(out) < 12:
+        i += 1
+        out.append(AgentSpec(f"generic_agent_{i}", f"Handles topic number {i} questions."))
+    return out[:12] if len(out) > 12 else out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set-dir", default=os.path.join(ROOT, "..", "shared", "routing_dev"))
+    ap.add_argument("--agents", help="agents yaml (default: <set-dir>/agents.yaml)")
+    ap.add_argument("--cases", help="cases jsonl (default: <set-dir>/cases.jsonl)")
+    ap.add_argument("--verbose", "-v", action="store_true", help="list the misses")
+    args = ap.parse_args(argv)
+    agents = load_agents(args.agents or os.path.join(args.set_dir, "agents.yaml"))
+    cases = load_cases(args.cases or os.path.join(args.set_dir, "cases.jsonl"))
+
+    router, build_s = build(agents)
+    per, misses = evaluate(router, cases)
+    total = sum(v[0] for v in per.values())
+    ok = sum(v[1] for v in per.values())
+    print(f"{'kind':<20}{'n':>5}{'exact':>8}{'rate':>9}")
+    for k, (n, good) in per.items():
+        if n:
+            print(f"{k:<20}{n:>5}{good:>8}{100 * good / n:>8.1f}%")
+    print(f"{'overall':<20}{total:>5}{ok:>8}{100 * ok / max(total, 1):>8.1f}%")
+
+    p50, p99 = latency(router, cases)
+    print(f"\n{len(agents)}-agent listener: construction {build_s * 1e3:.2f} ms, "
+          f"decision p50 {p50:.3f} ms / p99 {p99:.3f} ms")
+    agents12 = twelve(agents)
+    router12, build12 = build(agents12)
+    p50b, p99b = latency(router12, cases)
+    _, misses12 = evaluate(router12, cases)
+    print(f"{len(agents12)}-agent listener: construction {build12 * 1e3:.2f} ms, "
+          f"decision p50 {p50b:.3f} ms / p99 {p99b:.3f} ms "
+          f"(exact-match on the same cases {100 * (total - len(misses12)) / max(total, 1):.1f}%)")
+
+    if args.verbose and misses:
+        print("\nmisses:")
+        for c, d in misses:
+            last = [m for m in c["messages"] if m.get("role") == "user"][-1]["content"]
+            if not isinstance(last, str):
+                last = " ".join(p.get("text", "") for p in last if isinstance(p, dict))
+            sep = " > " if is_ordered(c) else " + "
+            print(f"  {c['id']} [{c['kind']}] expected {sep.join(c['expected'])} got "
+                  f"{sep.join(d.agents)} ({d.reason}) :: {last}")
+    print(f"\nrouting exact-match: {100 * ok / max(total, 1):.1f}% (n={total})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

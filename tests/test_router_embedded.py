@@ -1,0 +1,182 @@
+"""Behavioural tests of the embedded agent router (agents and prompts invented here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import yaml
+
+from gateway.routing.embedded import EmbeddedRouter
+from gateway.routing.types import AgentSpec, RoutingDecision
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+AGENTS = [
+    AgentSpec("flights", "Books, changes and cancels flights: fares, routes, seat selection, baggage "
+              "allowance, check-in and flight status. Handles: 'Find me a flight to Oslo on Friday', "
+              "'Can I get an aisle seat?'. Does not book hotels."),
+    AgentSpec("hotels", "Finds and books hotel rooms: availability, nightly prices, amenities such as "
+              "pools or breakfast, and changing or cancelling a reservation. Handles: 'Any hotels "
+              "near the harbour under 150 a night?'. Does not book flights."),
+    AgentSpec("chitchat", "Friendly assistant for greetings, thanks, small talk, jokes and general "
+              "knowledge questions. Handles: 'hi!', 'thank you'.", default=True),
+    AgentSpec("weather", "Weather forecasts and current conditions: temperature, rain, snow, wind and "
+              "storm alerts for any city. Handles: 'Will it rain in Dublin tomorrow?'. Does not book "
+              "trips."),
+    AgentSpec("banking", "Everyday banking: account balances, recent transactions, transfers to other "
+              "accounts or people, freezing a lost card and disputing a charge. Handles: 'What is my "
+              "checking balance?'. Does not give investment advice."),
+    AgentSpec("it_support", "Employee IT support: password resets, account lockouts, VPN and Wi-Fi "
+              "problems, laptop and printer issues. Handles: 'I am locked out of my email'. Does not "
+              "handle banking."),
+]
+
+
+def u(text):
+    return {"role": "user", "content": text}
+
+
+def a(text):
+    return {"role": "assistant", "content": text}
+
+
+@pytest.fixture(scope="module")
+def router():
+    return EmbeddedRouter(AGENTS)
+
+
+def test_single_intent(router):
+    d = router.route([u("Please freeze my card, I think it was stolen")])
+    assert isinstance(d, RoutingDecision)
+    assert d.agents == ["banking"]
+    assert router.route([u("The VPN drops every ten minutes")]).agents == ["it_support"]
+    assert router.route([u("Is it going to snow in Denver this weekend?")]).agents == ["weather"]
+
+
+def test_exclusion_sentence_does_not_count_as_scope(router):
+    # "hotels" appears in the flights agent only under "Does not book hotels".
+    assert router.route([u("Book me a hotel room with breakfast in Porto")]).agents == ["hotels"]
+
+
+def test_multi_intent_in_text_order(router):
+    d = router.route([u("Find me a flight to Rome on Friday and then book a hotel near the station")])
+    assert d.agents == ["flights", "hotels"]
+    assert d.reason == "multi"
+
+
+def test_multi_intent_explicit_first_is_moved_ahead(router):
+    d = router.route([u("Cancel my hotel reservation, but before that change my flight to Monday")])
+    assert d.agents == ["flights", "hotels"]
+    d = router.route([u("First check my checking balance, then reset my email password")])
+    assert d.agents == ["banking", "it_support"]
+
+
+def test_side_detail_does_not_split(router):
+    # one ask (a flight) with a side detail joined by "and"
+    d = router.route([u("Find me a flight to Lisbon with an aisle seat and extra baggage")])
+    assert d.agents == ["flights"]
+
+
+def test_background_sentence_is_not_a_second_ask(router):
+    d = router.route([u("Can I get a refund on the charge from the airline? My flight was cancelled.")])
+    assert d.agents == ["banking"]
+
+
+def test_followup_inherits_previous_topic(router):
+    msgs = [u("Will it rain in London tomorrow?"), a("Yes, showers from noon."), u("what about the day after?")]
+    d = router.route(msgs)
+    assert d.agents == ["weather"]
+    msgs = [u("What's my savings account balance?"), a("$4,210.55."), u("and checking?")]
+    assert router.route(msgs).agents == ["banking"]
+
+
+def test_followup_with_no_content_words_inherits(router):
+    msgs = [u("Book the 7am flight to Oslo"), a("Done, confirmation ABC123."), u("when will it get there?")]
+    assert router.route(msgs).agents == ["flights"]
+
+
+def test_followup_switches_topic_on_strong_evidence(router):
+    msgs = [u("Any hotels near Central Park?"), a("The Parkview has rooms at $185."),
+            u("actually, transfer $500 from my savings account to my landlord first")]
+    assert router.route(msgs).agents == ["banking"]
+
+
+def test_smalltalk_goes_to_default_even_when_not_first(router):
+    for text in ("hey there!", "thanks so much, you're great", "Who wrote Pride and Prejudice?"):
+        d = router.route([u(text)])
+        assert d.agents == ["chitchat"], text
+    msgs = [u("Is it windy in Boston?"), a("Gusts up to 30 mph."), u("perfect, appreciate it")]
+    assert router.route(msgs).agents == ["chitchat"]
+
+
+def test_default_falls_back_to_first_agent_without_default_flag():
+    agents = [AgentSpec(x.id, x.description) for x in AGENTS]
+    r = EmbeddedRouter(agents)
+    assert r.route([u("tell me something about penguins")]).agents == ["flights"]
+    assert r.route([u("My laptop will not connect to the Wi-Fi")]).agents == ["it_support"]
+
+
+def test_content_as_list_of_parts(router):
+    msgs = [{"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": [{"type": "text", "text": "I forgot my password"},
+                                         {"type": "image_url", "image_url": {"url": "x"}},
+                                         {"type": "text", "text": "and can't log in"}]}]
+    assert router.route(msgs).agents == ["it_support"]
+
+
+@pytest.mark.parametrize("messages", [
+    [],
+    [{"role": "system", "content": "be nice"}],
+    [{"role": "assistant", "content": "Hello!"}],
+    [u("")],
+    [u("   ")],
+    [{"role": "user", "content": None}],
+    [{"role": "user"}],
+    [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+    ["not a dict", {"role": "user", "content": 42}],
+    [u("?!?!")],
+])
+def test_empty_or_odd_messages_go_to_default(router, messages):
+    d = router.route(messages)
+    assert d.agents == ["chitchat"]
+
+
+def test_single_agent_listener_needs_no_routing():
+    r = EmbeddedRouter([AgentSpec("only", "Does everything.")])
+    assert r.route([u("book me a flight")]).agents == ["only"]
+
+
+def test_latency_and_construction_budget():
+    agents = AGENTS * 2  # 12 agents (ids repeat; only timing matters here)
+    t0 = time.perf_counter()
+    r = EmbeddedRouter(agents)
+    assert time.perf_counter() - t0 < 0.3
+    msgs = [u("Will it rain in Oslo? Also freeze my card and reset my VPN password, then book a hotel")]
+    r.route(msgs)
+    times = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        r.route(msgs)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    assert times[int(0.99 * len(times)) - 1] < 0.005
+
+
+def test_heldout_like_set_generalises():
+    """The author-written travel/finance/IT set must stay well above the lexical baselines."""
+    with open(os.path.join(HERE, "data", "routing_heldout_like_agents.yaml"), encoding="utf-8") as f:
+        spec = yaml.safe_load(f)["agents"]
+    r = EmbeddedRouter([AgentSpec(x["id"], x["description"], bool(x.get("default"))) for x in spec])
+    good = n = 0
+    with open(os.path.join(HERE, "data", "routing_heldout_like.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            c = json.loads(line)
+            got = r.route(c["messages"]).agents
+            exp = c["expected"]
+            ok = got == exp if c.get("ordered", c["kind"] != "multi") else sorted(got) == sorted(exp)
+            good += ok
+            n += 1
+    assert good / n >= 0.85
