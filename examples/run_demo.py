@@ -86,6 +86,7 @@ Try:
   curl -s http://127.0.0.1:12000/v1/chat/completions -H 'content-type: application/json' \\
     -d '{{"model": "demo", "messages": [{{"role": "user", "content": "hello"}}]}}'
 """, flush=True)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # after the children started
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
     finally:
@@ -100,5 +101,4 @@ Try:
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     raise SystemExit(main())

@@ -333,3 +333,11 @@ def test_gateway_still_serves_after_bad_input(client, proxy, llm):
     assert httpx.get(f"{proxy.url()}/healthz").status_code == 200
     assert client.chat.completions.create(model="gpt-4o", messages=user("still ok")).choices[0].message.content == "echo: still ok"
     assert proxy.proc.poll() is None
+
+
+def test_stream_request_answered_with_json_still_streams(client, llm):
+    llm.enqueue(Reply("json", content="whole answer"))  # an upstream that ignores stream=true
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=user(), stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "whole answer"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 8

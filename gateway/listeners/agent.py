@@ -9,6 +9,7 @@ with the agent's real status. The listener ``timeout`` bounds the whole chain.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
@@ -18,6 +19,7 @@ from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
     JSON_CT,
     ClientDisconnected,
+    cors_preflight,
     Receive,
     Scope,
     Send,
@@ -58,6 +60,7 @@ class AgentListener:
             ("POST", "/agents/v1/chat/completions"): self.chat_completions,
             ("GET", "/v1/models"): self.list_models,
             ("GET", "/agents/v1/models"): self.list_models,
+            ("OPTIONS", "/v1/models"): cors_preflight,
             ("GET", "/healthz"): healthz,
         }
 
@@ -82,7 +85,11 @@ class AgentListener:
             request = parse_chat_request(body)
             deadline = Deadline(self.timeout)
             headers = self._agent_headers(scope, rid)
-            selection = await self.selector.select(request["messages"], headers)
+            try:
+                selection = await asyncio.wait_for(self.selector.select(request["messages"], headers),
+                                                   deadline.remaining())
+            except asyncio.TimeoutError:
+                raise deadline.expired_error() from None
             log.debug("request_id=%s router=%s agents=%s reason=%s", rid, selection.router, selection.agents,
                       selection.reason)
             messages = request["messages"]

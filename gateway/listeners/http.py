@@ -111,3 +111,17 @@ async def drain(receive: Receive) -> None:
     message = await receive()
     while message.get("more_body"):
         message = await receive()
+
+
+_CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-allow-headers", b"Authorization, Content-Type"),
+    (b"access-control-max-age", b"86400"),
+]
+
+
+async def cors_preflight(scope: Scope, receive: Receive, send: Send) -> None:
+    """``OPTIONS /v1/models``: 204 with permissive CORS headers (as Plano answers)."""
+    await send({"type": "http.response.start", "status": 204, "headers": _CORS})
+    await send({"type": "http.response.body", "body": b""})

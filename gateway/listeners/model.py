@@ -17,6 +17,7 @@ from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
     JSON_CT,
     ClientDisconnected,
+    cors_preflight,
     Receive,
     Scope,
     Send,
@@ -35,12 +36,6 @@ from gateway.upstream.headers import CREDENTIALS
 
 log = logging.getLogger("plano.model")
 
-_CORS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"Authorization, Content-Type"),
-    (b"access-control-max-age", b"86400"),
-]
 
 
 class ModelListener:
@@ -55,7 +50,7 @@ class ModelListener:
         self._routes = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("GET", "/v1/models"): self.list_models,
-            ("OPTIONS", "/v1/models"): self.cors_preflight,
+            ("OPTIONS", "/v1/models"): cors_preflight,
             ("GET", "/healthz"): healthz,
             ("GET", "/agents/v1/models"): self.list_models,
         }
@@ -75,10 +70,6 @@ class ModelListener:
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._models_body, [JSON_CT, (b"access-control-allow-origin", b"*")])
-
-    async def cors_preflight(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 204, "headers": _CORS})
-        await send({"type": "http.response.body", "body": b""})
 
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope)

@@ -69,7 +69,17 @@ async def relay_stream(send: Send, resp, rid: str, *, invalid_json: GatewayError
         await relay_error(send, resp.status, resp.headers, await resp.read(), rid, describe)
         return
     if "text/event-stream" not in resp.headers.get("content-type", ""):
-        await relay_json(send, resp, rid, invalid_json, describe)
+        # The upstream ignored ``stream: true``: the client still gets the stream it asked for.
+        data = await resp.read()
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise invalid_json
+        out = response_headers(resp.headers, keep_type=False)
+        out += [SSE_CT, (b"cache-control", b"no-cache"), (b"x-request-id", rid.encode())]
+        await send_body(send, resp.status, completion_as_sse(parsed), out)
         return
     out = response_headers(resp.headers, keep_type=False)
     out += [SSE_CT, (b"cache-control", b"no-cache"), (b"x-request-id", rid.encode())]
@@ -113,3 +123,27 @@ def _classify(exc: Exception, target: str) -> UpstreamError:
     if isinstance(exc, asyncio.TimeoutError):
         return UpstreamError("timeout", target)
     return UpstreamError("broken", target, type(exc).__name__)
+
+
+def completion_as_sse(completion: dict) -> bytes:
+    """A whole ``chat.completion`` re-expressed as ``chat.completion.chunk`` events + ``[DONE]``."""
+    base = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint") if k in completion}
+    base["object"] = "chat.completion.chunk"
+    events = []
+    choices = completion.get("choices") if isinstance(completion.get("choices"), list) else []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        delta = {"role": message.get("role", "assistant")}
+        if message.get("content") is not None:
+            delta["content"] = message["content"]
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])
+                                   if isinstance(call, dict)]
+        index = choice.get("index", 0)
+        events.append({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        events.append({**base, "choices": [{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}]})
+    if completion.get("usage") is not None:
+        events.append({**base, "choices": [], "usage": completion["usage"]})
+    return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"

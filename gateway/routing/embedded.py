@@ -13,6 +13,11 @@ free-text descriptions alone, in well under a millisecond per decision:
    previous turn's evidence (`embedded_dialog`), so follow-ups inherit the topic while
    a turn with strong evidence of its own switches it;
 5. no confident specialist -> the default agent (`default: true`, else the first).
+
+Where the words alone decide nothing (no match, or a near tie), a semantic layer
+(`embedded_semantic`, static word vectors distilled from a sentence model) credits the
+agent whose description words are closest in meaning ("hurricane" ~ "storm") by its
+lead over the runner-up; the default agent competes in it too.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from gateway.routing.embedded_dialog import Turn, is_anaphoric, user_turns
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
 from gateway.routing.embedded_segment import split_pieces
-from gateway.routing.embedded_text import content_stems, is_social
+from gateway.routing.embedded_semantic import SemanticIndex
+from gateway.routing.embedded_text import content_stems, content_words, is_social
+from gateway.routing.embedded_vectors import load_vectors
 from gateway.routing.types import AgentSpec, RoutingDecision
 
 MIN_EVIDENCE = 0.55   # x the weight of one word unique to one agent: below this, no match
@@ -31,6 +38,7 @@ MARGIN = 1.2          # a clause's best specialist must beat the runner-up by th
 FOLLOW_W = 0.6        # weight of the previous turn's evidence for an anaphoric turn
 CONTEXT_DEPTH = 3     # how many earlier user turns a chain of follow-ups may reach back
 BACKGROUND_W = 0.3    # weight of background statements ("My flight was cancelled.") in a turn
+SEM_W = 3.0           # semantic lead over the runner-up (cosine) -> units of one clear word
 
 
 @dataclass
@@ -42,7 +50,7 @@ class _Group:
 class EmbeddedRouter:
     """Routes chat turns to agents using only their descriptions."""
 
-    def __init__(self, agents: list[AgentSpec]) -> None:
+    def __init__(self, agents: list[AgentSpec], semantic: bool = True) -> None:
         if not agents:
             raise ValueError("EmbeddedRouter needs at least one agent")
         self.agents = list(agents)
@@ -53,6 +61,8 @@ class EmbeddedRouter:
                     for i, a in enumerate(self.agents)]
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit
+        vectors = load_vectors() if semantic else None
+        self.semantic = SemanticIndex(profiles, vectors) if vectors is not None else None
 
     # ------------------------------------------------------------------ public
     def route(self, messages: list[dict]) -> RoutingDecision:
@@ -83,17 +93,29 @@ class EmbeddedRouter:
     def _default(self, reason: str, scores: dict[str, float] | None = None) -> RoutingDecision:
         return RoutingDecision([self.ids[self.default]], reason, scores or {})
 
-    def _scores(self, text: str) -> list[float]:
-        return self.index.evidence(content_stems(text)).scores
+    def _scores(self, text: str, semantic: bool = True) -> list[float]:
+        scores = self.index.evidence(content_stems(text)).scores
+        if not semantic or self.semantic is None or self._pick(scores, margin=MARGIN) is not None:
+            return scores  # the words themselves decide; semantics only break ties / rescue
+        sem = self.semantic.scores(content_words(text))
+        order = sorted(range(len(sem)), key=sem.__getitem__, reverse=True)
+        lead = sem[order[0]] - sem[order[1]]
+        if lead > 0:
+            # Only the semantically closest agent gains, by its lead over the runner-up:
+            # similarity every agent shares cancels out. For the default agent the gain
+            # raises the bar specialists must clear.
+            scores = list(scores)
+            scores[order[0]] += SEM_W * self.index.unit * lead
+        return scores
 
-    def _turn_text_scores(self, text: str) -> list[float]:
+    def _turn_text_scores(self, text: str, semantic: bool = True) -> list[float]:
         """Scores of a whole turn; background statements only add a little context."""
         pieces = split_pieces(text)
         back = [p.text for p in pieces if p.background]
         if not back:
-            return self._scores(text)
-        fore = self._scores(" . ".join(p.text for p in pieces if not p.background))
-        ctx = self._scores(" . ".join(back))
+            return self._scores(text, semantic)
+        fore = self._scores(" . ".join(p.text for p in pieces if not p.background), semantic)
+        ctx = self._scores(" . ".join(back), semantic)
         return [f + BACKGROUND_W * c for f, c in zip(fore, ctx)]
 
     def _pick(self, scores: list[float], margin: float) -> int | None:
@@ -115,15 +137,17 @@ class EmbeddedRouter:
     def _turn_scores(self, turns: list[Turn], depth: int) -> tuple[list[float], bool]:
         """Scores of the last turn, blended with earlier turns when it is a follow-up."""
         latest = turns[-1]
-        scores = self._turn_text_scores(latest.text)
         if len(turns) < 2 or depth <= 0 or is_social(turns[-2].text):
-            return scores, False
+            return self._turn_text_scores(latest.text), False
+        # Whether the turn stands on its own is judged on its words alone: a semantic
+        # guess must not cut a follow-up ("what about the day after?") off its topic.
+        scores = self._turn_text_scores(latest.text, semantic=False)
         own = self._pick(scores, margin=1.0)
         if own is not None and not is_anaphoric(latest.text):
             return scores, False
         prev, _ = self._turn_scores(turns[:-1], depth - 1)
         if self._pick(prev, margin=1.0) is None:
-            return scores, False
+            return self._turn_text_scores(latest.text), False
         # Own evidence: the previous topic is a prior (at most FOLLOW_W of one clear word)
         # that it may override. No evidence of its own: inherit the topic.
         top = max(prev)

@@ -60,7 +60,7 @@ class LexicalIndex:
         # A word only ever excluded (df 0) must not outweigh a word unique to one agent.
         self.idf = {t: min(self._idf(len(self.pos.get(t, ()))), self.unit) for t in set(pos) | set(neg)}
         self._by_prefix: dict[str, list[str]] = defaultdict(list)
-        for t in self.idf:
+        for t in sorted(self.idf):  # sorted: fuzzy ties must not depend on hash order
             if len(t) >= 3:
                 self._by_prefix[t[:3]].append(t)
         self._fuzzy_cache: dict[str, str | None] = {}

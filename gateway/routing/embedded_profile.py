@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from gateway.routing.embedded_text import content_stems, normalize
+from gateway.routing.embedded_text import content_stems, content_words, normalize
 
 # A quoted example: opening quote at a word boundary, closing quote not followed by a letter.
 _QUOTED = re.compile(r"""(?:(?<=^)|(?<=[\s:(,;]))(['"])(.+?)\1(?=[\s,.;:)!?]|$)""")
@@ -35,6 +35,10 @@ class AgentProfile:
     scope: list[list[str]] = field(default_factory=list)
     examples: list[list[str]] = field(default_factory=list)
     exclusions: list[list[str]] = field(default_factory=list)
+    # Unstemmed content words of the scope / examples (for the semantic layer).
+    scope_words: list[str] = field(default_factory=list)
+    example_words: list[str] = field(default_factory=list)
+    excluded_words: list[str] = field(default_factory=list)
 
 
 def _id_words(agent_id: str) -> str:
@@ -51,24 +55,26 @@ def parse_description(agent_id: str, description: str, default: bool = False) ->
         stems = content_stems(ex)
         if stems:
             prof.examples.append(stems)
+            prof.example_words.extend(content_words(ex))
     for clause in _CLAUSE_END.split(text):
         neg = _NEGATION.search(clause)
         if not neg:
-            _add(prof.scope, clause)
+            _add(prof.scope, clause, prof.scope_words)
             continue
-        _add(prof.scope, clause[: neg.start()])
+        _add(prof.scope, clause[: neg.start()], prof.scope_words)
         rest = clause[neg.end():]
         end = (_SCOPE_END if _CLAUSE_NEG.match(clause) else _LOCAL_END).search(rest)
         if end:
-            _add(prof.exclusions, rest[: end.start()])
-            _add(prof.scope, rest[end.end():])
+            _add(prof.exclusions, rest[: end.start()], prof.excluded_words)
+            _add(prof.scope, rest[end.end():], prof.scope_words)
         else:
-            _add(prof.exclusions, rest)
-    _add(prof.scope, _id_words(agent_id))
+            _add(prof.exclusions, rest, prof.excluded_words)
+    _add(prof.scope, _id_words(agent_id), prof.scope_words)
     return prof
 
 
-def _add(bucket: list[list[str]], text: str) -> None:
+def _add(bucket: list[list[str]], text: str, words_bucket: list[str]) -> None:
     stems = content_stems(text)
     if stems:
         bucket.append(stems)
+        words_bucket.extend(content_words(text))

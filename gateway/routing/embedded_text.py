@@ -123,9 +123,14 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalize(text))
 
 
+def content_words(text: str) -> list[str]:
+    """Content words of `text` (no function words, no long numbers), in order."""
+    return [w for w in words(text) if w not in STOPWORDS and not (w.isdigit() and len(w) > 4)]
+
+
 def content_stems(text: str) -> list[str]:
     """Stems of the content words of `text`, in order."""
-    return [stem(w) for w in words(text) if w not in STOPWORDS and not (w.isdigit() and len(w) > 4)]
+    return [stem(w) for w in content_words(text)]
 
 
 def is_social(text: str) -> bool:

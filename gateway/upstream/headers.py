@@ -30,7 +30,7 @@ CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
 _ALWAYS_DROP = HOP_BY_HOP | _REWRITTEN
 
 #: Response headers not relayed to the client (the server recomputes them).
-_RESPONSE_DROP = HOP_BY_HOP | frozenset({b"content-length", b"content-encoding", b"date", b"server"})
+_RESPONSE_DROP = HOP_BY_HOP | frozenset({b"content-length", b"content-encoding", b"date", b"server", b"x-request-id"})
 
 
 def forward_headers(raw: list[tuple[bytes, bytes]], drop: frozenset[bytes] = CREDENTIALS) -> dict[str, str]:
