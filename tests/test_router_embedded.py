@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gateway.routing.embedded import EmbeddedRouter
+from gateway.routing.embedded_vectors import DATA, load_vectors
 from gateway.routing.types import AgentSpec, RoutingDecision
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -180,3 +181,55 @@ def test_heldout_like_set_generalises():
             good += ok
             n += 1
     assert good / n >= 0.85
+
+
+# --------------------------------------------------------------- semantic layer
+needs_vectors = pytest.mark.skipif(load_vectors() is None, reason="numpy or static vector table missing")
+
+
+@needs_vectors
+def test_static_vector_table_is_compact_and_resolves_inflections():
+    assert os.path.getsize(DATA) <= 5_000_000
+    vec = load_vectors()
+    hit = vec.lookup("storm")
+    assert hit is not None and abs(float((hit[0] ** 2).sum()) - 1.0) < 1e-3
+    assert vec.lookup("storms") is not None           # plural -> known base word
+    assert vec.lookup("qwzxv") is None
+    # SIF weights: a frequent word weighs less than a rare one.
+    assert vec.lookup("good")[1] < vec.lookup("thunderstorm")[1]
+
+
+@needs_vectors
+def test_semantic_layer_rescues_synonyms_the_description_lacks(router):
+    lexical = EmbeddedRouter(AGENTS, semantic=False)
+    cases = {
+        "is a hurricane heading for Miami?": "weather",
+        "is it a thunderstorm tonight in Austin": "weather",
+        "any cheap motels near the airport": "hotels",
+        "I need a plane ticket to Rome": "flights",
+    }
+    for text, agent in cases.items():
+        assert lexical.route([u(text)]).agents == ["chitchat"], text  # no shared word
+        assert router.route([u(text)]).agents == [agent], text
+
+
+@needs_vectors
+def test_semantic_layer_keeps_general_knowledge_on_default(router):
+    for text in ("Who painted the Mona Lisa?", "What is the capital of Australia?",
+                 "How many legs does a spider have?", "tell me a fun fact about octopuses",
+                 "recommend a good novel"):
+        assert router.route([u(text)]).agents == ["chitchat"], text
+
+
+@needs_vectors
+def test_semantic_guess_does_not_cut_a_followup_off_its_topic(router):
+    msgs = [u("Any hotels in Lyon for Friday?"), a("Hotel Bellecour has rooms at 120."),
+            u("and what about the day after?")]
+    assert router.route(msgs).agents == ["hotels"]
+
+
+def test_router_works_without_semantic_layer():
+    r = EmbeddedRouter(AGENTS, semantic=False)
+    assert r.semantic is None
+    assert r.route([u("Please freeze my card, I think it was stolen")]).agents == ["banking"]
+    assert r.route([u("What is the capital of Australia?")]).agents == ["chitchat"]

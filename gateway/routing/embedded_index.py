@@ -76,7 +76,7 @@ class LexicalIndex:
             hit = self._fuzzy_cache[t]
         else:
             hit = None
-            best = 0
+            best, gap = 0, 0
             for c in self._by_prefix.get(t[:3], ()):
                 short, long_ = (t, c) if len(t) <= len(c) else (c, t)
                 p = 0
@@ -84,8 +84,9 @@ class LexicalIndex:
                     p += 1
                 ok = (p == len(short) and len(short) >= 4 and len(long_) - len(short) <= 3) or \
                      (p >= 5 and p >= 0.75 * len(long_))
-                if ok and p > best:
-                    best, hit = p, c
+                # Longest shared prefix wins; on a tie, the closest length ("mile" ~ "miles").
+                if ok and (p, -abs(len(c) - len(t))) > (best, -gap):
+                    best, hit, gap = p, c, abs(len(c) - len(t))
             self._fuzzy_cache[t] = hit
         return (hit, FUZZY_W) if hit else (None, 0.0)
 
