@@ -33,7 +33,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .loader import ConfigError, ConfigIssue, LoadedYaml, PathT, format_path
-from .providers import BASE_URL_REQUIRED, INTERFACE_ALIASES, PROVIDER_INTERFACES, PROVIDERS, canonical_provider
+from .providers import (
+    BASE_URL_REQUIRED,
+    INTERFACE_ALIASES,
+    PROVIDER_INTERFACES,
+    PROVIDERS,
+    canonical_provider,
+)
 from .schema import (
     LATEST_VERSION,
     LegacyListeners,

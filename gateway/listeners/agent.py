@@ -19,11 +19,11 @@ from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
     JSON_CT,
     ClientDisconnected,
-    cors_preflight,
     Receive,
     Scope,
     Send,
-    drain,
+    cors_preflight,
+    dispatch,
     healthz,
     read_body,
     request_id,
@@ -32,7 +32,13 @@ from gateway.listeners.http import (
 )
 from gateway.listeners.relay import relay_json, relay_stream
 from gateway.llm.resolver import ModelResolver
-from gateway.orchestration.chain import Deadline, agent_endpoint, agent_failed, collect_answer, handoff
+from gateway.orchestration.chain import (
+    Deadline,
+    agent_endpoint,
+    agent_failed,
+    collect_answer,
+    handoff,
+)
 from gateway.routing.selector import AgentSelector
 from gateway.upstream import Upstream, UpstreamError, forward_headers
 
@@ -65,15 +71,7 @@ class AgentListener:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._routes.get((scope["method"], scope["path"]))
-        if handler is None:
-            await drain(receive)
-            known = any(path == scope["path"] for _, path in self._routes)
-            status, code = (405, "method_not_allowed") if known else (404, "not_found")
-            await send_error(send, GatewayError(status, f"{scope['method']} {scope['path']} is not served by agent "
-                                                        f"listener '{self.name}'", code=code))
-            return
-        await handler(scope, receive, send)
+        await dispatch(self._routes, self.name, scope, receive, send)
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._models_body, [JSON_CT])

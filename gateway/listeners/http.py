@@ -125,3 +125,21 @@ async def cors_preflight(scope: Scope, receive: Receive, send: Send) -> None:
     """``OPTIONS /v1/models``: 204 with permissive CORS headers (as Plano answers)."""
     await send({"type": "http.response.start", "status": 204, "headers": _CORS})
     await send({"type": "http.response.body", "body": b""})
+
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def dispatch(routes: dict[tuple[str, str], Handler], listener: str, scope: Scope, receive: Receive,
+                   send: Send) -> None:
+    """Exact (method, path) routing; 405 for a known path with another method, else 404."""
+    handler = routes.get((scope["method"], scope["path"]))
+    if handler is not None:
+        await handler(scope, receive, send)
+        return
+    await drain(receive)
+    if any(path == scope["path"] for _, path in routes):
+        err = GatewayError(405, f"Method {scope['method']} is not allowed on {scope['path']}", code="method_not_allowed")
+    else:
+        err = GatewayError(404, f"Unknown path {scope['path']} on listener '{listener}'", code="not_found")
+    await send_error(send, err)

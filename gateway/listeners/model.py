@@ -17,11 +17,11 @@ from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
     JSON_CT,
     ClientDisconnected,
-    cors_preflight,
     Receive,
     Scope,
     Send,
-    drain,
+    cors_preflight,
+    dispatch,
     healthz,
     read_body,
     request_id,
@@ -56,17 +56,7 @@ class ModelListener:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._routes.get((scope["method"], scope["path"]))
-        if handler is None:
-            await drain(receive)
-            known = any(path == scope["path"] for _, path in self._routes)
-            if known:
-                err = GatewayError(405, f"Method {scope['method']} is not allowed on {scope['path']}", code="method_not_allowed")
-            else:
-                err = GatewayError(404, f"Unknown path {scope['path']} on model listener '{self.name}'", code="not_found")
-            await send_error(send, err)
-            return
-        await handler(scope, receive, send)
+        await dispatch(self._routes, self.name, scope, receive, send)
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._models_body, [JSON_CT, (b"access-control-allow-origin", b"*")])

@@ -70,20 +70,10 @@ async def relay_stream(send: Send, resp, rid: str, *, invalid_json: GatewayError
         return
     if "text/event-stream" not in resp.headers.get("content-type", ""):
         # The upstream ignored ``stream: true``: the client still gets the stream it asked for.
-        data = await resp.read()
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise invalid_json
-        out = response_headers(resp.headers, keep_type=False)
-        out += [SSE_CT, (b"cache-control", b"no-cache"), (b"x-request-id", rid.encode())]
-        await send_body(send, resp.status, completion_as_sse(parsed), out)
+        parsed = _json_object(await resp.read(), invalid_json)
+        await send_body(send, resp.status, completion_as_sse(parsed), _headers(resp, SSE_CT, rid))
         return
-    out = response_headers(resp.headers, keep_type=False)
-    out += [SSE_CT, (b"cache-control", b"no-cache"), (b"x-request-id", rid.encode())]
-    await send({"type": "http.response.start", "status": resp.status, "headers": out})
+    await send({"type": "http.response.start", "status": resp.status, "headers": _headers(resp, SSE_CT, rid)})
     aligner = EventAligner()
     try:
         async for chunk in resp.content.iter_any():
@@ -106,15 +96,28 @@ async def relay_json(send: Send, resp, rid: str, invalid_json: GatewayError,
     if resp.status >= 400:
         await relay_error(send, resp.status, resp.headers, data, rid, describe)
         return
+    _json_object(data, invalid_json)
+    await send_body(send, resp.status, data, _headers(resp, JSON_CT, rid))
+
+
+def _json_object(data: bytes, invalid: GatewayError) -> dict:
+    """A 2xx body must be a JSON object; anything else is the upstream's fault (502)."""
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict):
-        raise invalid_json
+        raise invalid
+    return parsed
+
+
+def _headers(resp, content_type: tuple[bytes, bytes], rid: str) -> list[tuple[bytes, bytes]]:
     out = response_headers(resp.headers, keep_type=False)
-    out += [JSON_CT, (b"x-request-id", rid.encode())]
-    await send_body(send, resp.status, data, out)
+    out.append(content_type)
+    if content_type is SSE_CT:
+        out.append((b"cache-control", b"no-cache"))
+    out.append((b"x-request-id", rid.encode()))
+    return out
 
 
 def _classify(exc: Exception, target: str) -> UpstreamError:

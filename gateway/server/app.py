@@ -71,7 +71,9 @@ class GatewayApp:
 
 
 def _agent_listener(config, listener, upstream, resolver):
-    from gateway.listeners.agent import AgentListener  # imported lazily: model-only configs skip it
+    from gateway.listeners.agent import (
+        AgentListener,  # imported lazily: model-only configs skip it
+    )
 
     return AgentListener(config, listener, upstream, resolver)
 
