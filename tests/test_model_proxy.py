@@ -84,6 +84,17 @@ def test_default_provider_when_model_missing(proxy, llm):
     assert r.json()["choices"][0]["message"]["content"] == "echo: x"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_default_provider_via_sdk_with_empty_model(client, llm, stream):
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="", messages=user("dflt"), stream=True) if c.choices)
+    else:
+        text = client.chat.completions.create(model="", messages=user("dflt")).choices[0].message.content
+    assert text == "echo: dflt"
+    assert llm.last.body["model"] == "gpt-4o" and llm.last.headers["authorization"] == "Bearer sk-openai-test"
+
+
 def test_passthrough_auth_uses_client_key(client, llm):
     client.chat.completions.create(model="passthrough", messages=user())
     assert llm.last.headers["authorization"] == "Bearer sk-client-key"
