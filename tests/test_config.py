@@ -1273,3 +1273,17 @@ def test_load_is_fast():
     for _ in range(10):
         load_config_text(text, env=ENV)
     assert (time.perf_counter() - t0) / 10 < 0.05
+
+
+def test_gateway_wildcards_with_passthrough_are_valid():
+    cfg = load("""
+        version: v0.4.0
+        listeners:
+          - {type: model, name: llm, port: 12000}
+        model_providers:
+          - {model: vercel/*, passthrough_auth: true}
+          - {model: openrouter/*, passthrough_auth: true}
+          - {model: edenai/*, passthrough_auth: true}
+    """)
+    assert [p.provider for p in cfg.model_providers] == ["vercel", "openrouter", "edenai"]
+    assert all(p.is_wildcard and p.passthrough_auth for p in cfg.model_providers)
