@@ -12,6 +12,8 @@ weather / flights / IT-helpdesk agents, padded or trimmed to 12).
     .venv/bin/python bench/routing_eval.py --verbose            # list the misses
     .venv/bin/python bench/routing_eval.py --agents tests/data/routing_heldout_like_agents.yaml \\
         --cases tests/data/routing_heldout_like.jsonl
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_third_agents.yaml \\
+        --cases tests/data/routing_third.jsonl
 """
 
 from __future__ import annotations

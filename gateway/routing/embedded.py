@@ -5,14 +5,26 @@ free-text descriptions alone, in well under a millisecond per decision:
 
 1. descriptions are parsed once into scope / example / exclusion stems
    (`embedded_profile`) and indexed with IDF across agents (`embedded_index`);
-2. a purely social turn (greeting, thanks) goes to the default agent;
-3. the turn is cut into clauses (`embedded_segment`); when two or more clauses each
+2. pasted material is quarantined (`embedded_blocks`): code / stack traces count only as
+   "an error" (their identifiers, and the ask's words they share, are ignored), e-mails and
+   long quotes are context for the user's own ask and never separate intents;
+3. a purely social turn (greeting, thanks) or a general-knowledge question that asks
+   nothing personal ("who invented ...", "how does a VPN work in general") goes to the
+   default agent;
+4. the turn is cut into clauses (`embedded_segment`); when two or more clauses each
    map confidently to *different* specialists it is a multi-intent request, ordered
-   by the text, with "but first / before that" clauses moved ahead;
-4. otherwise the turn is scored as a whole; a short or anaphoric turn blends in the
-   previous turn's evidence (`embedded_dialog`), so follow-ups inherit the topic while
-   a turn with strong evidence of its own switches it;
-5. no confident specialist -> the default agent (`default: true`, else the first).
+   by the text, with "but first / before that / before you ..., ..." clauses moved ahead;
+   statements that set the scene ("My printer is broken - ...", "..., we're on the
+   family plan") are background, not asks;
+5. otherwise the turn is scored as a whole; words inside prepositional phrases (side
+   details: "for my dad") weigh less, and a search-shaped request ("the cheapest one",
+   "any under $400") credits whichever agent searches / compares / recommends;
+6. a short or anaphoric turn blends in the previous turn's evidence (`embedded_dialog`),
+   so follow-ups inherit the topic while a turn with strong evidence of its own switches
+   it; a turn whose subject is the topic ("does that count online too?") keeps it; when
+   the user's earlier words are vague, the assistant reply in between (and the agent
+   named on it) supplies the topic;
+7. no confident specialist -> the default agent (`default: true`, else the first).
 
 Where the words alone decide nothing (no match, or a near tie), a semantic layer
 (`embedded_semantic`, static word vectors distilled from a sentence model) credits the
@@ -24,12 +36,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.routing.embedded_dialog import Turn, is_anaphoric, user_turns
+from gateway.routing.embedded_blocks import code_names, split_blocks
+from gateway.routing.embedded_dialog import (
+    Turn,
+    has_anaphoric_subject,
+    is_anaphoric,
+    user_turns,
+)
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
 from gateway.routing.embedded_segment import split_pieces
 from gateway.routing.embedded_semantic import SemanticIndex
-from gateway.routing.embedded_text import content_stems, content_words, is_social
+from gateway.routing.embedded_text import (
+    content_stems,
+    content_words,
+    is_general_question,
+    is_search_request,
+    is_social,
+    stem,
+    weighted_content_words,
+)
 from gateway.routing.embedded_vectors import load_vectors
 from gateway.routing.types import AgentSpec, RoutingDecision
 
@@ -38,7 +64,17 @@ MARGIN = 1.2          # a clause's best specialist must beat the runner-up by th
 FOLLOW_W = 0.6        # weight of the previous turn's evidence for an anaphoric turn
 CONTEXT_DEPTH = 3     # how many earlier user turns a chain of follow-ups may reach back
 BACKGROUND_W = 0.3    # weight of background statements ("My flight was cancelled.") in a turn
+PP_W = 0.6            # words inside a prepositional phrase (side details: "for my dad")
 SEM_W = 3.0           # semantic lead over the runner-up (cosine) -> units of one clear word
+ASSIST_W = 1.0        # the assistant reply before a follow-up, when the user's turns name no topic
+NAME_W = 1.0          # an assistant message `name`d after an agent: that agent was answering
+CODE_W = 1.0          # pasted code / stack trace: one clear word for the agent that owns errors
+QUOTE_W = 0.5         # pasted e-mail / long quote: context for the user's own ask
+# What pasted code *is*, scored instead of its incidental identifiers.
+CODE_KIND = "error message, stack trace, exception, crash, bug, code, logs, debugging"
+SEARCH_W = 0.6        # a search-shaped request: this much of one clear word for the searcher
+# What a search-shaped request ("the cheapest one", "any under $400") asks an agent to do.
+SEARCH_KIND = "search, find, compare, recommend, recommendations, options"
 
 
 @dataclass
@@ -57,12 +93,19 @@ class EmbeddedRouter:
         self.ids = [a.id for a in self.agents]
         defaults = [i for i, a in enumerate(self.agents) if a.default]
         self.default = defaults[0] if defaults else 0
+        self._agent_index = {a: i for i, a in enumerate(self.ids)}
         profiles = [parse_description(a.id, a.description, i == self.default)
                     for i, a in enumerate(self.agents)]
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit
         vectors = load_vectors() if semantic else None
         self.semantic = SemanticIndex(profiles, vectors) if vectors is not None else None
+        kind = self.index.evidence(content_stems(CODE_KIND)).scores
+        top = max(kind)
+        self.code_kind = [self.index.unit * k / top if top > 0 else 0.0 for k in kind]
+        kind = self.index.evidence(content_stems(SEARCH_KIND)).scores
+        top = max(kind)
+        self.search_kind = [max(k, 0.0) / top if top > 0 else 0.0 for k in kind]
 
     # ------------------------------------------------------------------ public
     def route(self, messages: list[dict]) -> RoutingDecision:
@@ -77,6 +120,11 @@ class EmbeddedRouter:
             return self._default("empty")
         if is_social(latest.text):
             return self._default("smalltalk")
+        ask = split_blocks(latest.text).ask
+        if is_general_question(ask) and not self._multi(latest.text):
+            # "who invented the jet engine?", "how does a VPN work?": about the world, not
+            # about anything of the user's that a specialist manages.
+            return self._default("general_question")
 
         multi = self._multi(latest.text)
         if multi:
@@ -93,8 +141,18 @@ class EmbeddedRouter:
     def _default(self, reason: str, scores: dict[str, float] | None = None) -> RoutingDecision:
         return RoutingDecision([self.ids[self.default]], reason, scores or {})
 
-    def _scores(self, text: str, semantic: bool = True) -> list[float]:
-        scores = self.index.evidence(content_stems(text)).scores
+    def _scores(self, text: str, semantic: bool = True, muted: frozenset = frozenset()) -> list[float]:
+        ws, wt = weighted_content_words(text, PP_W)
+        stems = [stem(w) for w in ws]
+        if all(x < 1.0 for x in wt):
+            wt = None  # a request that is all side details ("in stock online?"): no discount
+        if muted:  # names the pasted code uses ("the clinic booking job" next to ClinicBooking)
+            wt = [0.0 if t in muted else (wt[k] if wt else 1.0) for k, t in enumerate(stems)]
+        scores = self.index.evidence(stems, wt).scores
+        if semantic and is_search_request(text):
+            # A request *form*, like the semantic guess, is soft evidence: it may pick an agent
+            # for a turn with no topic words, but not cut a follow-up off its topic.
+            scores = [s + SEARCH_W * self.index.unit * k for s, k in zip(scores, self.search_kind)]
         if not semantic or self.semantic is None or self._pick(scores, margin=MARGIN) is not None:
             return scores  # the words themselves decide; semantics only break ties / rescue
         sem = self.semantic.scores(content_words(text))
@@ -109,13 +167,25 @@ class EmbeddedRouter:
         return scores
 
     def _turn_text_scores(self, text: str, semantic: bool = True) -> list[float]:
-        """Scores of a whole turn; background statements only add a little context."""
+        """Scores of a whole turn: the user's own words, plus what was pasted into it."""
+        blocks = split_blocks(text)
+        muted = code_names(blocks.code) if blocks.code else frozenset()
+        scores = self._ask_scores(blocks.ask, semantic, muted) if blocks.ask else [0.0] * len(self.ids)
+        if blocks.code:
+            scores = [s + CODE_W * k for s, k in zip(scores, self.code_kind)]
+        if blocks.quotes:
+            q = self._scores(" . ".join(blocks.quotes), semantic)
+            scores = [s + QUOTE_W * x for s, x in zip(scores, q)]
+        return scores
+
+    def _ask_scores(self, text: str, semantic: bool = True, muted: frozenset = frozenset()) -> list[float]:
+        """Scores of the user's own words; background statements only add a little context."""
         pieces = split_pieces(text)
         back = [p.text for p in pieces if p.background]
         if not back:
-            return self._scores(text, semantic)
-        fore = self._scores(" . ".join(p.text for p in pieces if not p.background), semantic)
-        ctx = self._scores(" . ".join(back), semantic)
+            return self._scores(text, semantic, muted)
+        fore = self._scores(" . ".join(p.text for p in pieces if not p.background), semantic, muted)
+        ctx = self._scores(" . ".join(back), semantic, muted)
         return [f + BACKGROUND_W * c for f, c in zip(fore, ctx)]
 
     def _pick(self, scores: list[float], margin: float) -> int | None:
@@ -145,19 +215,47 @@ class EmbeddedRouter:
         own = self._pick(scores, margin=1.0)
         if own is not None and not is_anaphoric(latest.text):
             return scores, False
-        prev, _ = self._turn_scores(turns[:-1], depth - 1)
-        if self._pick(prev, margin=1.0) is None:
+        prev = self._context(turns, depth)
+        if prev is None:
             return self._turn_text_scores(latest.text), False
         # Own evidence: the previous topic is a prior (at most FOLLOW_W of one clear word)
         # that it may override. No evidence of its own: inherit the topic.
+        # A turn whose subject is the previous topic ("does that count in stores too?") keeps
+        # the topic at full weight: its own words qualify that topic.
         top = max(prev)
-        w = FOLLOW_W * self.index.unit / top if own is not None else 1.0
+        w = FOLLOW_W * self.index.unit / top \
+            if own is not None and not has_anaphoric_subject(latest.text) else 1.0
         blended = [s + w * max(p, 0.0) for s, p in zip(scores, prev)]
         return blended, self._pick(blended, 1.0) != own
 
+    def _context(self, turns: list[Turn], depth: int) -> list[float] | None:
+        """Topic evidence of the conversation before the last turn, or None if it has none.
+
+        The previous user turn speaks first; when it says nothing decisive ("can you check on
+        that thing from yesterday?"), the assistant reply in between names the topic ("Your
+        claim CLM-8812 is under review"). An assistant message carrying an agent's id as its
+        `name` says outright which agent was handling the conversation.
+        """
+        latest = turns[-1]
+        ctx = [0.0] * len(self.ids)
+        vague = True
+        if len(turns) >= 2:
+            ctx, _ = self._turn_scores(turns[:-1], depth - 1)
+            # Vague: the earlier turn's own words pick nobody (a semantic guess does not count).
+            vague = self._pick(self._turn_text_scores(turns[-2].text, semantic=False), 1.0) is None
+        if vague and latest.assistant_before:
+            reply = self._turn_text_scores(latest.assistant_before, semantic=False)
+            ctx = [c + ASSIST_W * r for c, r in zip(ctx, reply)]
+        name = self._agent_index.get(latest.assistant_name)
+        if name is not None and name != self.default:
+            # Who answered outranks what the user's earlier words suggested.
+            ctx = list(ctx)
+            ctx[name] = max(max(ctx), 0.0) + NAME_W * self.index.unit
+        return ctx if self._pick(ctx, margin=1.0) is not None else None
+
     def _multi(self, text: str) -> list[int] | None:
         """Agents of a multi-intent turn in execution order, or None for a single intent."""
-        pieces = split_pieces(text)
+        pieces = split_pieces(split_blocks(text).ask)
         if len(pieces) < 2:
             return None
         groups: list[_Group] = []

@@ -19,6 +19,7 @@ class Turn:
 
     text: str
     assistant_before: str = ""
+    assistant_name: str = ""   # `name` of that assistant message (often the agent that answered)
 
 
 def content_text(content) -> str:
@@ -46,16 +47,19 @@ def user_turns(messages) -> list[Turn]:
     """User turns in order; system/developer/tool messages are ignored."""
     turns: list[Turn] = []
     last_assistant = ""
+    last_name = ""
     for m in messages or ():
         if not isinstance(m, dict):
             continue
         role = m.get("role")
         text = content_text(m.get("content"))
         if role == "user":
-            turns.append(Turn(text=text, assistant_before=last_assistant))
-            last_assistant = ""
+            turns.append(Turn(text=text, assistant_before=last_assistant, assistant_name=last_name))
+            last_assistant = last_name = ""
         elif role == "assistant":
             last_assistant = text
+            name = m.get("name")
+            last_name = name if isinstance(name, str) else ""
     return turns
 
 
@@ -73,3 +77,16 @@ def is_anaphoric(text: str) -> bool:
         return True
     n = len(content_stems(text))
     return n <= 2 or (n <= 6 and bool(_ANAPHOR.search(t)))
+
+
+# The turn's subject is the previous topic itself ("does that count in stores too?", "is it
+# refundable?", "will they ship today?"): the rest of the turn is about that topic.
+_SUBJECT_ANAPHOR = re.compile(
+    r"^\s*(?:(?:and|but|so|ok(?:ay)?|also|then|hmm|wait)\b[,\s]*)*"
+    r"(?:(?:does|did|is|was|will|would|can|could|should|do|has|have|are|were)\s+(?:that|this|it|they|those|these)"
+    r"|(?:that|this|it|they|those|these)\s+(?:is|was|does|did|will|would|should|can|has|are))\b")
+
+
+def has_anaphoric_subject(text: str) -> bool:
+    """True when the turn's subject points back at the previous topic."""
+    return bool(_SUBJECT_ANAPHOR.search(normalize(text)))

@@ -90,14 +90,14 @@ class LexicalIndex:
             self._fuzzy_cache[t] = hit
         return (hit, FUZZY_W) if hit else (None, 0.0)
 
-    def evidence(self, stems: list[str]) -> Evidence:
-        """Score every agent for a sequence of request stems."""
+    def evidence(self, stems: list[str], weights: list[float] | None = None) -> Evidence:
+        """Score every agent for a sequence of request stems (optionally weighted)."""
         scores = [0.0] * self.n
         known = 0.0
         unknown = 0
         resolved: list[str | None] = []
         seen: set[str] = set()
-        for t in stems:
+        for k, t in enumerate(stems):
             r, m = self.resolve(t)
             resolved.append(r)
             if r is None:
@@ -106,6 +106,8 @@ class LexicalIndex:
             if r in seen:
                 continue
             seen.add(r)
+            if weights is not None:
+                m *= weights[k]
             idf = self.idf[r]
             if r in PARTICLES:
                 m *= PARTICLE_W

@@ -40,9 +40,14 @@ class Piece:
     background: bool = False  # declarative statement after a sentence break: context only
 
 
+# Abbreviations whose period does not end a sentence ("Dr. Kim", "St. Louis", "e.g. this").
+_ABBREV = re.compile(r"\b(dr|mr|mrs|ms|prof|st|ave|rd|jr|sr|inc|ltd|co|corp|no|vs|approx|dept|"
+                     r"etc|e\.g|i\.e|u\.s|a\.m|p\.m)\.(?=\s)")
+
+
 def split_pieces(text: str) -> list[Piece]:
     """Cut a turn into clauses at sentence ends and coordinating/sequencing markers."""
-    t = normalize(text)
+    t = _ABBREV.sub(lambda m: m.group(1).replace(".", ""), normalize(text))
     pieces: list[Piece] = []
     pos = 0
     joiner = ""
@@ -57,7 +62,54 @@ def split_pieces(text: str) -> list[Piece]:
     chunk = t[pos:].strip(" ,.!?")
     if chunk:
         pieces.append(_piece(chunk, joiner, bool(pieces)))
+    # A leading statement followed by a request ("My printer is broken - can I get a QR
+    # code instead?") sets the scene for that request; it is not an ask of its own.
+    pieces = [q for p in pieces for q in _split_comma_statement(p)]
+    pieces = [q for p in pieces for q in _split_subordinate(p)]
+    # A second piece joined by "and" / "also" is a second report or ask, not the request.
+    if len(pieces) > 1 and _is_statement(pieces[0].text) and not _ADDITIVE.search(pieces[1].joiner) \
+            and _REQUEST.search(pieces[1].text) and not _ADDITIVE.match(pieces[1].text):
+        pieces[0].background = True
     return pieces
+
+
+# "Before you book the hotel, check my pay" / "book the hotel after you check my pay": a
+# temporal subordinate clause is a separate step whose order the conjunction states.
+_LEAD_SUB = re.compile(r"^(before|after|once)\s+((?:you|we|i)\s.+?|\w+ing\s.+?),\s*(.+)$")
+_TRAIL_SUB = re.compile(r"^(.+?),?\s+(before|after|once)\s+((?:you|we|i)\s.+)$")
+
+
+def _split_subordinate(p: Piece) -> list[Piece]:
+    m = _LEAD_SUB.match(p.text)
+    if m:
+        sub, main = m.group(2), m.group(3)
+        return [Piece(sub, p.joiner, p.goes_first, p.background),
+                Piece(main, m.group(1), m.group(1) == "before", False)]
+    m = _TRAIL_SUB.match(p.text)
+    if m:
+        main, sub = m.group(1), m.group(3)
+        return [Piece(main, p.joiner, p.goes_first, p.background),
+                Piece(sub, m.group(2), m.group(2) != "before", False)]
+    return [p]
+
+
+_COMMA_CLAUSE = re.compile(r",\s+(?=(?:i|we|my|our|it|its|this|that|they|he|she|his|her|their)\b)")
+
+
+def _split_comma_statement(p: Piece) -> list[Piece]:
+    """"Book a checkup for my son, we're on the family plan": the comma clause is background."""
+    m = _COMMA_CLAUSE.search(p.text)
+    if not m or p.background:
+        return [p]
+    head, tail = p.text[:m.start()].strip(), p.text[m.end():].strip()
+    if not head or not _is_statement(tail) or _is_statement(head):
+        return [p]
+    return [Piece(head, p.joiner, p.goes_first, p.background), Piece(tail, ",", False, True)]
+
+
+def _is_statement(chunk: str) -> bool:
+    return bool(_SUBJECT_START.match(chunk)) and not _REQUEST.search(chunk) and \
+        not _ADDITIVE.match(chunk)
 
 
 def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:

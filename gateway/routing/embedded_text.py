@@ -133,9 +133,107 @@ def content_stems(text: str) -> list[str]:
     return [stem(w) for w in content_words(text)]
 
 
+# The words that actually make a turn social; SOCIAL also lists the fillers around them
+# ("thanks so much", "you guys are the best"), which alone ("did that, still the same") are not.
+SOCIAL_CUES = frozenset("""
+hi hello hey hiya howdy yo greetings morning afternoon evening thanks thank thx ty cheers
+appreciate appreciated perfect awesome cool nice lovely wonderful fantastic excellent brilliant
+ok okay alright fine sure bye goodbye cya gotcha understood noted great sweet amazing legend
+wow haha lol yay best helpful
+""".split())
+
+
 def is_social(text: str) -> bool:
     """True when every word is a greeting / thanks / acknowledgement word."""
     ws = words(text)
     return bool(ws) and all(w in SOCIAL or w in STOPWORDS and w not in ("what", "how", "why", "where",
                                                                         "when", "which", "who")
-                            for w in ws) and any(w in SOCIAL for w in ws)
+                            for w in ws) and any(w in SOCIAL_CUES for w in ws)
+
+
+# General-knowledge and entertainment question forms. They mention a specialist's topic
+# ("how does a VPN work", "who invented the jet engine", "a joke about printers") without
+# asking anything about the user's own account, order or data.
+_CREATIVE = re.compile(
+    r"\b(?:tell|write|give|know|share|make up)\b.{0,20}\b(?:jokes?|riddles?|poems?|haikus?|limericks?|"
+    r"puns?|fun facts?|trivia|story|stories)\b")
+_GENERAL = re.compile(
+    r"\bwhat\s+(?:does|do|did)\s+(?!(?:that|this|it|those|these)\b)\S+(?:\s+\S+){0,2}?\s+(?:mean|stand for)\b"
+    r"|\bwhat\s+(?:is|are|was|were)\s+(?:the\s+)?(?:meaning|definition|origin|etymology|history)\s+of\b"
+    r"|\b(?:who|what)\s+(?:invented|discovered|wrote|painted|composed|founded|built|created|won|"
+    r"directed|sang)\b"
+    r"|\bwho\s+(?:is|was|were)\s+the\s+(?:first|inventor|founder|author|president|king|queen)\b"
+    r"|\bwhen\s+(?:was|were|did)\s+.{1,40}\b(?:invented|founded|discovered|born|built|first)\b"
+    r"|\b(?:history|origins?|etymology)\s+of\b"
+    r"|\bin\s+general(?:\s+terms)?\b"
+    # "why are plane tickets so expensive", "how does a VPN work": a generic subject (no
+    # determiner pointing at a particular thing) asks about the world, not an account.
+    r"|^\s*why\s+(?:are|do|is|does)\s+(?!(?:the|this|that|these|those|it|there)\b)[a-z]+\s+[a-z]+"
+    r"|^\s*how\s+(?:does|do)\s+(?:an?\s+)?(?!(?:the|this|that|these|those|it|i|you|we)\b)[a-z-]+"
+    r"(?:\s+[a-z-]+)?\s+work\b")
+_PERSONAL = re.compile(r"\b(?:my|mine|our|ours|i|me|we|us|your|yours)\b")
+
+
+def is_general_question(text: str) -> bool:
+    """True for a general-knowledge / entertainment request that asks nothing personal."""
+    t = normalize(text)
+    if _CREATIVE.search(t):
+        return True
+    return bool(_GENERAL.search(t)) and not _PERSONAL.search(t)
+
+
+# Shopping / search request forms, whatever is being searched for: superlatives and
+# comparatives ("the cheapest one", "a quieter one"), price caps ("under $50"), "looking
+# for", "do you sell", "difference between", attribute questions ("come in white",
+# "compatible with"). They point at whichever agent *searches, compares or recommends*.
+_NOT_SUPERLATIVE = frozenset("""interest request rest test guest west honest forest suggest
+invest harvest chest contest protest digest modest manifest arrest quest nest vest pest crest
+attest detest infest ingest conquest latest earliest lest midwest priest""".split())
+_SEARCH = re.compile(
+    r"\b(?:best|worst|top|highest|best-rated|top-rated|better|cheaper|similar|alternatives?|"
+    r"versus|vs|compare|comparison|looking for|look for|"
+    r"in the market for|difference between|compatible with|come in|comes in|made of|"
+    r"do you (?:sell|carry|stock|have|offer)|"
+    r"(?:under|below|less than|cheaper than|no more than|max|budget of)\s*\$?\s*\d+)\b")
+_SUPERLATIVE = re.compile(r"\b([a-z]{3,})est\b")
+_COMPARATIVE = re.compile(r"\b([a-z]{3,})(?:er|ier)\s+(?:one|ones|model|option|than)\b")
+
+
+def is_search_request(text: str) -> bool:
+    """True when the request has the form of a search / comparison / recommendation."""
+    t = normalize(text)
+    if _SEARCH.search(t) or _COMPARATIVE.search(t):
+        return True
+    return any(m.group(0) not in _NOT_SUPERLATIVE for m in _SUPERLATIVE.finditer(t))
+
+
+# Prepositional phrases usually carry side details of the ask ("for my dad", "to the
+# Fresno warehouse", "for a specialist visit", "with noise cancelling"): the head of the
+# request comes before them ("about" introduces the topic itself, so it is not one of them).
+# A phrase runs from its preposition to the next clause break.
+_PREP = frozenset("for with at in on from near under over by during without into via "
+                  "across behind beside inside outside toward towards".split())
+_PP_BREAK = frozenset("and or but so then because while when if whether since although "
+                      "which who that can could will would should please".split())
+_DETERMINER = re.compile(r"^(?:the|a|an|my|your|our|his|her|their|this|that|these|those|\d+)$")
+_TOKEN = re.compile(r"[a-z0-9]+|[.,;:!?]")
+
+
+def weighted_content_words(text: str, pp_weight: float) -> tuple[list[str], list[float]]:
+    """Content words of `text` with a weight each: `pp_weight` inside prepositional phrases."""
+    toks = _TOKEN.findall(normalize(text))
+    out, ws = [], []
+    in_pp = False
+    for k, w in enumerate(toks):
+        if not w[0].isalnum() or w in _PP_BREAK:
+            in_pp = False
+            continue
+        nxt = toks[k + 1] if k + 1 < len(toks) else ""
+        if w in _PREP or (w == "to" and _DETERMINER.match(nxt)):
+            in_pp = True
+            continue
+        if w in STOPWORDS or (w.isdigit() and len(w) > 4):
+            continue
+        out.append(w)
+        ws.append(pp_weight if in_pp else 1.0)
+    return out, ws
