@@ -148,6 +148,14 @@ class Filter(_Model):
     on_error: Literal["fail_closed", "fail_open"] | None = Field(
         None, description="plano extension: behaviour when the filter fails; default decided by position."
     )
+    stream_mode: Literal["event", "window"] = Field(
+        "event",
+        description="plano extension, output filters on streams: 'event' calls the filter once per SSE event; "
+        "'window' sends it the streamed text in a sliding window so a secret split across chunks is caught.",
+    )
+    window_chars: int = Field(
+        256, ge=1, description="plano extension, stream_mode 'window': characters held back until filtered."
+    )
 
     @model_validator(mode="after")
     def _default_tool(self) -> "Filter":

@@ -4,6 +4,7 @@
 agents for the latest user turn, run the intermediate ones collecting their
 answers, then relay the last agent's response to the client as it is produced —
 with the agent's real status. The listener ``timeout`` bounds the whole chain.
+Each agent's ``input_filters`` / ``output_filters`` wrap its own call.
 ``GET /v1/models`` lists the listener's agents; ``GET /healthz``.
 """
 
@@ -14,6 +15,8 @@ import logging
 
 import orjson
 
+from gateway.filters import FilterRegistry, FilterRun, filter_run
+from gateway.filters.output import relay_json_filtered, relay_stream_filtered
 from gateway.listeners.chat import parse_chat_request
 from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
@@ -37,6 +40,8 @@ from gateway.orchestration.chain import (
     agent_endpoint,
     agent_failed,
     collect_answer,
+    filter_answer,
+    filter_conversation,
     handoff,
 )
 from gateway.routing.selector import AgentSelector
@@ -50,7 +55,8 @@ _NO_DROP: frozenset[bytes] = frozenset()
 class AgentListener:
     """ASGI app for one ``type: agent`` listener."""
 
-    def __init__(self, config, listener, upstream: Upstream, resolver: ModelResolver | None = None) -> None:
+    def __init__(self, config, listener, upstream: Upstream, resolver: ModelResolver | None = None,
+                 filters: FilterRegistry | None = None) -> None:
         self.name = listener.name
         self.timeout = listener.timeout
         self.max_body = listener.max_body_bytes or 10 * 1024 * 1024
@@ -58,7 +64,13 @@ class AgentListener:
         if resolver is None:
             resolver = ModelResolver(config.model_providers or [], config.model_aliases or {}, default_timeout=None)
         self.selector = AgentSelector(listener, config, resolver, upstream)
-        self.endpoints = {a.id: agent_endpoint(config.agent_by_id(a.id)) for a in listener.agents or []}
+        if filters is None:
+            filters = FilterRegistry(config, upstream)
+        self.endpoints = {
+            a.id: agent_endpoint(config.agent_by_id(a.id), filters.chain(a.input_filters, "input"),
+                                 filters.chain(a.output_filters, "output"))
+            for a in listener.agents or []
+        }
         self._models_body = orjson.dumps({"object": "list", "data": [
             {"id": a.id, "object": "model", "created": 0, "owned_by": "agent"} for a in listener.agents or []]})
         self._routes = {
@@ -94,17 +106,40 @@ class AgentListener:
             *intermediate, last = selection.agents
             for agent_id in intermediate:
                 agent = self.endpoints[agent_id]
-                payload = orjson.dumps({**request, "messages": messages})
-                answer = await collect_answer(self.upstream, agent, payload, {**headers, "x-plano-agent-id": agent_id},
-                                              deadline)
+                if agent.filtered:
+                    answer = await self._filtered_answer(scope, agent, request, messages, headers, deadline, rid)
+                else:
+                    payload = orjson.dumps({**request, "messages": messages})
+                    answer = await collect_answer(self.upstream, agent, payload,
+                                                  {**headers, "x-plano-agent-id": agent_id}, deadline)
                 messages = handoff(messages, agent_id, answer)
-            await self._final(send, request, messages, self.endpoints[last], headers, deadline, rid)
+            await self._final(scope, send, request, messages, self.endpoints[last], headers, deadline, rid)
         except GatewayError as err:
             await send_error(send, err, rid)
         except ClientDisconnected:
             return
 
-    async def _final(self, send: Send, request: dict, messages: list[dict], agent, headers, deadline, rid) -> None:
+    async def _filtered_answer(self, scope: Scope, agent, request: dict, messages: list[dict], headers, deadline,
+                               rid: str) -> str:
+        """An intermediate agent with filters: its input filters on the conversation it gets, its
+        output filters on its answer."""
+        run = self._filter_run(scope, rid)
+        if agent.input_filters is not None:
+            messages = await filter_conversation(agent, request, messages, run, deadline)
+        payload = orjson.dumps({**request, "messages": messages})
+        answer = await collect_answer(self.upstream, agent, payload, {**headers, "x-plano-agent-id": agent.id},
+                                      deadline)
+        if agent.output_filters is not None:
+            answer = await filter_answer(agent, request, answer, run, deadline)
+        return answer
+
+    def _filter_run(self, scope: Scope, rid: str) -> FilterRun:
+        return filter_run(scope, rid, {"x-arch-agent-listener-name": self.name})
+
+    async def _final(self, scope: Scope, send: Send, request: dict, messages: list[dict], agent, headers, deadline,
+                     rid) -> None:
+        if agent.input_filters is not None:
+            messages = await filter_conversation(agent, request, messages, self._filter_run(scope, rid), deadline)
         payload = orjson.dumps({**request, "messages": messages})
         headers = {**headers, "x-plano-agent-id": agent.id}
         invalid = GatewayError(502, f"Agent '{agent.id}' returned a response that is not a JSON object.",
@@ -116,11 +151,20 @@ class AgentListener:
         try:
             async with self.upstream.open("POST", agent.url, headers=headers, body=payload,
                                           timeout=deadline.policy(agent), target=f"agent '{agent.id}'") as resp:
+                output = agent.output_filters
                 if request.get("stream") is True:
-                    await relay_stream(send, resp, rid, invalid_json=invalid, describe=describe,
-                                       target=f"agent '{agent.id}'")
-                else:
+                    if output is None:
+                        await relay_stream(send, resp, rid, invalid_json=invalid, describe=describe,
+                                           target=f"agent '{agent.id}'")
+                    else:
+                        await relay_stream_filtered(send, resp, rid, output, self._filter_run(scope, rid),
+                                                    invalid_json=invalid, describe=describe,
+                                                    target=f"agent '{agent.id}'")
+                elif output is None:
                     await relay_json(send, resp, rid, invalid, describe)
+                else:
+                    await relay_json_filtered(send, resp, rid, output, self._filter_run(scope, rid), invalid,
+                                              describe)
         except UpstreamError as err:
             raise GatewayError(err.status, f"Agent '{agent.id}': {err}", code=f"agent_{err.kind}") from None
 

@@ -3,7 +3,8 @@
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (+ CORS preflight),
 ``GET /healthz``. The request body is parsed once (orjson), checked at the edge,
 its ``model`` rewritten to the provider's id, and forwarded; the response is relayed
-as it arrives — JSON untouched, SSE event by event.
+as it arrives — JSON untouched, SSE event by event. With ``input_filters`` /
+``output_filters`` the same path runs through :mod:`gateway.filters` instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 
 import orjson
 
+from gateway.filters import CHAT_PATH, FilterRegistry, filter_run, shapes
+from gateway.filters.output import relay_json_filtered, relay_stream_filtered
 from gateway.listeners.chat import parse_chat_request
 from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
@@ -41,11 +44,15 @@ log = logging.getLogger("plano.model")
 class ModelListener:
     """ASGI app for one ``type: model`` listener."""
 
-    def __init__(self, listener, resolver: ModelResolver, upstream: Upstream) -> None:
+    def __init__(self, listener, resolver: ModelResolver, upstream: Upstream,
+                 filters: FilterRegistry | None = None) -> None:
         self.name = listener.name
         self.max_body = getattr(listener, "max_body_bytes", None) or 10 * 1024 * 1024
         self.resolver = resolver
         self.upstream = upstream
+        self.input_chain = filters.chain(listener.input_filters, "input") if filters else None
+        self.output_chain = filters.chain(listener.output_filters, "output") if filters else None
+        self.filtered = self.input_chain is not None or self.output_chain is not None
         self._models_body = orjson.dumps({"object": "list", "data": resolver.model_list()})
         self._routes = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
@@ -66,13 +73,10 @@ class ModelListener:
         try:
             body = await read_body(scope, receive, self.max_body)
             request = parse_chat_request(body)
-            target = self.resolver.resolve(request.get("model"))
-            if not target.is_openai_compatible:
-                raise GatewayError(
-                    501,
-                    f"Provider '{target.provider}' ({target.api}) is not supported for chat completions yet.",
-                    code="provider_api_not_supported",
-                )
+            if self.filtered:
+                await self._chat_filtered(scope, send, request, rid)
+                return
+            target = self._resolve(request.get("model"))
             request["model"] = target.model_id
             headers = self._upstream_headers(scope, target, rid)
             payload = orjson.dumps(request)
@@ -87,6 +91,41 @@ class ModelListener:
             await send_error(send, GatewayError(err.status, str(err), code=f"upstream_{err.kind}"), rid)
         except ClientDisconnected:
             return
+
+    def _resolve(self, model: str | None) -> Target:
+        target = self.resolver.resolve(model)
+        if not target.is_openai_compatible:
+            raise GatewayError(
+                501,
+                f"Provider '{target.provider}' ({target.api}) is not supported for chat completions yet.",
+                code="provider_api_not_supported",
+            )
+        return target
+
+    async def _chat_filtered(self, scope: Scope, send: Send, request: dict, rid: str) -> None:
+        """The same request path with the listener's filter chains: input filters see the whole client
+        body before the model is resolved (a filter may change ``model``), output filters the answer."""
+        run = filter_run(scope, rid)
+        if self.input_chain is not None:
+            request = await self.input_chain.run(request, CHAT_PATH, run, shapes.chat_request)
+        target = self._resolve(request.get("model"))
+        request["model"] = target.model_id
+        headers = self._upstream_headers(scope, target, rid)
+        payload = orjson.dumps(request)
+        output = self.output_chain
+        async with self.upstream.open(
+            "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
+        ) as resp:
+            invalid = _invalid_response(target)
+            if request.get("stream") is True:
+                if output is None:
+                    await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name)
+                else:
+                    await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid, target=target.name)
+            elif output is None:
+                await relay_json(send, resp, rid, invalid)
+            else:
+                await relay_json_filtered(send, resp, rid, output, run, invalid)
 
     def _upstream_headers(self, scope: Scope, target: Target, rid: str) -> dict[str, str]:
         headers = forward_headers(scope["headers"], CREDENTIALS)

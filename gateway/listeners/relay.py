@@ -70,10 +70,10 @@ async def relay_stream(send: Send, resp, rid: str, *, invalid_json: GatewayError
         return
     if "text/event-stream" not in resp.headers.get("content-type", ""):
         # The upstream ignored ``stream: true``: the client still gets the stream it asked for.
-        parsed = _json_object(await resp.read(), invalid_json)
-        await send_body(send, resp.status, completion_as_sse(parsed), _headers(resp, SSE_CT, rid))
+        parsed = json_object(await resp.read(), invalid_json)
+        await send_body(send, resp.status, completion_as_sse(parsed), client_headers(resp, SSE_CT, rid))
         return
-    await send({"type": "http.response.start", "status": resp.status, "headers": _headers(resp, SSE_CT, rid)})
+    await send({"type": "http.response.start", "status": resp.status, "headers": client_headers(resp, SSE_CT, rid)})
     aligner = EventAligner()
     try:
         async for chunk in resp.content.iter_any():
@@ -81,7 +81,7 @@ async def relay_stream(send: Send, resp, rid: str, *, invalid_json: GatewayError
             if ready:
                 await send({"type": "http.response.body", "body": ready, "more_body": True})
     except Exception as exc:  # the stream broke after the headers went out
-        err = exc if isinstance(exc, UpstreamError) else _classify(exc, target)
+        err = exc if isinstance(exc, UpstreamError) else classify_break(exc, target)
         await send({"type": "http.response.body", "body": openai_error_event(str(err), code=f"upstream_{err.kind}")})
         return
     tail = aligner.pending.strip()
@@ -96,11 +96,11 @@ async def relay_json(send: Send, resp, rid: str, invalid_json: GatewayError,
     if resp.status >= 400:
         await relay_error(send, resp.status, resp.headers, data, rid, describe)
         return
-    _json_object(data, invalid_json)
-    await send_body(send, resp.status, data, _headers(resp, JSON_CT, rid))
+    json_object(data, invalid_json)
+    await send_body(send, resp.status, data, client_headers(resp, JSON_CT, rid))
 
 
-def _json_object(data: bytes, invalid: GatewayError) -> dict:
+def json_object(data: bytes, invalid: GatewayError) -> dict:
     """A 2xx body must be a JSON object; anything else is the upstream's fault (502)."""
     try:
         parsed = orjson.loads(data)
@@ -111,7 +111,8 @@ def _json_object(data: bytes, invalid: GatewayError) -> dict:
     return parsed
 
 
-def _headers(resp, content_type: tuple[bytes, bytes], rid: str) -> list[tuple[bytes, bytes]]:
+def client_headers(resp, content_type: tuple[bytes, bytes], rid: str) -> list[tuple[bytes, bytes]]:
+    """Response headers for the client: the upstream's worth keeping, our content type and request id."""
     out = response_headers(resp.headers, keep_type=False)
     out.append(content_type)
     if content_type is SSE_CT:
@@ -120,7 +121,8 @@ def _headers(resp, content_type: tuple[bytes, bytes], rid: str) -> list[tuple[by
     return out
 
 
-def _classify(exc: Exception, target: str) -> UpstreamError:
+def classify_break(exc: Exception, target: str) -> UpstreamError:
+    """The :class:`UpstreamError` for an exception raised while a response body streamed in."""
     import asyncio
 
     if isinstance(exc, asyncio.TimeoutError):

@@ -5,15 +5,18 @@ message content — never raw JSON) and inserted as an assistant message named a
 the agent just before the user's latest message, so the next agent sees it as
 context for the question (Plano §2.1 step 5). A failing intermediate agent stops
 the chain with its own status; its error text is never fed to the next agent.
+An agent's own input and output filters apply to its call and its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import orjson
 
+from gateway.filters import CHAT_PATH, FilterChain, FilterRun, shapes
 from gateway.listeners.errors import GatewayError
 from gateway.listeners.relay import upstream_message
 from gateway.upstream import Upstream, UpstreamError, timeout_policy
@@ -24,13 +27,18 @@ class AgentEndpoint:
     id: str
     url: str  # full chat-completions URL
     timeout: float | None
+    input_filters: FilterChain | None = None  # run on the conversation before the call
+    output_filters: FilterChain | None = None  # run on the answer
+    filtered: bool = False  # either of the two
 
 
-def agent_endpoint(agent) -> AgentEndpoint:
+def agent_endpoint(agent, input_filters: FilterChain | None = None,
+                   output_filters: FilterChain | None = None) -> AgentEndpoint:
     """``{url}/v1/chat/completions``, keeping any path prefix in the configured url."""
     base = agent.url.rstrip("/")
     url = base if base.endswith("/chat/completions") else f"{base}/v1/chat/completions"
-    return AgentEndpoint(agent.id, url, getattr(agent, "timeout", None))
+    return AgentEndpoint(agent.id, url, getattr(agent, "timeout", None), input_filters, output_filters,
+                         input_filters is not None or output_filters is not None)
 
 
 def agent_failed(agent_id: str, status: int, message: str) -> GatewayError:
@@ -42,6 +50,31 @@ def handoff(messages: list[dict], agent_id: str, answer: str) -> list[dict]:
     if messages and messages[-1].get("role") == "user":
         return [*messages[:-1], {"role": "assistant", "name": agent_id, "content": answer}, messages[-1]]
     return [*messages, {"role": "assistant", "name": agent_id, "content": answer}]
+
+
+async def filter_conversation(agent: AgentEndpoint, request: dict, messages: list[dict], run: FilterRun,
+                              deadline: Deadline) -> list[dict]:
+    """The conversation as ``agent``'s input filters hand it on: they see ``{model, messages}`` and
+    only ``messages`` is read back (Plano's contract). The result is for this agent only; the
+    hand-off to later agents builds on the unfiltered conversation."""
+    body = {"model": request.get("model"), "messages": messages}
+    out = await agent.input_filters.run(body, CHAT_PATH, run, shapes.agent_request, deadline.filter_limit())
+    return out["messages"]
+
+
+async def filter_answer(agent: AgentEndpoint, request: dict, answer: str, run: FilterRun,
+                        deadline: Deadline) -> str:
+    """An intermediate agent's answer through its output filters, as the ``chat.completion`` a
+    non-streaming client would have received."""
+    completion = {
+        "id": f"chatcmpl-{run.rid}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model") or agent.id,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+    }
+    out = await agent.output_filters.run(completion, CHAT_PATH, run, shapes.completion_text, deadline.filter_limit())
+    return out["choices"][0]["message"]["content"]
 
 
 class Deadline:
@@ -61,6 +94,13 @@ class Deadline:
     def expired_error(self) -> GatewayError:
         return GatewayError(504, f"The agent chain did not finish within the listener timeout of {self.seconds:g}s.",
                             code="listener_timeout")
+
+    def filter_limit(self) -> float | None:
+        """What is left of the chain's time for a filter call (a filter's own timeout may be shorter)."""
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise self.expired_error()
+        return left
 
     def policy(self, agent: AgentEndpoint, connect: float = 5.0):
         left = self.remaining()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from gateway.filters import FilterRegistry
 from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import send_error
 from gateway.listeners.model import ModelListener
@@ -34,11 +35,12 @@ class GatewayApp:
             default_timeout=model_listener.timeout if model_listener else 300.0,
             connect_timeout=connect_timeout,
         )
+        self.filters = FilterRegistry(config, self.upstream)  # one client (and MCP session) per filter per worker
         for listener in config.listeners:
             if listener.type == "model":
-                self.by_port[listener.port] = ModelListener(listener, resolver, self.upstream)
+                self.by_port[listener.port] = ModelListener(listener, resolver, self.upstream, self.filters)
             elif listener.type == "agent":
-                self.by_port[listener.port] = _agent_listener(config, listener, self.upstream, resolver)
+                self.by_port[listener.port] = _agent_listener(config, listener, self.upstream, resolver, self.filters)
             else:
                 log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name, listener.type)
         self._single = next(iter(self.by_port.values())) if len(self.by_port) == 1 else None
@@ -70,12 +72,12 @@ class GatewayApp:
                 return
 
 
-def _agent_listener(config, listener, upstream, resolver):
+def _agent_listener(config, listener, upstream, resolver, filters):
     from gateway.listeners.agent import (
         AgentListener,  # imported lazily: model-only configs skip it
     )
 
-    return AgentListener(config, listener, upstream, resolver)
+    return AgentListener(config, listener, upstream, resolver, filters)
 
 
 def _connect_timeout(overrides) -> float:
