@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_PORTS = (8001, 12000, 10500, 10510, 10520, 10530, 10540)
+DEMO_PORTS = (8001, 12000, 10500, 10502, 10504, 10510, 10520, 10530, 10540)
 ANSWER_WAIT = 60.0  # start-up and the one question (normally a few seconds)
 EXIT_WAIT = 15.0  # after the answer: SIGTERM to six local processes (normally well under a second)
 BLOCKED_BITS = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))

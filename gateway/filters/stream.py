@@ -116,7 +116,8 @@ class WindowStage:
 
     def __init__(self, entry, run, path: str, window: int) -> None:
         self.entry = entry
-        self.run = run
+        # The filter is told it sees overlapping windows (stateful stream redactors must not carry state).
+        self.run = _windowed(run)
         self.path = path
         self.window = window
         self.cap = 4 * window
@@ -190,6 +191,15 @@ class WindowStage:
 
     def _event(self, delta: dict) -> Event:
         return Event({**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, b"")
+
+
+def _windowed(run):
+    """A view of the request's FilterRun whose calls carry ``x-plano-stream-mode: window``."""
+    from gateway.filters.context import FilterRun
+
+    view = FilterRun(run.rid, {**run.headers, "x-plano-stream-mode": "window"})
+    view.outcomes = run.outcomes  # outcomes still land on the request's record
+    return view
 
 
 def _text_delta(obj: dict) -> tuple[str, str | None] | None:
