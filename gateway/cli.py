@@ -1,8 +1,10 @@
-"""The ``plano`` command: ``up``, ``down``, ``validate``, ``--version``.
+"""The ``plano`` command: ``up``, ``down``, ``validate``, ``trace``, ``--version``.
 
 ``plano up FILE`` validates the config, starts ``plano up FILE --foreground`` as a
 detached process (its own session, output in ``$PLANO_HOME/run/plano.log``),
 records its pid and returns once every listener answers ``GET /healthz``.
+``plano up --with-tracing`` first makes sure the built-in trace receiver
+(``plano trace listen``) runs and points the gateway at it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     up.add_argument("--drain-timeout", type=float, default=30.0, help="seconds in-flight requests get on shutdown")
     up.add_argument("--wait", type=float, default=60.0, help="seconds to wait for /healthz (background mode)")
+    up.add_argument("--with-tracing", action="store_true",
+                    help="start the built-in trace receiver (plano trace listen) and send traces to it")
+    up.add_argument("--tracing-port", type=int, default=_trace_port(), help="receiver port for --with-tracing (4317)")
 
     down = sub.add_parser("down", help="stop the gateway started with 'plano up'")
     down.add_argument("--timeout", type=float, default=40.0, help="seconds before SIGKILL")
@@ -53,7 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("file", nargs="?")
     validate.add_argument("--path", default=".")
 
+    trace = sub.add_parser("trace", help="built-in trace receiver and terminal trace viewer",
+                           description="TARGET: last (default), any, listen, down/stop, an 8-hex short id "
+                                       "or a 32-hex trace id.")
+    trace.add_argument("target", nargs="?", default="last")
+    trace.add_argument("--port", type=int, default=_trace_port(),
+                       help="receiver port (default $PLANO_TRACE_PORT or 4317)")
+    trace.add_argument("--host", default="127.0.0.1", help="listen: address to bind (default 127.0.0.1)")
+    trace.add_argument("--foreground", action="store_true", help="listen: run in this terminal")
+    trace.add_argument("--json", action="store_true", help="print traces as JSON")
+    trace.add_argument("--list", action="store_true", help="one line per trace")
+    trace.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                       help="only traces with a span whose attribute KEY equals VALUE (repeatable, AND)")
+    trace.add_argument("--since", help="only traces newer than e.g. 30s, 5m, 2h, 1d")
+    trace.add_argument("--limit", type=int, default=None, help="at most N traces (0 = no limit)")
+    trace.add_argument("--filter", action="append", default=[], metavar="PATTERN",
+                       help="attribute keys to show, '*' globs (repeatable)")
+    trace.add_argument("--verbose", "-v", action="store_true", help="show every attribute")
+    trace.add_argument("--no-interactive", action="store_true", help="accepted for Plano compatibility")
+
     args = parser.parse_args(argv)
+    if args.command == "trace":
+        return cmd_trace(args)
     if args.command == "up":
         return cmd_up(args)
     if args.command == "down":
@@ -102,6 +128,13 @@ def cmd_up(args) -> int:
     path, config = _load(args)
     if config is None:
         return 1
+    if getattr(args, "with_tracing", False):
+        if _ensure_trace_listener(args.tracing_port) != 0:
+            return 1
+        # The gateway (this process or the background one, which inherits the environment) sends
+        # every trace to the receiver; sampling 100% unless the config says otherwise.
+        os.environ["PLANO_TRACING_ENDPOINT"] = f"http://127.0.0.1:{args.tracing_port}"
+        os.environ.setdefault("PLANO_TRACING_SAMPLING", "100")
     if args.foreground:
         from gateway.logs import setup_logging
         from gateway.server.runner import serve
@@ -218,6 +251,159 @@ def cmd_down(args) -> int:
     else:
         print(f"plano (pid {pid}) stopped")
     _pidfile().unlink(missing_ok=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- plano trace
+
+
+def _trace_port() -> int:
+    try:
+        return int(os.environ.get("PLANO_TRACE_PORT") or 4317)
+    except ValueError:
+        return 4317
+
+
+def _trace_pidfile() -> Path:
+    return run_dir() / "trace.pid"
+
+
+def _trace_pid() -> int | None:
+    try:
+        pid = int(_trace_pidfile().read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _receiver_answers(port: int) -> bool:
+    from gateway.telemetry.receiver import query
+
+    try:
+        query(port, limit=1, timeout=0.5)
+        return True
+    except ConnectionError:
+        return False
+
+
+def cmd_trace(args) -> int:
+    target = (args.target or "last").lower()
+    if target == "listen":
+        if args.foreground:
+            from gateway.telemetry.receiver import serve
+
+            return serve(args.host, args.port)
+        return _start_trace_listener(args.host, args.port)
+    if target in ("down", "stop"):
+        return _stop_trace_listener()
+    return _show_traces(args, target)
+
+
+def _ensure_trace_listener(port: int) -> int:
+    if _trace_pid() and _receiver_answers(port):
+        return 0
+    return _start_trace_listener("127.0.0.1", port, quiet=True)
+
+
+def _start_trace_listener(host: str, port: int, *, quiet: bool = False, wait: float = 15.0) -> int:
+    running = _trace_pid()
+    if running:
+        print(f"plano trace listener is already running (pid {running}); stop it with 'plano trace down'")
+        return 0
+    logs = run_dir() / "trace.log"
+    cmd = [sys.executable, "-m", "gateway", "trace", "listen", "--foreground", "--host", host, "--port", str(port)]
+    with open(logs, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    _trace_pidfile().write_text(str(proc.pid))
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _trace_pidfile().unlink(missing_ok=True)
+            print(f"plano trace listener exited with code {proc.returncode}; last log lines ({logs}):",
+                  file=sys.stderr)
+            print(_tail(logs, 10), file=sys.stderr)
+            return 1
+        if _receiver_answers(port):
+            shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
+            print(f"plano trace listener is up (pid {proc.pid}): OTLP/gRPC on {shown}:{port}"
+                  + ("" if quiet else "\n  view: plano trace    list: plano trace --list    stop: plano trace down"))
+            return 0
+        time.sleep(0.05)
+    print(f"plano trace listener did not answer within {wait:.0f}s; see {logs}", file=sys.stderr)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _trace_pidfile().unlink(missing_ok=True)
+    return 1
+
+
+def _stop_trace_listener(timeout: float = 10.0) -> int:
+    pid = _trace_pid()
+    if pid is None:
+        _trace_pidfile().unlink(missing_ok=True)
+        print("plano trace listener is not running")
+        return 0
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        _reap(pid)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    _trace_pidfile().unlink(missing_ok=True)
+    print(f"plano trace listener (pid {pid}) stopped")
+    return 0
+
+
+def _show_traces(args, target: str) -> int:
+    import orjson
+
+    from gateway.telemetry.receiver import query
+    from gateway.telemetry.viewer import (
+        SelectionError,
+        parse_since,
+        render,
+        render_list,
+        select,
+        summary,
+    )
+
+    if args.limit is not None and args.limit < 0:
+        print("plano trace: --limit must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        since = parse_since(args.since) if args.since else None
+        data = query(args.port)
+    except SelectionError as err:
+        print(f"plano trace: {err}", file=sys.stderr)
+        return 2
+    except ConnectionError as err:
+        print(f"plano trace: {err}; start one with 'plano trace listen'", file=sys.stderr)
+        return 1
+    listing = args.list
+    if listing and target == "last":
+        target = "any"
+    limit = args.limit if args.limit is not None else (20 if listing or target == "any" else None)
+    try:
+        traces = select(data.get("traces", []), target, where=args.where, since=since, limit=limit or None)
+    except SelectionError as err:
+        print(f"plano trace: {err}", file=sys.stderr)
+        return 2
+    if not traces:
+        if args.json:
+            print("[]")
+        else:
+            print("no matching traces" if data.get("traces") else "no traces received yet", file=sys.stderr)
+        return 1 if target not in ("last", "any") else 0
+    if args.json:
+        out = [summary(t) for t in traces] if listing else traces
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif listing:
+        render_list(traces)
+    else:
+        render(traces, patterns=args.filter or None, verbose=args.verbose)
     return 0
 
 

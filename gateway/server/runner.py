@@ -7,6 +7,10 @@ connections across the workers. Per-process state (outbound pools, caches) lives
 in each worker; state that must be shared across workers goes to the backends
 (Redis/PostgreSQL) of later features, never to process memory.
 
+The supervising process also serves ``/metrics`` on the admin port (one thread,
+:mod:`gateway.telemetry.admin`); with several workers their metrics meet in a
+prometheus multiprocess directory created fresh for the run and removed at exit.
+
 SIGINT/SIGTERM: each worker stops accepting, lets in-flight requests finish for
 at most ``drain_timeout`` seconds, then exits; the parent exits 0 once all did.
 """
@@ -58,9 +62,53 @@ def serve(config, *, workers: int = 1, drain_timeout: float = 30.0) -> int:
         return 1
     for listener in listeners:
         log.info("listener '%s' (%s) on %s:%s", listener.name, listener.type, listener.address or "0.0.0.0", listener.port)
-    if workers <= 1:
-        return _run_worker(config, sockets, drain_timeout)
-    return _supervise(config, sockets, workers, drain_timeout)
+    from gateway.telemetry.redact import register_config_secrets
+
+    register_config_secrets(config)  # log lines scrub the config's keys from here on
+    metrics_dir = _metrics_setup(workers)
+    admin = _start_admin(config)
+    try:
+        if workers <= 1:
+            return _run_worker(config, sockets, drain_timeout)
+        return _supervise(config, sockets, workers, drain_timeout, admin)
+    finally:
+        if admin is not None:
+            admin.stop()
+        if metrics_dir:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_setup(workers: int) -> str | None:
+    """Several workers: a fresh prometheus multiprocess directory for this run, set BEFORE forking.
+
+    One worker keeps the in-memory registry. The metrics are created here, in the
+    supervising process, so the build info exists before any worker starts.
+    """
+    directory = None
+    if workers > 1:
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="plano-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    else:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    from gateway.telemetry.metrics import get_metrics
+
+    get_metrics()
+    return directory
+
+
+def _start_admin(config):
+    """``/metrics`` and ``/healthz`` on the admin address (default 127.0.0.1:9092), served by this process."""
+    from gateway.telemetry.admin import AdminServer, admin_endpoint
+
+    address, port = admin_endpoint(config)
+    if port == 0:
+        return None
+    server = AdminServer(address, port)
+    return server if server.start() else None
 
 
 def _run_worker(config, sockets, drain_timeout: float) -> int:
@@ -92,8 +140,10 @@ def _run_worker(config, sockets, drain_timeout: float) -> int:
     return 0 if server.started else 1
 
 
-def _supervise(config, sockets, workers: int, drain_timeout: float) -> int:
+def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None) -> int:
     """Fork ``workers`` children, restart any that dies, forward shutdown signals."""
+    from gateway.telemetry.metrics import mark_process_dead
+
     children: dict[int, int] = {}
     stopping = False
 
@@ -102,6 +152,8 @@ def _supervise(config, sockets, workers: int, drain_timeout: float) -> int:
         if pid == 0:  # child
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            if admin is not None:
+                admin.close_in_child()
             code = 1
             try:
                 code = _run_worker(config, sockets, drain_timeout)
@@ -134,6 +186,7 @@ def _supervise(config, sockets, workers: int, drain_timeout: float) -> int:
         slot = children.pop(pid, None)
         if slot is None:
             continue
+        mark_process_dead(pid)  # its in-flight gauge no longer counts; its counters do
         code = os.waitstatus_to_exitcode(status)
         if stopping:
             if code != 0:

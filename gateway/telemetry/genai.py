@@ -1,0 +1,216 @@
+"""LLM call facts -> span attributes (Plano's ``llm.*`` keys and OpenTelemetry ``gen_ai.*`` beside them).
+
+Kept apart from span plumbing so the same parsing feeds traces and metrics:
+token usage is read from OpenAI (``prompt_tokens``, ``*_details.cached_tokens``,
+``reasoning_tokens``) and Anthropic (``input_tokens``, ``cache_read_input_tokens``)
+shapes, including the final ``usage`` event of a stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt: int | None = None
+    completion: int | None = None
+    total: int | None = None
+    cached: int | None = None  # prompt tokens served from a provider-side cache
+    cache_creation: int | None = None
+    reasoning: int | None = None
+
+
+def parse_usage(usage) -> Usage | None:
+    """An OpenAI or Anthropic ``usage`` object -> :class:`Usage` (None when absent or not an object)."""
+    if type(usage) is not dict:
+        return None
+    get = usage.get
+    prompt = get("prompt_tokens")
+    if prompt is None:
+        prompt = get("input_tokens")
+    completion = get("completion_tokens")
+    if completion is None:
+        completion = get("output_tokens")
+    total = get("total_tokens")
+    if type(prompt) is not int:
+        prompt = _int(prompt)
+    if type(completion) is not int:
+        completion = _int(completion)
+    if type(total) is not int:
+        total = _int(total)
+        if total is None and prompt is not None and completion is not None:
+            total = prompt + completion
+    cached = reasoning = cache_creation = None
+    details = get("prompt_tokens_details") or get("input_tokens_details")
+    if details:
+        cached = _int(details.get("cached_tokens")) if type(details) is dict else None
+    if cached is None and "cache_read_input_tokens" in usage:
+        cached = _int(get("cache_read_input_tokens"))
+    if "cache_creation_input_tokens" in usage:
+        cache_creation = _int(get("cache_creation_input_tokens"))
+    out_details = get("completion_tokens_details") or get("output_tokens_details")
+    if out_details and type(out_details) is dict:
+        reasoning = _int(out_details.get("reasoning_tokens"))
+    return Usage(prompt, completion, total, cached, cache_creation, reasoning)
+
+
+def usage_from_sse(chunk: bytes) -> Usage | None:
+    """The ``usage`` carried by an SSE chunk (usually the last event of a stream), else None.
+
+    Cheap on chunks without usage: one substring search. Relays call it on every
+    chunk they forward and keep the last non-None result.
+    """
+    if b'"usage"' not in chunk:
+        return None
+    found = None
+    for line in chunk.split(b"\n"):
+        if not line.startswith(b"data:") or b'"usage"' not in line:
+            continue
+        try:
+            event = orjson.loads(line[5:])
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            parsed = parse_usage(event.get("usage"))
+            if parsed is None and event.get("type") == "message_delta":  # Anthropic puts it one level down
+                parsed = parse_usage((event.get("delta") or {}).get("usage"))
+            if parsed is not None:
+                found = parsed
+    return found
+
+
+def usage_attributes(usage: Usage, attrs: dict | None = None) -> dict:
+    """``llm.usage.*`` and ``gen_ai.usage.*`` for ``usage``, added to ``attrs`` (a new dict by default)."""
+    if attrs is None:
+        attrs = {}
+    if usage.prompt is not None:
+        attrs["llm.usage.prompt_tokens"] = usage.prompt
+        attrs["gen_ai.usage.input_tokens"] = usage.prompt
+    if usage.completion is not None:
+        attrs["llm.usage.completion_tokens"] = usage.completion
+        attrs["gen_ai.usage.output_tokens"] = usage.completion
+    if usage.total is not None:
+        attrs["llm.usage.total_tokens"] = usage.total
+    if usage.cached is not None:
+        attrs["llm.usage.cached_input_tokens"] = usage.cached
+        attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cached
+    if usage.cache_creation is not None:
+        attrs["llm.usage.cache_creation_tokens"] = usage.cache_creation
+        attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation
+    if usage.reasoning is not None:
+        attrs["llm.usage.reasoning_tokens"] = usage.reasoning
+        attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
+    return attrs
+
+
+_FIXED_CACHE: dict = {}
+
+
+def request_fixed(provider: str, requested: str | None, resolved: str, stream: bool) -> tuple:
+    """The request attributes that only depend on (provider, requested, resolved, stream), as cached pairs.
+
+    ``llm.model`` is not among them: the response may name a more precise model.
+    """
+    key = (provider, requested, resolved, stream)
+    found = _FIXED_CACHE.get(key)
+    if found is None:
+        pairs = [
+            ("llm.provider", provider),
+            ("llm.is_streaming", stream),
+            ("gen_ai.operation.name", "chat"),
+            ("gen_ai.provider.name", provider),
+            ("gen_ai.request.model", requested or resolved),
+        ]
+        if requested and requested != resolved:
+            pairs += [("model.requested", requested), ("model.alias_resolved", resolved)]
+        found = tuple(pairs)
+        if len(_FIXED_CACHE) < 4096:
+            _FIXED_CACHE[key] = found
+    return found
+
+
+def request_params(request: dict | None, attrs: dict) -> dict:
+    """Add the request's sampling parameters and tool names to ``attrs``."""
+    if not request:
+        return attrs
+    for key, llm_key, gen_key in _PARAMS:
+        value = request.get(key)
+        if value is not None and (type(value) is int or type(value) is float):
+            attrs[llm_key] = value
+            attrs[gen_key] = value
+    tools = request.get("tools")
+    if isinstance(tools, list) and tools:
+        names = []
+        for tool in tools[:32]:
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            name = (fn or tool).get("name") if isinstance(fn or tool, dict) else None
+            if isinstance(name, str):
+                names.append(f"{name}(...)")
+        if names:
+            attrs["llm.tools"] = "\n".join(names)
+    return attrs
+
+
+def request_attributes(request: dict | None, *, provider: str, requested: str | None, resolved: str,
+                       stream: bool) -> dict:
+    """Every attribute known before the upstream is called, as one dict."""
+    attrs = dict(request_fixed(provider, requested, resolved, stream))
+    attrs["llm.model"] = resolved
+    return request_params(request, attrs)
+
+
+_PARAMS = (
+    ("temperature", "llm.temperature", "gen_ai.request.temperature"),
+    ("max_tokens", "llm.max_tokens", "gen_ai.request.max_tokens"),
+    ("max_completion_tokens", "llm.max_tokens", "gen_ai.request.max_tokens"),
+    ("top_p", "llm.top_p", "gen_ai.request.top_p"),
+)
+
+
+def response_attributes(completion: dict) -> dict:
+    """``gen_ai.response.*`` from a (non-streaming) chat completion object."""
+    attrs: dict = {}
+    model = completion.get("model")
+    if isinstance(model, str) and model:
+        attrs["llm.model"] = model
+        attrs["gen_ai.response.model"] = model
+    rid = completion.get("id")
+    if isinstance(rid, str):
+        attrs["gen_ai.response.id"] = rid
+    choices = completion.get("choices")
+    if isinstance(choices, list):
+        reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict) and c.get("finish_reason")]
+        if reasons:
+            attrs["gen_ai.response.finish_reasons"] = [str(r) for r in reasons]
+    return attrs
+
+
+def last_user_text(messages) -> str:
+    """The latest user message as plain text (content parts joined)."""
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def content_text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
