@@ -55,9 +55,11 @@ class ChainEntry:
         """:meth:`apply`, also saying whether the filter failed open (streams then stop calling it)."""
         started = time.perf_counter()
         filter_id = self.spec.id
+        span = run.telemetry.filter_call(filter_id, filter_type=self.spec.kind) if run.telemetry is not None else None
+        headers = span.inject(dict(run.headers)) if span is not None and span.span.recording else run.headers
         try:
             try:
-                out, status = await self.client.call(payload, path, run.headers, limit)
+                out, status = await self.client.call(payload, path, headers, limit)
             except (FilterBlocked, FilterFailed):
                 raise
             except Exception as exc:  # a bug must not take the request down unannounced: it is a failure
@@ -69,16 +71,24 @@ class ChainEntry:
                 raise FilterFailed("invalid", f"returned an invalid payload: {problem}", status)
         except FilterBlocked as blocked:
             run.record(filter_id, self.stage, BLOCKED, started, blocked.status)
+            if span is not None:
+                span.finish("rejected", status=blocked.status)
             policy.log_block(run.rid, filter_id, self.stage, blocked.status)
             raise policy.blocked_error(filter_id, self.stage, blocked.status, blocked.message) from None
         except FilterFailed as failure:
             policy.log_failure(run.rid, filter_id, self.stage, failure, self.fail_open)
+            if span is not None:  # the policy that triggered is on the span: fail_open / fail_closed
+                span.finish("fail_open" if self.fail_open else "fail_closed", status=failure.status,
+                            error=f"{failure.kind}: {failure}")
             if self.fail_open:
                 run.record(filter_id, self.stage, FAIL_OPEN, started, failure.status, failure.kind)
                 return payload, True
             run.record(filter_id, self.stage, FAIL_CLOSED, started, failure.status, failure.kind)
             raise policy.failed_error(filter_id, failure) from None
-        run.record(filter_id, self.stage, MODIFIED if out != payload else PASSED, started, status)
+        modified = out != payload
+        run.record(filter_id, self.stage, MODIFIED if modified else PASSED, started, status)
+        if span is not None:
+            span.finish("modified" if modified else "pass", status=status)
         return out, False
 
 

@@ -24,12 +24,13 @@ SCOPE_KEY = "plano.filters"
 
 
 class FilterRun:
-    __slots__ = ("headers", "outcomes", "rid")
+    __slots__ = ("headers", "outcomes", "rid", "telemetry")
 
     def __init__(self, rid: str, headers: dict[str, str]) -> None:
         self.rid = rid
         self.headers = headers
         self.outcomes: list[FilterOutcome] = []
+        self.telemetry = None  # the request's telemetry context: each filter call becomes a span
 
     def record(self, filter_id: str, stage: str, outcome: str, started: float, status: int | None,
                kind: str | None = None) -> None:

@@ -29,24 +29,34 @@ from gateway.upstream import UpstreamError
 
 
 async def relay_json_filtered(send: Send, resp, rid: str, chain: FilterChain, run: FilterRun,
-                              invalid_json: GatewayError, describe: Describe | None = None) -> None:
+                              invalid_json: GatewayError, describe: Describe | None = None, call=None) -> None:
     data = await resp.read()
     if resp.status >= 400:
         await relay_error(send, resp.status, resp.headers, data, rid, describe)
+        if call is not None:
+            call.finish(resp.status, response_bytes=len(data))
         return
-    answer = await chain.run(json_object(data, invalid_json), CHAT_PATH, run)
+    parsed = json_object(data, invalid_json)
+    if call is not None:  # the upstream call is done; the filters' time is on their own spans
+        call.finish(resp.status, completion=parsed, response_bytes=len(data))
+    answer = await chain.run(parsed, CHAT_PATH, run)
     await send_body(send, resp.status, orjson.dumps(answer), client_headers(resp, JSON_CT, rid))
 
 
 async def relay_stream_filtered(send: Send, resp, rid: str, chain: FilterChain, run: FilterRun, *,
                                 invalid_json: GatewayError, describe: Describe | None = None,
-                                target: str = "upstream") -> None:
+                                target: str = "upstream", call=None) -> None:
     if resp.status >= 400:
         await relay_error(send, resp.status, resp.headers, await resp.read(), rid, describe)
+        if call is not None:
+            call.finish(resp.status)
         return
     stream = chain.stream(run, CHAT_PATH)
     if "text/event-stream" not in resp.headers.get("content-type", ""):
-        events = completion_as_sse(json_object(await resp.read(), invalid_json))
+        parsed = json_object(await resp.read(), invalid_json)
+        if call is not None:
+            call.finish(resp.status, completion=parsed)
+        events = completion_as_sse(parsed)
         body = await stream.feed(events)
         body += await stream.finish() if stream.error is None else b""
         if stream.error is not None:  # nothing sent yet: an ordinary error response
@@ -59,6 +69,8 @@ async def relay_stream_filtered(send: Send, resp, rid: str, chain: FilterChain, 
         async for chunk in resp.content.iter_any():
             ready = aligner.feed(chunk)
             if ready:
+                if call is not None:
+                    call.chunk(ready)
                 out = await stream.feed(ready)
                 if stream.error is not None:
                     break
@@ -69,7 +81,11 @@ async def relay_stream_filtered(send: Send, resp, rid: str, chain: FilterChain, 
     except Exception as exc:  # the upstream stream broke; held (unfiltered) text is dropped, never sent
         err = exc if isinstance(exc, UpstreamError) else classify_break(exc, target)
         await send({"type": "http.response.body", "body": openai_error_event(str(err), code=f"upstream_{err.kind}")})
+        if call is not None:
+            call.finish(resp.status, error=str(err), error_class="stream")
         return
+    if call is not None:
+        call.finish(resp.status)
     if stream.error is not None:  # a filter blocked, or failed closed: what came before it, then the error
         err = stream.error
         await send({"type": "http.response.body", "body": out + openai_error_event(err.message, err.type, err.code)})

@@ -199,6 +199,7 @@ def _windowed(run):
 
     view = FilterRun(run.rid, {**run.headers, "x-plano-stream-mode": "window"})
     view.outcomes = run.outcomes  # outcomes still land on the request's record
+    view.telemetry = run.telemetry
     return view
 
 

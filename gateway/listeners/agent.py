@@ -45,6 +45,7 @@ from gateway.orchestration.chain import (
     handoff,
 )
 from gateway.routing.selector import AgentSelector
+from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream, UpstreamError, forward_headers
 
 log = logging.getLogger("plano.agent")
@@ -56,8 +57,9 @@ class AgentListener:
     """ASGI app for one ``type: agent`` listener."""
 
     def __init__(self, config, listener, upstream: Upstream, resolver: ModelResolver | None = None,
-                 filters: FilterRegistry | None = None) -> None:
+                 filters: FilterRegistry | None = None, telemetry: Telemetry | None = None) -> None:
         self.name = listener.name
+        self.tel = telemetry or Telemetry(None, metrics=False)
         self.timeout = listener.timeout
         self.max_body = listener.max_body_bytes or 10 * 1024 * 1024
         self.upstream = upstream
@@ -90,34 +92,54 @@ class AgentListener:
 
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope)
+        ctx = scope[_TELEMETRY_KEY] = self.tel.start_request(self.name, "agent", scope["method"], scope["path"],
+                                                             scope["headers"], rid)
+        send = ctx.wrap_send(send)
+        error: str | None = None
+        size = 0
         try:
             body = await read_body(scope, receive, self.max_body)
+            size = len(body)
             request = parse_chat_request(body)
             deadline = Deadline(self.timeout)
             headers = self._agent_headers(scope, rid)
-            try:
-                selection = await asyncio.wait_for(self.selector.select(request["messages"], headers),
-                                                   deadline.remaining())
-            except asyncio.TimeoutError:
-                raise deadline.expired_error() from None
+            with ctx.routing() as routing:
+                try:
+                    selection = await asyncio.wait_for(
+                        self.selector.select(request["messages"], headers, ctx, routing.span), deadline.remaining())
+                except asyncio.TimeoutError:
+                    raise deadline.expired_error() from None
+                routing.finish(selection.agents, router=selection.router, fallback=selection.fallback,
+                               reason=selection.reason, duration_ms=selection.duration_ms)
             log.debug("request_id=%s router=%s agents=%s reason=%s", rid, selection.router, selection.agents,
                       selection.reason)
             messages = request["messages"]
             *intermediate, last = selection.agents
-            for agent_id in intermediate:
+            for index, agent_id in enumerate(intermediate):
                 agent = self.endpoints[agent_id]
-                if agent.filtered:
-                    answer = await self._filtered_answer(scope, agent, request, messages, headers, deadline, rid)
-                else:
-                    payload = orjson.dumps({**request, "messages": messages})
-                    answer = await collect_answer(self.upstream, agent, payload,
-                                                  {**headers, "x-plano-agent-id": agent_id}, deadline)
+                call = ctx.agent_call(agent_id, index=index)
+                try:
+                    agent_headers = call.inject({**headers, "x-plano-agent-id": agent_id})
+                    if agent.filtered:
+                        answer = await self._filtered_answer(scope, agent, request, messages, agent_headers,
+                                                             deadline, rid)
+                    else:
+                        payload = orjson.dumps({**request, "messages": messages})
+                        answer = await collect_answer(self.upstream, agent, payload, agent_headers, deadline)
+                except GatewayError as err:
+                    call.finish(err.status, outcome=_outcome(err), error=err.message)
+                    raise
+                call.finish(200)
                 messages = handoff(messages, agent_id, answer)
-            await self._final(scope, send, request, messages, self.endpoints[last], headers, deadline, rid)
+            await self._final(scope, send, request, messages, self.endpoints[last], headers, deadline, rid,
+                              ctx.agent_call(last, index=len(intermediate)))
         except GatewayError as err:
+            error = err.message
             await send_error(send, err, rid)
         except ClientDisconnected:
-            return
+            error = "client disconnected"
+        finally:
+            ctx.finish(bytes_in=size, error=error)
 
     async def _filtered_answer(self, scope: Scope, agent, request: dict, messages: list[dict], headers, deadline,
                                rid: str) -> str:
@@ -127,21 +149,31 @@ class AgentListener:
         if agent.input_filters is not None:
             messages = await filter_conversation(agent, request, messages, run, deadline)
         payload = orjson.dumps({**request, "messages": messages})
-        answer = await collect_answer(self.upstream, agent, payload, {**headers, "x-plano-agent-id": agent.id},
-                                      deadline)
+        answer = await collect_answer(self.upstream, agent, payload, headers, deadline)
         if agent.output_filters is not None:
             answer = await filter_answer(agent, request, answer, run, deadline)
         return answer
 
     def _filter_run(self, scope: Scope, rid: str) -> FilterRun:
-        return filter_run(scope, rid, {"x-arch-agent-listener-name": self.name})
+        run = filter_run(scope, rid, {"x-arch-agent-listener-name": self.name})
+        run.telemetry = scope.get(_TELEMETRY_KEY)
+        return run
 
     async def _final(self, scope: Scope, send: Send, request: dict, messages: list[dict], agent, headers, deadline,
-                     rid) -> None:
+                     rid, call) -> None:
+        observer = _AgentObserver(call)
+        try:
+            await self._final_call(scope, send, request, messages, agent, call.inject(
+                {**headers, "x-plano-agent-id": agent.id}), deadline, rid, observer)
+        except GatewayError as err:
+            call.finish(err.status, outcome=_outcome(err), error=err.message)
+            raise
+
+    async def _final_call(self, scope: Scope, send: Send, request: dict, messages: list[dict], agent, headers,
+                          deadline, rid, observer) -> None:
         if agent.input_filters is not None:
             messages = await filter_conversation(agent, request, messages, self._filter_run(scope, rid), deadline)
         payload = orjson.dumps({**request, "messages": messages})
-        headers = {**headers, "x-plano-agent-id": agent.id}
         invalid = GatewayError(502, f"Agent '{agent.id}' returned a response that is not a JSON object.",
                                code="agent_invalid_response")
 
@@ -155,16 +187,16 @@ class AgentListener:
                 if request.get("stream") is True:
                     if output is None:
                         await relay_stream(send, resp, rid, invalid_json=invalid, describe=describe,
-                                           target=f"agent '{agent.id}'")
+                                           target=f"agent '{agent.id}'", call=observer)
                     else:
                         await relay_stream_filtered(send, resp, rid, output, self._filter_run(scope, rid),
                                                     invalid_json=invalid, describe=describe,
-                                                    target=f"agent '{agent.id}'")
+                                                    target=f"agent '{agent.id}'", call=observer)
                 elif output is None:
-                    await relay_json(send, resp, rid, invalid, describe)
+                    await relay_json(send, resp, rid, invalid, describe, call=observer)
                 else:
                     await relay_json_filtered(send, resp, rid, output, self._filter_run(scope, rid), invalid,
-                                              describe)
+                                              describe, call=observer)
         except UpstreamError as err:
             raise GatewayError(err.status, f"Agent '{agent.id}': {err}", code=f"agent_{err.kind}") from None
 
@@ -175,3 +207,32 @@ class AgentListener:
         headers["content-type"] = "application/json"
         headers["x-arch-agent-listener-name"] = self.name
         return headers
+
+
+_TELEMETRY_KEY = "plano.telemetry"
+
+
+def _outcome(err: GatewayError) -> str:
+    code = err.code or ""
+    for kind in ("timeout", "connect", "invalid_response"):
+        if code.endswith(kind):
+            return kind
+    return "timeout" if err.status == 504 else "error"
+
+
+class _AgentObserver:
+    """Adapts the relay's observer calls (``chunk``, ``finish``) to the final agent's telemetry."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call) -> None:
+        self.call = call
+
+    def chunk(self, data: bytes) -> None:
+        pass
+
+    def finish(self, status, *, completion=None, response_bytes=None, error=None, error_class=None) -> None:
+        outcome = None
+        if error:
+            outcome = "invalid_response" if error_class == "parse" else "error"
+        self.call.finish(status, outcome=outcome, error=error)

@@ -34,6 +34,7 @@ from gateway.listeners.http import (
 from gateway.listeners.relay import relay_json, relay_stream
 from gateway.llm.resolver import ModelResolver
 from gateway.llm.targets import Target, client_credential, passthrough_headers
+from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream, UpstreamError, forward_headers
 from gateway.upstream.headers import CREDENTIALS
 
@@ -45,8 +46,9 @@ class ModelListener:
     """ASGI app for one ``type: model`` listener."""
 
     def __init__(self, listener, resolver: ModelResolver, upstream: Upstream,
-                 filters: FilterRegistry | None = None) -> None:
+                 filters: FilterRegistry | None = None, telemetry: Telemetry | None = None) -> None:
         self.name = listener.name
+        self.tel = telemetry or Telemetry(None, metrics=False)
         self.max_body = getattr(listener, "max_body_bytes", None) or 10 * 1024 * 1024
         self.resolver = resolver
         self.upstream = upstream
@@ -70,27 +72,45 @@ class ModelListener:
 
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope)
+        ctx = self.tel.start_request(self.name, "model", scope["method"], scope["path"], scope["headers"], rid)
+        send = ctx.wrap_send(send)
+        request: dict | None = None
+        error: str | None = None
+        size = 0
         try:
             body = await read_body(scope, receive, self.max_body)
+            size = len(body)
             request = parse_chat_request(body)
             if self.filtered:
-                await self._chat_filtered(scope, send, request, rid)
+                await self._chat_filtered(scope, send, request, rid, ctx)
                 return
-            target = self._resolve(request.get("model"))
+            requested = request.get("model")
+            target = self._resolve(requested)
             request["model"] = target.model_id
             headers = self._upstream_headers(scope, target, rid)
+            stream = request.get("stream") is True
+            call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
+            call.inject(headers)
             payload = orjson.dumps(request)
-            if request.get("stream") is True:
-                await self._relay_stream(send, target, headers, payload, rid)
-            else:
-                await self._relay_json(send, target, headers, payload, rid)
+            async with _observed(call), self.upstream.open(
+                "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
+            ) as resp:
+                invalid = _invalid_response(target)
+                if stream:
+                    await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name, call=call)
+                else:
+                    await relay_json(send, resp, rid, invalid, call=call)
         except GatewayError as err:
+            error = err.message
             await send_error(send, err, rid)
         except UpstreamError as err:
+            error = str(err)
             log.warning("request_id=%s upstream=%s %s", rid, err.target, err)
-            await send_error(send, GatewayError(err.status, str(err), code=f"upstream_{err.kind}"), rid)
+            await send_error(send, GatewayError(err.status, error, code=f"upstream_{err.kind}"), rid)
         except ClientDisconnected:
-            return
+            error = "client disconnected"
+        finally:
+            ctx.finish(bytes_in=size, messages=request.get("messages") if request else None, error=error)
 
     def _resolve(self, model: str | None) -> Target:
         target = self.resolver.resolve(model)
@@ -102,30 +122,36 @@ class ModelListener:
             )
         return target
 
-    async def _chat_filtered(self, scope: Scope, send: Send, request: dict, rid: str) -> None:
+    async def _chat_filtered(self, scope: Scope, send: Send, request: dict, rid: str, ctx) -> None:
         """The same request path with the listener's filter chains: input filters see the whole client
         body before the model is resolved (a filter may change ``model``), output filters the answer."""
         run = filter_run(scope, rid)
+        run.telemetry = ctx
+        requested = request.get("model")
         if self.input_chain is not None:
             request = await self.input_chain.run(request, CHAT_PATH, run, shapes.chat_request)
         target = self._resolve(request.get("model"))
         request["model"] = target.model_id
         headers = self._upstream_headers(scope, target, rid)
+        stream = request.get("stream") is True
+        call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
+        call.inject(headers)
         payload = orjson.dumps(request)
         output = self.output_chain
-        async with self.upstream.open(
+        async with _observed(call), self.upstream.open(
             "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
         ) as resp:
             invalid = _invalid_response(target)
-            if request.get("stream") is True:
+            if stream:
                 if output is None:
-                    await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name)
+                    await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name, call=call)
                 else:
-                    await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid, target=target.name)
+                    await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid,
+                                                target=target.name, call=call)
             elif output is None:
-                await relay_json(send, resp, rid, invalid)
+                await relay_json(send, resp, rid, invalid, call=call)
             else:
-                await relay_json_filtered(send, resp, rid, output, run, invalid)
+                await relay_json_filtered(send, resp, rid, output, run, invalid, call=call)
 
     def _upstream_headers(self, scope: Scope, target: Target, rid: str) -> dict[str, str]:
         headers = forward_headers(scope["headers"], CREDENTIALS)
@@ -159,6 +185,31 @@ class ModelListener:
             "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
         ) as resp:
             await relay_stream(send, resp, rid, invalid_json=_invalid_response(target), target=target.name)
+
+
+_ERROR_CLASS = {"connect": "connect", "timeout": "timeout", "broken": "stream"}
+
+
+class _observed:
+    """Closes an LLM call's telemetry when the upstream call fails before the relay could."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call) -> None:
+        self.call = call
+
+    async def __aenter__(self):
+        return self.call
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None:
+            if isinstance(exc, UpstreamError):
+                self.call.finish(exc.status, error=str(exc), error_class=_ERROR_CLASS[exc.kind])
+            elif isinstance(exc, GatewayError):
+                self.call.finish(exc.status, error=exc.message, error_class="parse")
+            else:
+                self.call.finish(None, error=type(exc).__name__, error_class="other")
+        return False
 
 
 def _invalid_response(target: Target) -> GatewayError:

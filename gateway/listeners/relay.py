@@ -63,41 +63,70 @@ async def relay_error(send: Send, status: int, upstream_headers, data: bytes, ri
 
 
 async def relay_stream(send: Send, resp, rid: str, *, invalid_json: GatewayError,
-                       describe: Describe | None = None, target: str = "upstream") -> None:
-    """Relay a response to a ``stream: true`` request (SSE, or JSON if the upstream ignored stream)."""
-    if resp.status >= 400:
-        await relay_error(send, resp.status, resp.headers, await resp.read(), rid, describe)
+                       describe: Describe | None = None, target: str = "upstream", call=None) -> None:
+    """Relay a response to a ``stream: true`` request (SSE, or JSON if the upstream ignored stream).
+
+    ``call`` (optional) observes the relay for telemetry: ``chunk(bytes)`` per forwarded
+    piece (first token, final usage) and ``finish(status, ...)`` once at the end.
+    """
+    status = resp.status
+    if status >= 400:
+        await relay_error(send, status, resp.headers, await resp.read(), rid, describe)
+        if call is not None:
+            call.finish(status)
         return
     if "text/event-stream" not in resp.headers.get("content-type", ""):
         # The upstream ignored ``stream: true``: the client still gets the stream it asked for.
-        parsed = json_object(await resp.read(), invalid_json)
-        await send_body(send, resp.status, completion_as_sse(parsed), client_headers(resp, SSE_CT, rid))
+        data = await resp.read()
+        parsed = json_object(data, invalid_json)
+        await send_body(send, status, completion_as_sse(parsed), client_headers(resp, SSE_CT, rid))
+        if call is not None:
+            call.finish(status, completion=parsed, response_bytes=len(data))
         return
-    await send({"type": "http.response.start", "status": resp.status, "headers": client_headers(resp, SSE_CT, rid)})
+    await send({"type": "http.response.start", "status": status, "headers": client_headers(resp, SSE_CT, rid)})
     aligner = EventAligner()
+    sent = 0
     try:
         async for chunk in resp.content.iter_any():
             ready = aligner.feed(chunk)
             if ready:
+                if call is not None:
+                    call.chunk(ready)
+                    sent += len(ready)
                 await send({"type": "http.response.body", "body": ready, "more_body": True})
     except Exception as exc:  # the stream broke after the headers went out
         err = exc if isinstance(exc, UpstreamError) else classify_break(exc, target)
         await send({"type": "http.response.body", "body": openai_error_event(str(err), code=f"upstream_{err.kind}")})
+        if call is not None:
+            call.finish(status, response_bytes=sent, error=str(err), error_class="stream")
         return
     tail = aligner.pending.strip()
     end = openai_error_event("Upstream stream ended inside an event.", code="upstream_incomplete_event") if tail else b""
     await send({"type": "http.response.body", "body": end, "more_body": False})
+    if call is not None:
+        call.finish(status, response_bytes=sent, error="incomplete final event" if tail else None,
+                    error_class="stream" if tail else None)
 
 
 async def relay_json(send: Send, resp, rid: str, invalid_json: GatewayError,
-                     describe: Describe | None = None) -> None:
+                     describe: Describe | None = None, call=None) -> None:
     """Relay a complete JSON response, refusing a 2xx body that is not a JSON object (502)."""
     data = await resp.read()
-    if resp.status >= 400:
-        await relay_error(send, resp.status, resp.headers, data, rid, describe)
+    status = resp.status
+    if status >= 400:
+        await relay_error(send, status, resp.headers, data, rid, describe)
+        if call is not None:
+            call.finish(status, response_bytes=len(data))
         return
-    json_object(data, invalid_json)
-    await send_body(send, resp.status, data, client_headers(resp, JSON_CT, rid))
+    try:
+        parsed = json_object(data, invalid_json)
+    except GatewayError:
+        if call is not None:
+            call.finish(status, response_bytes=len(data), error="invalid JSON response", error_class="parse")
+        raise
+    await send_body(send, status, data, client_headers(resp, JSON_CT, rid))
+    if call is not None:
+        call.finish(status, completion=parsed, response_bytes=len(data))
 
 
 def json_object(data: bytes, invalid: GatewayError) -> dict:

@@ -138,7 +138,16 @@ class LLMOrchestrator:
         self.timeout = timeout_policy(timeout, min(timeout, 5.0))
         self.context_tokens = context_tokens
 
-    async def route(self, messages: list[dict], headers: dict[str, str]) -> RoutingDecision:
+    async def route(self, messages: list[dict], headers: dict[str, str], call=None) -> RoutingDecision:
+        """Ask the model; ``call`` (optional) records the LLM call for telemetry."""
+        try:
+            return await self._route(messages, headers, call)
+        except OrchestratorError as exc:
+            if call is not None:
+                call.finish(None, error=str(exc)[:300], error_class="other")
+            raise
+
+    async def _route(self, messages: list[dict], headers: dict[str, str], call) -> RoutingDecision:
         prompt = build_prompt(self.agents, messages, self.context_tokens)
         body = orjson.dumps({"model": self.target.model_id, "messages": [{"role": "user", "content": prompt}],
                              "temperature": 0.01})
@@ -146,6 +155,8 @@ class LLMOrchestrator:
         out["content-type"] = "application/json"
         out.update(self.target.auth_headers)
         out.update(self.target.extra_headers)
+        if call is not None:
+            call.inject(out)
         try:
             async with self.upstream.open("POST", self.target.url, headers=out, body=body, timeout=self.timeout,
                                           target=self.target.name) as resp:
@@ -156,9 +167,12 @@ class LLMOrchestrator:
         if status >= 400:
             raise OrchestratorError(f"orchestrator model answered HTTP {status}: {data[:200].decode('utf-8', 'replace')}")
         try:
-            content = orjson.loads(data)["choices"][0]["message"]["content"] or ""
+            completion = orjson.loads(data)
+            content = completion["choices"][0]["message"]["content"] or ""
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             raise OrchestratorError("orchestrator model answered without choices[0].message.content") from None
+        if call is not None:
+            call.finish(status, completion=completion, response_bytes=len(data))
         names = parse_route(content)
         chosen = [n for n in names if n in self.known]
         unknown = [n for n in names if n not in self.known]

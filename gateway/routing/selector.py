@@ -65,7 +65,9 @@ class AgentSelector:
         return LLMOrchestrator(self.specs, target, upstream, timeout=overrides.agent_orchestration_timeout,
                                context_tokens=overrides.orchestrator_model_context_length)
 
-    async def select(self, messages: list[dict], headers: dict[str, str]) -> Selection:
+    async def select(self, messages: list[dict], headers: dict[str, str], telemetry=None, parent=None) -> Selection:
+        """The agents for this turn. ``telemetry``/``parent``: the request's telemetry context and the
+        routing span, under which the orchestrator's own LLM call is recorded."""
         started = time.perf_counter()
         if self.embedded is None:
             agents = [self.default_agent] if self.default_agent else []
@@ -74,8 +76,12 @@ class AgentSelector:
         if self.llm is not None:
             from gateway.routing.orchestrator import OrchestratorError
 
+            call = None
+            if telemetry is not None:
+                target = self.llm.target
+                call = telemetry.llm_call(target.provider, target.name, target.model_id, parent=parent)
             try:
-                decision = await self.llm.route(messages, headers)
+                decision = await self.llm.route(messages, headers, call)
                 return self._finish(decision.agents, "llm", decision.reason, None, started)
             except OrchestratorError as exc:
                 fallback = str(exc)[:300]

@@ -15,6 +15,7 @@ from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import send_error
 from gateway.listeners.model import ModelListener
 from gateway.llm.resolver import ModelResolver
+from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream
 
 log = logging.getLogger("plano.server")
@@ -36,11 +37,14 @@ class GatewayApp:
             connect_timeout=connect_timeout,
         )
         self.filters = FilterRegistry(config, self.upstream)  # one client (and MCP session) per filter per worker
+        self.telemetry = Telemetry(config)  # per worker: built after the fork
         for listener in config.listeners:
             if listener.type == "model":
-                self.by_port[listener.port] = ModelListener(listener, resolver, self.upstream, self.filters)
+                self.by_port[listener.port] = ModelListener(listener, resolver, self.upstream, self.filters,
+                                                            self.telemetry)
             elif listener.type == "agent":
-                self.by_port[listener.port] = _agent_listener(config, listener, self.upstream, resolver, self.filters)
+                self.by_port[listener.port] = _agent_listener(config, listener, self.upstream, resolver, self.filters,
+                                                              self.telemetry)
             else:
                 log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name, listener.type)
         self._single = next(iter(self.by_port.values())) if len(self.by_port) == 1 else None
@@ -52,7 +56,15 @@ class GatewayApp:
             if app is None:
                 await send_error(send, GatewayError(404, "No listener on this port", code="not_found"))
                 return
-            await app(scope, receive, send)
+            try:
+                await app(scope, receive, send)
+            except Exception:  # a bug: log it, and answer in the client's shape if nothing was sent yet
+                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+                try:
+                    await send_error(send, GatewayError(500, "Internal gateway error; see the gateway log.",
+                                                        code="internal_error"))
+                except Exception:
+                    pass
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -68,16 +80,17 @@ class GatewayApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.upstream.close()
+                await self.telemetry.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-def _agent_listener(config, listener, upstream, resolver, filters):
+def _agent_listener(config, listener, upstream, resolver, filters, telemetry):
     from gateway.listeners.agent import (
         AgentListener,  # imported lazily: model-only configs skip it
     )
 
-    return AgentListener(config, listener, upstream, resolver, filters)
+    return AgentListener(config, listener, upstream, resolver, filters, telemetry)
 
 
 def _connect_timeout(overrides) -> float:
