@@ -165,6 +165,8 @@ class LLMOrchestrator:
         except UpstreamError as exc:
             raise OrchestratorError(str(exc)) from None
         if status >= 400:
+            if call is not None:
+                call.finish(status, response_bytes=len(data), error=f"orchestrator model answered HTTP {status}")
             raise OrchestratorError(f"orchestrator model answered HTTP {status}: {data[:200].decode('utf-8', 'replace')}")
         try:
             completion = orjson.loads(data)

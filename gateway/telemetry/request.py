@@ -16,6 +16,7 @@ import logging
 import time
 
 from gateway.telemetry import genai
+from gateway.telemetry.redact import redact_secrets
 from gateway.telemetry.tracing import (
     AGENT,
     FILTER,
@@ -428,9 +429,9 @@ class RoutingDecision:
                 "routing.is_fallback": fallback is not None,
             }
             if fallback:
-                attrs["routing.fallback_reason"] = fallback[:300]
+                attrs["routing.fallback_reason"] = redact_secrets(fallback)[:300]
             if reason:
-                attrs["routing.selection_reason"] = reason[:300]
+                attrs["routing.selection_reason"] = redact_secrets(reason)[:300]
             span.update(attrs)
         span.end()
 
@@ -454,7 +455,7 @@ class RoutingDecision:
                 "routing.determination_ms": round(seconds * 1000.0, 3),
                 "routing.strategy": router,
                 "routing.is_fallback": fallback is not None,
-                "routing.fallback_reason": fallback[:300] if fallback else None,
+                "routing.fallback_reason": redact_secrets(fallback)[:300] if fallback else None,
             })
         span.end()
 

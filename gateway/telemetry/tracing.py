@@ -309,7 +309,12 @@ class Span:
             if error_type:
                 self.attrs["error.type"] = error_type
             self.status_code = 2
-            self.status_message = message[:500] if message else None
+            if message:
+                from gateway.telemetry.redact import redact_secrets
+
+                self.status_message = redact_secrets(message)[:500]
+            else:
+                self.status_message = None
         return self
 
     def end(self, status_code: int | None = None, end_time_ns: int | None = None) -> None:

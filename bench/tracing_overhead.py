@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""What tracing costs end to end: plano's model listener with tracing off, at 100% sampling to a
+real OTLP/gRPC sink, and at 100% with the collector down — same mock upstream, wrk at c=32.
+
+Each configuration runs ``--repeat`` times, interleaved (off, on, down, off, on, down, ...) so slow
+drift on the shared 2-core box hits all three alike; medians are reported with the ratio to "off".
+
+    .venv/bin/python bench/tracing_overhead.py [--duration 10] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "bench"
+PY = sys.executable
+sys.path.insert(0, str(ROOT / "bench"))
+from telemetry_micro import SINK  # noqa: E402  (the discard-everything OTLP/gRPC sink)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def wrk(url: str, duration: float, connections: int) -> tuple[float, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s",
+                          str(SHARED / "post.lua"), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
+    return rps, float(p50.group(1)) * scale
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("-c", "--connections", type=int, default=32)
+    args = ap.parse_args()
+    mock, sink, dead = free_port(), free_port(), free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="plano-tracing-"))
+    procs = [
+        subprocess.Popen([PY, "-m", "uvicorn", "mock_upstream:app", "--app-dir", str(SHARED), "--port", str(mock),
+                          "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+                         start_new_session=True),
+        subprocess.Popen([PY, "-c", SINK, str(sink)], start_new_session=True),
+    ]
+    configs = {"off": None, "on (100%)": f"http://127.0.0.1:{sink}", "collector down": f"http://127.0.0.1:{dead}"}
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in configs}
+    env = {**os.environ, "PLANO_ACCESS_LOG": "off", "PLANO_ADMIN_PORT": "0"}
+    try:
+        wait_http(f"http://127.0.0.1:{mock}/v1/models")
+        for _ in range(args.repeat):
+            for name, endpoint in configs.items():
+                port = free_port()
+                text = (f"version: v0.4.0\nlisteners:\n  - {{type: model, name: llm, port: {port}, address: 127.0.0.1}}\n"
+                        f"model_providers:\n  - {{model: openai/mock-model, access_key: sk-bench, "
+                        f"base_url: 'http://127.0.0.1:{mock}/v1', default: true}}\n")
+                if endpoint:
+                    text += f"tracing:\n  random_sampling: 100\n  opentracing_grpc_endpoint: {endpoint}\n"
+                cfg = tmp / f"plano-{port}.yaml"
+                cfg.write_text(text)
+                gw = subprocess.Popen([PY, "-m", "gateway", "up", str(cfg), "--foreground"], cwd=ROOT, env=env,
+                                      start_new_session=True, stderr=subprocess.DEVNULL)
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/healthz")
+                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    wrk(url, 2, args.connections)  # warm-up
+                    results[name].append(wrk(url, args.duration, args.connections))
+                finally:
+                    os.killpg(gw.pid, signal.SIGTERM)
+                    gw.wait(30)
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+    base = statistics.median(r for r, _ in results["off"])
+    print(f"model listener, non-streaming, wrk c={args.connections}, {args.duration:g}s x {args.repeat} (medians)")
+    print(f"{'tracing':<18}{'req/s':>10}{'p50 ms':>10}{'vs off':>10}")
+    for name, runs in results.items():
+        rps = statistics.median(r for r, _ in runs)
+        p50 = statistics.median(p for _, p in runs)
+        print(f"{name:<18}{rps:>10.0f}{p50:>10.2f}{rps / base:>10.2f}")
+    on = statistics.median(r for r, _ in results["on (100%)"])
+    print(f"tracing cost at 100% sampling: {100 * (1 - on / base):.1f}% throughput (target <= 15%)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
