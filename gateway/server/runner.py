@@ -129,6 +129,7 @@ def _run_worker(config, sockets, drain_timeout: float) -> int:
             timeout_graceful_shutdown=drain_timeout,
             backlog=2048,
             server_header=False,
+            proxy_headers=False,  # plano is the edge; no per-request X-Forwarded-* rewriting
             date_header=True,
         )
     )
