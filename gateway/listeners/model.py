@@ -73,9 +73,9 @@ class ModelListener:
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope)
         ctx = self.tel.start_request(self.name, "model", scope["method"], scope["path"], scope["headers"], rid)
-        send = ctx.wrap_send(send)
         request: dict | None = None
         error: str | None = None
+        status: int | None = None  # None: the LLM call recorded what the client got
         size = 0
         try:
             body = await read_body(scope, receive, self.max_body)
@@ -92,25 +92,29 @@ class ModelListener:
             call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
             call.inject(headers)
             payload = orjson.dumps(request)
-            async with _observed(call), self.upstream.open(
-                "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
-            ) as resp:
-                invalid = _invalid_response(target)
-                if stream:
-                    await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name, call=call)
-                else:
-                    await relay_json(send, resp, rid, invalid, call=call)
+            try:
+                async with self.upstream.open(
+                    "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
+                ) as resp:
+                    if stream:
+                        await relay_stream(send, resp, rid, invalid_json=_invalid_response(target),
+                                           target=target.name, call=call)
+                    else:
+                        await relay_json(send, resp, rid, _invalid_response(target), call=call)
+            except BaseException as exc:
+                _failed(call, exc)
+                raise
         except GatewayError as err:
-            error = err.message
+            error, status = err.message, err.status
             await send_error(send, err, rid)
         except UpstreamError as err:
-            error = str(err)
+            error, status = str(err), err.status
             log.warning("request_id=%s upstream=%s %s", rid, err.target, err)
             await send_error(send, GatewayError(err.status, error, code=f"upstream_{err.kind}"), rid)
         except ClientDisconnected:
             error = "client disconnected"
         finally:
-            ctx.finish(bytes_in=size, messages=request.get("messages") if request else None, error=error)
+            ctx.finish(status, bytes_in=size, messages=request.get("messages") if request else None, error=error)
 
     def _resolve(self, model: str | None) -> Target:
         target = self.resolver.resolve(model)
@@ -138,20 +142,25 @@ class ModelListener:
         call.inject(headers)
         payload = orjson.dumps(request)
         output = self.output_chain
-        async with _observed(call), self.upstream.open(
-            "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
-        ) as resp:
-            invalid = _invalid_response(target)
-            if stream:
-                if output is None:
-                    await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name, call=call)
+        send = ctx.wrap_send(send)  # output filters change the body: count what the client really gets
+        try:
+            async with self.upstream.open(
+                "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
+            ) as resp:
+                invalid = _invalid_response(target)
+                if stream:
+                    if output is None:
+                        await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name, call=call)
+                    else:
+                        await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid,
+                                                    target=target.name, call=call)
+                elif output is None:
+                    await relay_json(send, resp, rid, invalid, call=call)
                 else:
-                    await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid,
-                                                target=target.name, call=call)
-            elif output is None:
-                await relay_json(send, resp, rid, invalid, call=call)
-            else:
-                await relay_json_filtered(send, resp, rid, output, run, invalid, call=call)
+                    await relay_json_filtered(send, resp, rid, output, run, invalid, call=call)
+        except BaseException as exc:
+            _failed(call, exc)
+            raise
 
     def _upstream_headers(self, scope: Scope, target: Target, rid: str) -> dict[str, str]:
         headers = forward_headers(scope["headers"], CREDENTIALS)
@@ -190,26 +199,14 @@ class ModelListener:
 _ERROR_CLASS = {"connect": "connect", "timeout": "timeout", "broken": "stream"}
 
 
-class _observed:
-    """Closes an LLM call's telemetry when the upstream call fails before the relay could."""
-
-    __slots__ = ("call",)
-
-    def __init__(self, call) -> None:
-        self.call = call
-
-    async def __aenter__(self):
-        return self.call
-
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
-        if exc is not None:
-            if isinstance(exc, UpstreamError):
-                self.call.finish(exc.status, error=str(exc), error_class=_ERROR_CLASS[exc.kind])
-            elif isinstance(exc, GatewayError):
-                self.call.finish(exc.status, error=exc.message, error_class="parse")
-            else:
-                self.call.finish(None, error=type(exc).__name__, error_class="other")
-        return False
+def _failed(call, exc: BaseException) -> None:
+    """Close an LLM call's telemetry when the upstream call failed before the relay could."""
+    if isinstance(exc, UpstreamError):
+        call.finish(exc.status, error=str(exc), error_class=_ERROR_CLASS[exc.kind])
+    elif isinstance(exc, GatewayError):
+        call.finish(exc.status, error=exc.message, error_class="parse")
+    else:
+        call.finish(None, error=type(exc).__name__, error_class="other")
 
 
 def _invalid_response(target: Target) -> GatewayError:

@@ -276,6 +276,12 @@ class LLMCall:
             return
         self._done = True
         seconds = _perf() - self.started
+        if not self._owns_span:  # the call is the request: what the client got, without wrapping send
+            ctx = self.ctx
+            if ctx.status is None:
+                ctx.status = status
+            if response_bytes and not ctx.bytes_out:
+                ctx.bytes_out = response_bytes
         if completion is not None and usage is None:
             usage = completion.get("usage")
         if isinstance(usage, dict):
