@@ -7,7 +7,7 @@ middleware stack and request objects cost measurable microseconds per request
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any, Awaitable, Callable
 
 from gateway.listeners.errors import GatewayError
@@ -34,7 +34,17 @@ def request_id(scope: Scope) -> str:
     rid = header(scope, b"x-request-id")
     if rid and 0 < len(rid) <= 200 and rid.isascii():
         return rid.decode("ascii")
-    return str(uuid.uuid4())
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """A random UUID4 string; formatted by hand (``str(uuid.uuid4())`` is several times slower)."""
+    h = (int.from_bytes(os.urandom(16)) & _UUID4_MASK | _UUID4_BITS).to_bytes(16).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
