@@ -14,37 +14,18 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "bench"
 PY = sys.executable
 sys.path.insert(0, str(ROOT / "bench"))
+from agent_chain import free_port, wait_http  # noqa: E402
 from telemetry_micro import SINK  # noqa: E402  (the discard-everything OTLP/gRPC sink)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
 
 
 def wrk(url: str, duration: float, connections: int) -> tuple[float, float]:
