@@ -69,6 +69,20 @@ async def load(calls, concurrency: int, duration: float, warmup: float) -> list[
     return sorted(latencies)
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM every process group, then SIGKILL whatever has not exited after 10 s."""
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q / 100 * len(values)))] * 1000
 
@@ -139,16 +153,7 @@ listeners:
         print(f"overhead p50: {overhead:.2f} ms (target <= 5 ms) -> {'PASS' if overhead <= 5 else 'FAIL'}")
         return 0
     finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_all(procs)
 
 
 if __name__ == "__main__":

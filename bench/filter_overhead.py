@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from agent_chain import free_port, load, pct, wait_http  # noqa: E402  (the same closed-loop client)
+from agent_chain import free_port, load, pct, stop_all, wait_http  # noqa: E402  (the same closed-loop client)
 
 PY = sys.executable
 SHARED = ROOT.parent / "shared" / "bench"
@@ -121,16 +119,7 @@ def main() -> int:
         print(f"filter adds p50: {added:.2f} ms (target <= 2 ms) -> {'PASS' if added <= 2 else 'FAIL'}")
         return 0
     finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_all(procs)
 
 
 if __name__ == "__main__":

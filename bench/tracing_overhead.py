@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "bench"
 PY = sys.executable
 sys.path.insert(0, str(ROOT / "bench"))
-from agent_chain import free_port, wait_http  # noqa: E402
+from agent_chain import free_port, stop_all, wait_http  # noqa: E402
 from telemetry_micro import SINK  # noqa: E402  (the discard-everything OTLP/gRPC sink)
 
 
@@ -77,8 +77,7 @@ def main() -> int:
                     os.killpg(gw.pid, signal.SIGTERM)
                     gw.wait(30)
     finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
+        stop_all(procs)
     base = statistics.median(r for r, _ in results["off"])
     print(f"model listener, non-streaming, wrk c={args.connections}, {args.duration:g}s x {args.repeat} (medians)")
     print(f"{'tracing':<18}{'req/s':>10}{'p50 ms':>10}{'vs off':>10}")
