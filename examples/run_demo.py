@@ -119,6 +119,10 @@ Try:
   curl -s http://127.0.0.1:12000/v1/chat/completions -H 'content-type: application/json' \\
     -d '{{"model": "demo", "messages": [{{"role": "user", "content": "my key is sk-proj-abcdefghijklmnopqrstuvwx"}}]}}'
 """, flush=True)
+        # A shell may start us with SIGINT ignored (background jobs); an ignored signal never
+        # reaches sigwait, so give both signals their default action before blocking them.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # after the children started
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
