@@ -150,3 +150,71 @@ def test_admin_port_in_use_is_a_warning_not_a_failure(tmp_path, mock_llm):
         assert "admin server cannot bind" in gw.log()
     finally:
         blocker.close()
+
+
+def _histogram_samples(registry, name: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect() if family.name == name for s in family.samples
+            if not s.name.endswith("_created")}
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_batched_histogram_sums_match_per_value_observe(bulk):
+    """Per-batch sums handed to a histogram child give exactly what observing each value would."""
+    import random
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from gateway.telemetry.metrics import HTTP_BUCKETS, HistogramSums
+
+    registry = CollectorRegistry()
+    direct = Histogram("direct_seconds", "d", ["l"], buckets=HTTP_BUCKETS, registry=registry).labels("x")
+    batched = Histogram("batched_seconds", "b", ["l"], buckets=HTTP_BUCKETS, registry=registry).labels("x")
+    sums = HistogramSums(batched)
+    if not bulk:  # a prometheus_client whose children look different: values are replayed one by one
+        sums.counts = None
+        sums.raw = []
+    rng = random.Random(7)
+    values = [rng.choice(HTTP_BUCKETS) for _ in range(200)]  # exactly on a bound: counted in that bucket
+    values += [rng.random() * 100 for _ in range(2000)] + [0.0, 1e9]
+    for batch in range(0, len(values), 300):
+        for v in values[batch:batch + 300]:
+            direct.observe(v)
+            sums.add(v)
+        sums.flush()
+    sums.flush()  # an empty flush changes nothing
+    want = {(n.replace("direct", "x"), k): v for (n, k), v in _histogram_samples(registry, "direct_seconds").items()}
+    got = {(n.replace("batched", "x"), k): v for (n, k), v in _histogram_samples(registry, "batched_seconds").items()}
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
+    assert got[("x_seconds_count", (("l", "x"),))] == len(values)
+
+
+def test_in_flight_gauge_and_counts_flush_with_the_batch():
+    """Inside an event loop metric updates are summed and reach Prometheus with the next batch."""
+    import asyncio
+
+    from gateway.telemetry import Telemetry
+
+    async def scenario():
+        tel = Telemetry(None, access_log=False, environ={})
+        m = tel.metrics
+        series = m.listener("batchtest", "llm_chat")
+        before = m.http_requests.labels("batchtest", "llm_chat", "POST", "2xx")._value.get()
+        ctxs = [tel.start_request("batchtest", "model", "POST", "/v1/chat/completions", [], f"r{i}") for i in range(5)]
+        await asyncio.sleep(0.1)
+        assert series.in_flight._value.get() == 5
+        for c in ctxs[:3]:
+            c.finish(200)
+        assert m.http_requests.labels("batchtest", "llm_chat", "POST", "2xx")._value.get() == before  # not yet
+        await asyncio.sleep(0.1)
+        assert m.http_requests.labels("batchtest", "llm_chat", "POST", "2xx")._value.get() == before + 3
+        assert series.in_flight._value.get() == 2
+        for c in ctxs[3:]:
+            c.finish(503)
+        tel.shutdown()  # flushes what is pending
+        assert m.http_requests.labels("batchtest", "llm_chat", "POST", "5xx")._value.get() == 2
+        assert series.in_flight._value.get() == 0
+
+    asyncio.run(scenario())

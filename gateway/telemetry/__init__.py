@@ -115,7 +115,8 @@ class Telemetry:
         metrics = self.metrics
         if metrics is not None:
             lm = metrics.listener(listener, ctx.handler)
-            self.defer(lm.started)
+            lm.started()
+            self.touched(lm)
             ctx._lm = lm
         tracing = self.tracing
         if tracing is None:
@@ -165,6 +166,21 @@ class Telemetry:
             d.submit(fn, *args)
         else:
             fn(*args)
+
+    def touched(self, series) -> None:
+        """A metrics series (:mod:`.metrics`) has new sums: hand them to Prometheus with the next batch.
+
+        Each series is queued at most once per batch, however many requests touched it.
+        Off the loop thread (no batch to join) it is flushed at once.
+        """
+        d = self._deferred
+        if d is not None and threading.get_ident() == d.thread_id:
+            pending = d.pending
+            if series.scheduled is not pending:
+                series.scheduled = pending
+                d.submit(series.flush)
+        else:
+            series.flush()
 
     def flush(self) -> None:
         """Run batched work now (tests; shutdown)."""

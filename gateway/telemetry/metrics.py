@@ -10,10 +10,12 @@ while its counters keep counting towards the totals. With one worker the plain
 in-memory registry is used (cheaper per increment).
 
 Hot-path cost: callers hold pre-bound label children (:class:`ListenerMetrics`,
-:class:`LLMMetrics`, ... cached per listener / provider+model / agent), so a
-request does dictionary look-ups in our small caches, not ``.labels()`` calls, and
-inside a worker the updates themselves run in the loop's telemetry batch
-(:mod:`gateway.telemetry.batching`).
+:class:`LLMMetrics`, ... cached per listener / provider+model / agent). A request
+only adds to plain Python sums in them (a dict increment, a ``bisect`` into the
+bucket bounds); :meth:`flush` hands the sums to prometheus_client once per loop
+batch (:mod:`gateway.telemetry.batching`), so a thousand requests cost one
+locked ``inc`` per touched series instead of a dozen each. Callers outside the
+event loop flush at once. The in-flight gauge is a plain integer, set at flush.
 
 Label cardinality is bounded: model names come from requests (wildcard
 providers accept any), so after :data:`MAX_MODELS` distinct models further ones
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
+from bisect import bisect_left
 
 from gateway import __version__
 
@@ -212,140 +215,230 @@ class Metrics:
             self.task_transitions.labels(state).inc()
 
 
-class ListenerMetrics:
-    """Children of the request metrics for one (listener, handler)."""
+class HistogramSums:
+    """Observations of one histogram child, summed until :meth:`flush` hands them over.
 
-    __slots__ = ("_counts", "_handler", "_listener", "_m", "duration", "in_flight")
+    prometheus_client has no bulk ``observe``; its child keeps one value per bucket
+    (not cumulative) and one for the sum, which is what is added to here. Should a
+    future prometheus_client lay its children out differently, the raw values are
+    kept and replayed through ``observe`` instead (same result, per-value cost).
+    """
+
+    __slots__ = ("bounds", "child", "counts", "raw", "total")
+
+    def __init__(self, child) -> None:
+        self.child = child
+        bounds = getattr(child, "_upper_bounds", None)
+        buckets = getattr(child, "_buckets", None)
+        bulk = (bounds is not None and buckets is not None and len(bounds) == len(buckets)
+                and hasattr(getattr(child, "_sum", None), "inc"))
+        self.bounds = list(bounds) if bulk else None
+        self.counts = [0] * len(self.bounds) if bulk else None
+        self.raw: list[float] | None = None if bulk else []
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        if self.counts is not None:
+            # the bucket a value is counted in is the first whose upper bound is >= it (le)
+            self.counts[bisect_left(self.bounds, value)] += 1
+            self.total += value
+        else:
+            self.raw.append(value)
+
+    def flush(self) -> None:
+        if self.counts is None:
+            raw, self.raw = self.raw, []
+            for value in raw:
+                self.child.observe(value)
+            return
+        counts = self.counts
+        if not any(counts):
+            return
+        self.counts = [0] * len(counts)
+        total, self.total = self.total, 0.0
+        buckets = self.child._buckets
+        for i, n in enumerate(counts):
+            if n:
+                buckets[i].inc(n)
+        self.child._sum.inc(total)
+
+
+class _Series:
+    """Base of the pre-bound children: counter increments summed per label key until :meth:`flush`.
+
+    ``scheduled`` is the telemetry batch this series' flush is already queued in
+    (see :meth:`gateway.telemetry.Telemetry.touched`).
+    """
+
+    __slots__ = ("_counters", "_m", "_pending", "scheduled")
+
+    def __init__(self, m: Metrics) -> None:
+        self._m = m
+        self._counters: dict = {}
+        self._pending: dict = {}
+        self.scheduled = None
+
+    def _count(self, key, n: float = 1) -> None:
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + n
+
+    def _flush_counts(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        counters = self._counters
+        for key, n in pending.items():
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = self._counter(key)
+            counter.inc(n)
+
+    def _counter(self, key):  # pragma: no cover - every series overrides it
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        self._flush_counts()
+
+
+class ListenerMetrics(_Series):
+    """Request metrics of one (listener, handler)."""
+
+    __slots__ = ("_handler", "_listener", "active", "duration", "in_flight")
 
     def __init__(self, m: Metrics, listener: str, handler: str) -> None:
-        self._m = m
+        super().__init__(m)
         self._listener = listener
         self._handler = handler
-        self._counts: dict = {}
-        self.duration = m.http_duration.labels(listener, handler)
+        self.duration = HistogramSums(m.http_duration.labels(listener, handler))
         self.in_flight = m.http_in_flight.labels(listener, handler)
+        self.active = 0
 
     def started(self) -> None:
-        self.in_flight.inc()
+        self.active += 1
 
     def finished(self, method: str, status: int | None, seconds: float) -> None:
-        key = (method, status // 100 if status else 0)
-        counter = self._counts.get(key)
-        if counter is None:
-            counter = self._m.http_requests.labels(self._listener, self._handler, method, status_class(status))
-            self._counts[key] = counter
-        counter.inc()
-        self.duration.observe(seconds)
-        self.in_flight.dec()
+        self.active -= 1
+        self._count((method, status // 100 if status else 0))
+        self.duration.add(seconds)
+
+    def _counter(self, key):
+        method, klass = key
+        return self._m.http_requests.labels(self._listener, self._handler, method, status_class(klass * 100))
+
+    def flush(self) -> None:
+        self._flush_counts()
+        self.duration.flush()
+        self.in_flight.set(self.active)
 
 
-class LLMMetrics:
-    __slots__ = (
-        "_counts",
-        "_m",
-        "cached",
-        "completion",
-        "duration",
-        "missing",
-        "model",
-        "prompt",
-        "provider",
-        "reasoning",
-        "ttft",
-    )
+class LLMMetrics(_Series):
+    """Model-provider call metrics of one (provider, model)."""
+
+    __slots__ = ("duration", "missing", "model", "provider", "tokens", "ttft")
 
     def __init__(self, m: Metrics, provider: str, model: str) -> None:
-        self._m = m
+        super().__init__(m)
         self.provider = provider
         self.model = model
-        self._counts: dict = {}
-        self.duration = m.llm_duration.labels(provider, model)
-        self.ttft = m.llm_ttft.labels(provider, model)
-        self.prompt = m.llm_tokens.labels(provider, model, "prompt")
-        self.completion = m.llm_tokens.labels(provider, model, "completion")
-        self.cached = m.llm_tokens.labels(provider, model, "cached")
-        self.reasoning = m.llm_tokens.labels(provider, model, "reasoning")
-        self.missing = m.llm_usage_missing.labels(provider, model)
+        self.duration = HistogramSums(m.llm_duration.labels(provider, model))
+        self.ttft = HistogramSums(m.llm_ttft.labels(provider, model))
+        self.tokens = [0, 0, 0, 0, 0]  # prompt, completion, cached, reasoning, calls without usage
 
     def observe(self, status: int | None, error_class: str, seconds: float, ttft: float | None, usage) -> None:
-        key = (status // 100 if status else 0, error_class)
-        counter = self._counts.get(key)
-        if counter is None:
-            counter = self._m.llm_requests.labels(self.provider, self.model, status_class(status), error_class)
-            self._counts[key] = counter
-        counter.inc()
-        self.duration.observe(seconds)
+        self._count((status // 100 if status else 0, error_class))
+        self.duration.add(seconds)
         if ttft is not None:
-            self.ttft.observe(ttft)
+            self.ttft.add(ttft)
+        tokens = self.tokens
         if usage is None:
             if status and status < 400:
-                self.missing.inc()
+                tokens[4] += 1
             return
-        if usage.prompt:
-            self.prompt.inc(usage.prompt)
-        if usage.completion:
-            self.completion.inc(usage.completion)
-        if usage.cached:
-            self.cached.inc(usage.cached)
-        if usage.reasoning:
-            self.reasoning.inc(usage.reasoning)
+        tokens[0] += usage.prompt or 0
+        tokens[1] += usage.completion or 0
+        tokens[2] += usage.cached or 0
+        tokens[3] += usage.reasoning or 0
+
+    def _counter(self, key):
+        klass, error_class = key
+        return self._m.llm_requests.labels(self.provider, self.model, status_class(klass * 100), error_class)
+
+    def flush(self) -> None:
+        self._flush_counts()
+        self.duration.flush()
+        self.ttft.flush()
+        tokens = self.tokens
+        if any(tokens):
+            self.tokens = [0, 0, 0, 0, 0]
+            m, p, model = self._m, self.provider, self.model
+            for kind, n in zip(("prompt", "completion", "cached", "reasoning"), tokens):
+                if n:
+                    m.llm_tokens.labels(p, model, kind).inc(n)
+            if tokens[4]:
+                m.llm_usage_missing.labels(p, model).inc(tokens[4])
 
 
-class AgentMetrics:
-    __slots__ = ("_agent", "_counts", "_listener", "_m", "duration")
+class AgentMetrics(_Series):
+    __slots__ = ("_agent", "_listener", "duration")
 
     def __init__(self, m: Metrics, listener: str, agent: str) -> None:
-        self._m = m
+        super().__init__(m)
         self._listener = listener
         self._agent = agent
-        self._counts: dict = {}
-        self.duration = m.agent_duration.labels(listener, agent)
+        self.duration = HistogramSums(m.agent_duration.labels(listener, agent))
 
     def observe(self, status: int | None, outcome: str, seconds: float) -> None:
-        key = (status // 100 if status else 0, outcome)
-        counter = self._counts.get(key)
-        if counter is None:
-            counter = self._m.agent_calls.labels(self._listener, self._agent, status_class(status), outcome)
-            self._counts[key] = counter
-        counter.inc()
-        self.duration.observe(seconds)
+        self._count((status // 100 if status else 0, outcome))
+        self.duration.add(seconds)
+
+    def _counter(self, key):
+        klass, outcome = key
+        return self._m.agent_calls.labels(self._listener, self._agent, status_class(klass * 100), outcome)
+
+    def flush(self) -> None:
+        self._flush_counts()
+        self.duration.flush()
 
 
-class FilterMetrics:
-    __slots__ = ("_counts", "_filter", "_m", "duration")
+class FilterMetrics(_Series):
+    __slots__ = ("_filter", "duration")
 
     def __init__(self, m: Metrics, filter_id: str) -> None:
-        self._m = m
+        super().__init__(m)
         self._filter = filter_id
-        self._counts: dict = {}
-        self.duration = m.filter_duration.labels(filter_id)
+        self.duration = HistogramSums(m.filter_duration.labels(filter_id))
 
     def observe(self, outcome: str, seconds: float) -> None:
-        counter = self._counts.get(outcome)
-        if counter is None:
-            counter = self._m.filter_runs.labels(self._filter, outcome)
-            self._counts[outcome] = counter
-        counter.inc()
-        self.duration.observe(seconds)
+        self._count(outcome)
+        self.duration.add(seconds)
+
+    def _counter(self, key):
+        return self._m.filter_runs.labels(self._filter, key)
+
+    def flush(self) -> None:
+        self._flush_counts()
+        self.duration.flush()
 
 
-class RouterMetrics:
-    __slots__ = ("_counts", "_listener", "_m", "_router", "duration")
+class RouterMetrics(_Series):
+    __slots__ = ("_listener", "_router", "duration")
 
     def __init__(self, m: Metrics, listener: str, router: str) -> None:
-        self._m = m
+        super().__init__(m)
         self._listener = listener
         self._router = router
-        self._counts: dict = {}
-        self.duration = m.router_duration.labels(listener, router)
+        self.duration = HistogramSums(m.router_duration.labels(listener, router))
 
     def observe(self, fallback: bool, seconds: float) -> None:
-        counter = self._counts.get(fallback)
-        if counter is None:
-            counter = self._m.router_decisions.labels(self._listener, self._router, "true" if fallback else "false")
-            self._counts[fallback] = counter
-        counter.inc()
-        self.duration.observe(seconds)
+        self._count(fallback)
+        self.duration.add(seconds)
+
+    def _counter(self, key):
+        return self._m.router_decisions.labels(self._listener, self._router, "true" if key else "false")
+
+    def flush(self) -> None:
+        self._flush_counts()
+        self.duration.flush()
 
 
 _metrics: Metrics | None = None

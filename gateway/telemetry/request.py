@@ -206,8 +206,10 @@ class RequestContext:
         upstream = upstream or self.upstream
         model = model or self.model
         agents = agents or self.agents
-        if self._lm is not None:
-            tel.defer(self._lm.finished, self.method, status, duration)
+        lm = self._lm
+        if lm is not None:
+            lm.finished(self.method, status, duration)
+            tel.touched(lm)
         root = self.root
         if root.recording:
             if error:
@@ -293,8 +295,9 @@ class LLMCall:
                 ("other" if error or status is None else "none")
         tel = self.ctx.tel
         if tel.metrics is not None:
-            tel.defer(tel.metrics.llm(self.provider, self.model).observe, status, error_class, seconds, self.ttft,
-                      usage)
+            series = tel.metrics.llm(self.provider, self.model)
+            series.observe(status, error_class, seconds, self.ttft, usage)
+            tel.touched(series)
         span = self.span
         if not span.recording:
             if self._owns_span:
@@ -342,7 +345,9 @@ class AgentCall:
             outcome = "ok" if status is not None and status < 400 and not error else "error"
         tel = self.ctx.tel
         if tel.metrics is not None:
-            tel.defer(tel.metrics.agent(self.ctx.listener, self.agent_id).observe, status, outcome, seconds)
+            series = tel.metrics.agent(self.ctx.listener, self.agent_id)
+            series.observe(status, outcome, seconds)
+            tel.touched(series)
         span = self.span
         if span.recording:
             span.update({"agent.outcome": outcome, "agent.retries": retries,
@@ -383,7 +388,9 @@ class FilterCall:
         seconds = _perf() - self.started
         tel = self.ctx.tel
         if tel.metrics is not None:
-            tel.defer(tel.metrics.filter(self.filter_id).observe, outcome, seconds)
+            series = tel.metrics.filter(self.filter_id)
+            series.observe(outcome, seconds)
+            tel.touched(series)
         span = self.span
         if span.recording:
             span.update({"filter.outcome": outcome, "filter.duration_ms": round(seconds * 1000.0, 3)})
@@ -422,7 +429,9 @@ class RoutingDecision:
         seconds = duration_ms / 1000.0 if duration_ms is not None else _perf() - self.started
         tel = self.ctx.tel
         if tel.metrics is not None and router != "single":
-            tel.defer(tel.metrics.router(self.ctx.listener, router).observe, fallback is not None, seconds)
+            series = tel.metrics.router(self.ctx.listener, router)
+            series.observe(fallback is not None, seconds)
+            tel.touched(series)
         span = self.span
         if span.recording:
             agents = list(agents or ())
@@ -451,7 +460,9 @@ class RoutingDecision:
         seconds = duration_ms / 1000.0 if duration_ms is not None else _perf() - self.started
         tel = self.ctx.tel
         if tel.metrics is not None:
-            tel.defer(tel.metrics.router(self.ctx.listener, router).observe, fallback is not None, seconds)
+            series = tel.metrics.router(self.ctx.listener, router)
+            series.observe(fallback is not None, seconds)
+            tel.touched(series)
         span = self.span
         if span.recording:
             span.update({
