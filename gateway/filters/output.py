@@ -18,6 +18,7 @@ from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import JSON_CT, SSE_CT, Send, send_body
 from gateway.listeners.relay import (
     Describe,
+    Invalid,
     classify_break,
     client_headers,
     completion_as_sse,
@@ -29,7 +30,7 @@ from gateway.upstream import UpstreamError
 
 
 async def relay_json_filtered(send: Send, resp, rid: str, chain: FilterChain, run: FilterRun,
-                              invalid_json: GatewayError, describe: Describe | None = None, call=None) -> None:
+                              invalid_json: Invalid, describe: Describe | None = None, call=None) -> None:
     data = await resp.read()
     if resp.status >= 400:
         await relay_error(send, resp.status, resp.headers, data, rid, describe)
@@ -44,7 +45,7 @@ async def relay_json_filtered(send: Send, resp, rid: str, chain: FilterChain, ru
 
 
 async def relay_stream_filtered(send: Send, resp, rid: str, chain: FilterChain, run: FilterRun, *,
-                                invalid_json: GatewayError, describe: Describe | None = None,
+                                invalid_json: Invalid, describe: Describe | None = None,
                                 target: str = "upstream", call=None) -> None:
     if resp.status >= 400:
         await relay_error(send, resp.status, resp.headers, await resp.read(), rid, describe)

@@ -7,7 +7,7 @@ middleware stack and request objects cost measurable microseconds per request
 
 from __future__ import annotations
 
-import os
+from random import getrandbits as _getrandbits
 from typing import Any, Awaitable, Callable
 
 from gateway.listeners.errors import GatewayError
@@ -38,8 +38,13 @@ def request_id(scope: Scope) -> str:
 
 
 def new_request_id() -> str:
-    """A random UUID4 string; formatted by hand (``str(uuid.uuid4())`` is several times slower)."""
-    h = (int.from_bytes(os.urandom(16)) & _UUID4_MASK | _UUID4_BITS).to_bytes(16).hex()
+    """A random UUID4 string, formatted by hand (``str(uuid.uuid4())`` is several times slower).
+
+    Request ids must be unique, not secret: the bits come from the ``random`` module,
+    which seeds itself from the OS and again in every forked worker, not from a
+    ``getrandom`` system call per request.
+    """
+    h = (_getrandbits(128) & _UUID4_MASK | _UUID4_BITS).to_bytes(16).hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

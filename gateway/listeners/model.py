@@ -10,6 +10,8 @@ as it arrives — JSON untouched, SSE event by event. With ``input_filters`` /
 from __future__ import annotations
 
 import logging
+from functools import partial
+from typing import Callable
 
 import orjson
 
@@ -97,10 +99,10 @@ class ModelListener:
                     "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
                 ) as resp:
                     if stream:
-                        await relay_stream(send, resp, rid, invalid_json=_invalid_response(target),
+                        await relay_stream(send, resp, rid, invalid_json=target_invalid(target),
                                            target=target.name, call=call)
                     else:
-                        await relay_json(send, resp, rid, _invalid_response(target), call=call)
+                        await relay_json(send, resp, rid, target_invalid(target), call=call)
             except BaseException as exc:
                 _failed(call, exc)
                 raise
@@ -147,7 +149,7 @@ class ModelListener:
             async with self.upstream.open(
                 "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
             ) as resp:
-                invalid = _invalid_response(target)
+                invalid = target_invalid(target)
                 if stream:
                     if output is None:
                         await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name, call=call)
@@ -183,18 +185,6 @@ class ModelListener:
             headers.update(target.extra_headers)
         return headers
 
-    async def _relay_json(self, send: Send, target: Target, headers, payload: bytes, rid: str) -> None:
-        async with self.upstream.open(
-            "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
-        ) as resp:
-            await relay_json(send, resp, rid, _invalid_response(target))
-
-    async def _relay_stream(self, send: Send, target: Target, headers, payload: bytes, rid: str) -> None:
-        async with self.upstream.open(
-            "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
-        ) as resp:
-            await relay_stream(send, resp, rid, invalid_json=_invalid_response(target), target=target.name)
-
 
 _ERROR_CLASS = {"connect": "connect", "timeout": "timeout", "broken": "stream"}
 
@@ -215,3 +205,8 @@ def _invalid_response(target: Target) -> GatewayError:
         f"Upstream {target.name} returned a response that is not a JSON object.",
         code="upstream_invalid_response",
     )
+
+
+def target_invalid(target: Target) -> Callable[[], GatewayError]:
+    """The (lazy) 502 for a target's non-JSON answer: built only when an upstream misbehaves."""
+    return partial(_invalid_response, target)

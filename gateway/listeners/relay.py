@@ -21,6 +21,8 @@ MAX_ERROR_BODY = 1 << 20  # error bodies relayed up to 1 MiB
 
 #: Builds the client-facing error for an upstream error status from (status, upstream message).
 Describe = Callable[[int, str], GatewayError]
+#: The 502 for a 2xx answer that is not a JSON object, or a factory for it (built only when needed).
+Invalid = GatewayError | Callable[[], GatewayError]
 
 
 def upstream_message(data: bytes, status: int) -> tuple[dict | None, str]:
@@ -62,7 +64,7 @@ async def relay_error(send: Send, status: int, upstream_headers, data: bytes, ri
     await send_body(send, status, data, out)
 
 
-async def relay_stream(send: Send, resp, rid: str, *, invalid_json: GatewayError,
+async def relay_stream(send: Send, resp, rid: str, *, invalid_json: Invalid,
                        describe: Describe | None = None, target: str = "upstream", call=None) -> None:
     """Relay a response to a ``stream: true`` request (SSE, or JSON if the upstream ignored stream).
 
@@ -108,7 +110,7 @@ async def relay_stream(send: Send, resp, rid: str, *, invalid_json: GatewayError
                     error_class="stream" if tail else None)
 
 
-async def relay_json(send: Send, resp, rid: str, invalid_json: GatewayError,
+async def relay_json(send: Send, resp, rid: str, invalid_json: Invalid,
                      describe: Describe | None = None, call=None) -> None:
     """Relay a complete JSON response, refusing a 2xx body that is not a JSON object (502)."""
     data = await resp.read()
@@ -129,14 +131,17 @@ async def relay_json(send: Send, resp, rid: str, invalid_json: GatewayError,
         call.finish(status, completion=parsed, response_bytes=len(data))
 
 
-def json_object(data: bytes, invalid: GatewayError) -> dict:
-    """A 2xx body must be a JSON object; anything else is the upstream's fault (502)."""
+def json_object(data: bytes, invalid: Invalid) -> dict:
+    """A 2xx body must be a JSON object; anything else is the upstream's fault (502).
+
+    ``invalid``: the error to raise, or a factory for it (so the hot path builds none).
+    """
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict):
-        raise invalid
+        raise invalid if isinstance(invalid, GatewayError) else invalid()
     return parsed
 
 
