@@ -257,7 +257,9 @@ class Telemetry:
                 if report.flagged and not span.name.endswith(" 🚩"):
                     span.rename(f"{span.name} 🚩")
                 if self.metrics is not None:
-                    self.metrics.quality(report.quality).inc()
+                    series = self.metrics.quality()
+                    series.observe(report.quality)
+                    self.touched(series)
             except Exception:
                 log.debug("signals failed", exc_info=True)
             finally:

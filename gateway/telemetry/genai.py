@@ -170,21 +170,25 @@ _PARAMS = (
 )
 
 
-def response_attributes(completion: dict) -> dict:
-    """``gen_ai.response.*`` from a (non-streaming) chat completion object."""
-    attrs: dict = {}
+def response_attributes(completion: dict, attrs: dict | None = None) -> dict:
+    """``gen_ai.response.*`` from a (non-streaming) chat completion object, added to ``attrs``.
+
+    Finish reasons are a tuple: the encoder caches hashable values ("stop" recurs).
+    """
+    if attrs is None:
+        attrs = {}
     model = completion.get("model")
-    if isinstance(model, str) and model:
+    if type(model) is str and model:
         attrs["llm.model"] = model
         attrs["gen_ai.response.model"] = model
     rid = completion.get("id")
-    if isinstance(rid, str):
+    if type(rid) is str:
         attrs["gen_ai.response.id"] = rid
     choices = completion.get("choices")
-    if isinstance(choices, list):
-        reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict) and c.get("finish_reason")]
+    if type(choices) is list:
+        reasons = tuple(str(r) for c in choices if type(c) is dict and (r := c.get("finish_reason")))
         if reasons:
-            attrs["gen_ai.response.finish_reasons"] = [str(r) for r in reasons]
+            attrs["gen_ai.response.finish_reasons"] = reasons
     return attrs
 
 

@@ -193,11 +193,13 @@ class Metrics:
                 self._routers[key] = found
         return found
 
-    def quality(self, bucket: str):
-        """The ``plano_signals_quality_total`` child for a quality bucket."""
-        found = self._quality.get(bucket)
+    def quality(self) -> QualityMetrics:
+        """The ``plano_signals_quality_total`` series (one per process)."""
+        found = self._quality.get(None)
         if found is None:
-            found = self._quality[bucket] = self.signals.labels(bucket)
+            with self._lock:
+                found = self._quality.get(None) or QualityMetrics(self)
+                self._quality[None] = found
         return found
 
     # -- rarely called: defined now, used by later features -----------------------------
@@ -439,6 +441,18 @@ class RouterMetrics(_Series):
     def flush(self) -> None:
         self._flush_counts()
         self.duration.flush()
+
+
+class QualityMetrics(_Series):
+    """Conversation-quality buckets of analysed model-proxy calls."""
+
+    __slots__ = ()
+
+    def observe(self, bucket: str) -> None:
+        self._count(bucket)
+
+    def _counter(self, key):
+        return self._m.signals.labels(key)
 
 
 _metrics: Metrics | None = None

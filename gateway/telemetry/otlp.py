@@ -85,8 +85,9 @@ def key_value(key: str, value) -> bytes:
 def _span_attributes(attrs: dict, parts: list) -> None:
     """Append ``Span.attributes`` fields (9) for ``attrs``.
 
-    Encoded fields are cached per (key, value) for str/bool/int values — listener
-    names, providers, models, methods, statuses repeat on every request — with at
+    Encoded fields are cached per (key, value) for str/bool/int values and tuples of
+    those — listener names, providers, models, methods, statuses, finish reasons
+    repeat on every request — with at
     most :data:`_VALUES_PER_KEY` values per key; a key that exceeds it (request ids,
     token counts) is marked high-cardinality and encoded directly from then on.
     """
@@ -101,7 +102,7 @@ def _span_attributes(attrs: dict, parts: list) -> None:
             continue
         if value is None:
             continue
-        if key not in high and (t is str or t is bool or t is int):
+        if key not in high and (t is str or t is bool or t is int or t is tuple):
             per_key = cache.get(key)
             if per_key is None:
                 per_key = cache[key] = {}

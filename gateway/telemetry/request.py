@@ -310,7 +310,7 @@ class LLMCall:
         if usage is not None:
             genai.usage_attributes(usage, attrs)
         if completion is not None:
-            attrs.update(genai.response_attributes(completion))
+            genai.response_attributes(completion, attrs)
         if error:
             span.error(error, error_class if error_class != "none" else None)
         elif status is not None and status >= 400:
