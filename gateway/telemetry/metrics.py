@@ -272,12 +272,13 @@ class _Series:
     (see :meth:`gateway.telemetry.Telemetry.touched`).
     """
 
-    __slots__ = ("_counters", "_m", "_pending", "scheduled")
+    __slots__ = ("_counters", "_m", "_pending", "duration", "scheduled")
 
-    def __init__(self, m: Metrics) -> None:
+    def __init__(self, m: Metrics, duration=None) -> None:
         self._m = m
         self._counters: dict = {}
         self._pending: dict = {}
+        self.duration = HistogramSums(duration) if duration is not None else None
         self.scheduled = None
 
     def _count(self, key, n: float = 1) -> None:
@@ -300,18 +301,19 @@ class _Series:
 
     def flush(self) -> None:
         self._flush_counts()
+        if self.duration is not None:
+            self.duration.flush()
 
 
 class ListenerMetrics(_Series):
     """Request metrics of one (listener, handler)."""
 
-    __slots__ = ("_handler", "_listener", "active", "duration", "in_flight")
+    __slots__ = ("_handler", "_listener", "active", "in_flight")
 
     def __init__(self, m: Metrics, listener: str, handler: str) -> None:
-        super().__init__(m)
+        super().__init__(m, m.http_duration.labels(listener, handler))
         self._listener = listener
         self._handler = handler
-        self.duration = HistogramSums(m.http_duration.labels(listener, handler))
         self.in_flight = m.http_in_flight.labels(listener, handler)
         self.active = 0
 
@@ -328,21 +330,19 @@ class ListenerMetrics(_Series):
         return self._m.http_requests.labels(self._listener, self._handler, method, status_class(klass * 100))
 
     def flush(self) -> None:
-        self._flush_counts()
-        self.duration.flush()
+        super().flush()
         self.in_flight.set(self.active)
 
 
 class LLMMetrics(_Series):
     """Model-provider call metrics of one (provider, model)."""
 
-    __slots__ = ("duration", "missing", "model", "provider", "tokens", "ttft")
+    __slots__ = ("model", "provider", "tokens", "ttft")
 
     def __init__(self, m: Metrics, provider: str, model: str) -> None:
-        super().__init__(m)
+        super().__init__(m, m.llm_duration.labels(provider, model))
         self.provider = provider
         self.model = model
-        self.duration = HistogramSums(m.llm_duration.labels(provider, model))
         self.ttft = HistogramSums(m.llm_ttft.labels(provider, model))
         self.tokens = [0, 0, 0, 0, 0]  # prompt, completion, cached, reasoning, calls without usage
 
@@ -366,8 +366,7 @@ class LLMMetrics(_Series):
         return self._m.llm_requests.labels(self.provider, self.model, status_class(klass * 100), error_class)
 
     def flush(self) -> None:
-        self._flush_counts()
-        self.duration.flush()
+        super().flush()
         self.ttft.flush()
         tokens = self.tokens
         if any(tokens):
@@ -381,13 +380,12 @@ class LLMMetrics(_Series):
 
 
 class AgentMetrics(_Series):
-    __slots__ = ("_agent", "_listener", "duration")
+    __slots__ = ("_agent", "_listener")
 
     def __init__(self, m: Metrics, listener: str, agent: str) -> None:
-        super().__init__(m)
+        super().__init__(m, m.agent_duration.labels(listener, agent))
         self._listener = listener
         self._agent = agent
-        self.duration = HistogramSums(m.agent_duration.labels(listener, agent))
 
     def observe(self, status: int | None, outcome: str, seconds: float) -> None:
         self._count((status // 100 if status else 0, outcome))
@@ -397,18 +395,13 @@ class AgentMetrics(_Series):
         klass, outcome = key
         return self._m.agent_calls.labels(self._listener, self._agent, status_class(klass * 100), outcome)
 
-    def flush(self) -> None:
-        self._flush_counts()
-        self.duration.flush()
-
 
 class FilterMetrics(_Series):
-    __slots__ = ("_filter", "duration")
+    __slots__ = ("_filter",)
 
     def __init__(self, m: Metrics, filter_id: str) -> None:
-        super().__init__(m)
+        super().__init__(m, m.filter_duration.labels(filter_id))
         self._filter = filter_id
-        self.duration = HistogramSums(m.filter_duration.labels(filter_id))
 
     def observe(self, outcome: str, seconds: float) -> None:
         self._count(outcome)
@@ -417,19 +410,14 @@ class FilterMetrics(_Series):
     def _counter(self, key):
         return self._m.filter_runs.labels(self._filter, key)
 
-    def flush(self) -> None:
-        self._flush_counts()
-        self.duration.flush()
-
 
 class RouterMetrics(_Series):
-    __slots__ = ("_listener", "_router", "duration")
+    __slots__ = ("_listener", "_router")
 
     def __init__(self, m: Metrics, listener: str, router: str) -> None:
-        super().__init__(m)
+        super().__init__(m, m.router_duration.labels(listener, router))
         self._listener = listener
         self._router = router
-        self.duration = HistogramSums(m.router_duration.labels(listener, router))
 
     def observe(self, fallback: bool, seconds: float) -> None:
         self._count(fallback)
@@ -437,10 +425,6 @@ class RouterMetrics(_Series):
 
     def _counter(self, key):
         return self._m.router_decisions.labels(self._listener, self._router, "true" if key else "false")
-
-    def flush(self) -> None:
-        self._flush_counts()
-        self.duration.flush()
 
 
 class QualityMetrics(_Series):
