@@ -14,6 +14,8 @@ weather / flights / IT-helpdesk agents, padded or trimmed to 12).
         --cases tests/data/routing_heldout_like.jsonl
     .venv/bin/python bench/routing_eval.py --agents tests/data/routing_third_agents.yaml \\
         --cases tests/data/routing_third.jsonl
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_fourth_agents.yaml \\
+        --cases tests/data/routing_fourth.jsonl
 """
 
 from __future__ import annotations

@@ -149,11 +149,13 @@ def test_single_agent_listener_needs_no_routing():
     assert r.route([u("book me a flight")]).agents == ["only"]
 
 
-@pytest.mark.parametrize("agents_file,cases_file", [
-    ("routing_heldout_like_agents.yaml", "routing_heldout_like.jsonl"),   # travel/finance/IT
-    ("routing_third_agents.yaml", "routing_third.jsonl"),  # IT/devtools/travel/finance/health
+@pytest.mark.parametrize("agents_file,cases_file,minimum", [
+    ("routing_heldout_like_agents.yaml", "routing_heldout_like.jsonl", 0.85),   # travel/finance/IT
+    ("routing_third_agents.yaml", "routing_third.jsonl", 0.85),  # IT/devtools/travel/finance/health
+    # telecom/energy/food delivery/streaming/university; written before the changes it checks
+    ("routing_fourth_agents.yaml", "routing_fourth.jsonl", 0.80),
 ])
-def test_heldout_like_sets_generalise(agents_file, cases_file):
+def test_heldout_like_sets_generalise(agents_file, cases_file, minimum):
     """Author-written sets in other domains must stay well above the lexical baselines."""
     with open(os.path.join(HERE, "data", agents_file), encoding="utf-8") as f:
         spec = yaml.safe_load(f)["agents"]
@@ -167,7 +169,7 @@ def test_heldout_like_sets_generalise(agents_file, cases_file):
             ok = got == exp if c.get("ordered", c["kind"] != "multi") else sorted(got) == sorted(exp)
             good += ok
             n += 1
-    assert good / n >= 0.85
+    assert good / n >= minimum
 
 
 # --------------------------------------------------------------- semantic layer
@@ -325,3 +327,53 @@ def test_anaphoric_subject_keeps_the_previous_topic(office):
     msgs = [u("Is physiotherapy covered by my plan?"), a("Yes, up to 12 sessions a year."),
             u("does that apply at the company clinic too?")]
     assert office.route(msgs).agents == ["insurance"]
+
+
+# ------------------------------------ exclusions as phrases, follow-up meaning, topic shifts
+def test_exclusion_counts_fully_only_as_a_phrase():
+    # "Does not change or cancel orders" names another agent's job; a request that merely
+    # mentions an order ("my order says delivered ...") is penalised by half as much.
+    from gateway.routing.embedded_index import NEG_LONE, NEG_W, LexicalIndex
+    from gateway.routing.embedded_profile import parse_description
+
+    idx = LexicalIndex([parse_description("orders", "Changes and cancels open orders."),
+                        parse_description("parcels", "Tracks parcels with the carrier. Does not "
+                                          "change or cancel orders.")])
+    lone = idx.evidence(["order"]).scores[1]
+    phrase = idx.evidence(["cancel", "order"]).scores[1]
+    assert lone == pytest.approx(-NEG_LONE * NEG_W * idx.idf["order"])
+    assert phrase == pytest.approx(-NEG_W * (idx.idf["cancel"] + idx.idf["order"]))
+    # A one-word exclusion ("Does not book hotels") still counts in full on its own.
+    idx = LexicalIndex([parse_description("flights", "Books flights. Does not book hotels."),
+                        parse_description("hotels", "Finds hotel rooms.")])
+    assert idx.evidence(["hotel"]).scores[0] < 0
+
+
+@needs_vectors
+def test_followup_with_a_clear_new_meaning_switches_topic(router):
+    # No word of the turn is in any description, but its meaning clearly points elsewhere.
+    msgs = [u("Any hotels in Lyon for Friday?"), a("Hotel Bellecour has rooms at 120."),
+            u("will a hurricane hit Lyon that weekend?")]
+    assert router.route(msgs).agents == ["weather"]
+
+
+def test_explicit_change_of_subject_inherits_nothing(router):
+    msgs = [u("What is my checking balance?"), a("You have 1,240 dollars."),
+            u("unrelated, but can you tell me something fun?")]
+    assert router.route(msgs).agents == ["chitchat"]
+    msgs[-1] = u("can you tell me something fun?")  # no marker: a follow-up keeps the topic
+    assert router.route(msgs).agents == ["banking"]
+
+
+def test_report_with_a_temporal_clause_is_one_intent(router):
+    # "after I paid ..." tells what happened; only a request orders two steps.
+    assert router.route([u("My card got blocked after I paid for the hotel")]).agents == ["banking"]
+    assert router.route([u("Reset my password after you freeze my card")]).agents == ["banking", "it_support"]
+
+
+def test_availability_question_is_search_shaped(office):
+    from gateway.routing.embedded_text import is_search_request
+
+    assert is_search_request("Is the linen shirt back in stock?")
+    assert not is_search_request("Is my order in the warehouse?")
+    assert office.route([u("Is the Atwood boxset in stock?")]).agents == ["bookshop"]

@@ -4,7 +4,9 @@ Decides which agent(s) of a listener handle the latest user turn from the agents
 free-text descriptions alone, in well under a millisecond per decision:
 
 1. descriptions are parsed once into scope / example / exclusion stems
-   (`embedded_profile`) and indexed with IDF across agents (`embedded_index`);
+   (`embedded_profile`) and indexed with IDF across agents (`embedded_index`); an
+   exclusion ("Does not change or cancel orders") counts fully against its agent only
+   when the request shares two of its words (or it is one word), half for a lone word;
 2. pasted material is quarantined (`embedded_blocks`): code / stack traces count only as
    "an error" (their identifiers, and the ask's words they share, are ignored), e-mails and
    long quotes are context for the user's own ask and never separate intents;
@@ -23,7 +25,11 @@ free-text descriptions alone, in well under a millisecond per decision:
    so follow-ups inherit the topic while a turn with strong evidence of its own switches
    it; a turn whose subject is the topic ("does that count online too?") keeps it; when
    the user's earlier words are vague, the assistant reply in between (and the agent
-   named on it) supplies the topic;
+   named on it) supplies the topic. A follow-up with no words of its own but a clear
+   semantic lead ("any in a shop near Cambridge?" after a product search) weighs that
+   lead against the inherited topic like any evidence of its own; a one-word fragment
+   ("and the day after?") and a request form ("the fastest way") cannot switch topic,
+   while an explicit change of subject ("unrelated, but ...") inherits nothing;
 7. no confident specialist -> the default agent (`default: true`, else the first).
 
 Where the words alone decide nothing (no match, or a near tie), a semantic layer
@@ -41,6 +47,7 @@ from gateway.routing.embedded_dialog import (
     Turn,
     has_anaphoric_subject,
     is_anaphoric,
+    is_topic_shift,
     user_turns,
 )
 from gateway.routing.embedded_index import LexicalIndex
@@ -141,7 +148,8 @@ class EmbeddedRouter:
     def _default(self, reason: str, scores: dict[str, float] | None = None) -> RoutingDecision:
         return RoutingDecision([self.ids[self.default]], reason, scores or {})
 
-    def _scores(self, text: str, semantic: bool = True, muted: frozenset = frozenset()) -> list[float]:
+    def _scores(self, text: str, semantic: bool = True, muted: frozenset = frozenset(),
+                form: bool = True) -> list[float]:
         ws, wt = weighted_content_words(text, PP_W)
         stems = [stem(w) for w in ws]
         if all(x < 1.0 for x in wt):
@@ -149,7 +157,7 @@ class EmbeddedRouter:
         if muted:  # names the pasted code uses ("the clinic booking job" next to ClinicBooking)
             wt = [0.0 if t in muted else (wt[k] if wt else 1.0) for k, t in enumerate(stems)]
         scores = self.index.evidence(stems, wt).scores
-        if semantic and is_search_request(text):
+        if semantic and form and is_search_request(text):
             # A request *form*, like the semantic guess, is soft evidence: it may pick an agent
             # for a turn with no topic words, but not cut a follow-up off its topic.
             scores = [s + SEARCH_W * self.index.unit * k for s, k in zip(scores, self.search_kind)]
@@ -166,11 +174,11 @@ class EmbeddedRouter:
             scores[order[0]] += SEM_W * self.index.unit * lead
         return scores
 
-    def _turn_text_scores(self, text: str, semantic: bool = True) -> list[float]:
+    def _turn_text_scores(self, text: str, semantic: bool = True, form: bool = True) -> list[float]:
         """Scores of a whole turn: the user's own words, plus what was pasted into it."""
         blocks = split_blocks(text)
         muted = code_names(blocks.code) if blocks.code else frozenset()
-        scores = self._ask_scores(blocks.ask, semantic, muted) if blocks.ask else [0.0] * len(self.ids)
+        scores = self._ask_scores(blocks.ask, semantic, muted, form) if blocks.ask else [0.0] * len(self.ids)
         if blocks.code:
             scores = [s + CODE_W * k for s, k in zip(scores, self.code_kind)]
         if blocks.quotes:
@@ -178,14 +186,15 @@ class EmbeddedRouter:
             scores = [s + QUOTE_W * x for s, x in zip(scores, q)]
         return scores
 
-    def _ask_scores(self, text: str, semantic: bool = True, muted: frozenset = frozenset()) -> list[float]:
+    def _ask_scores(self, text: str, semantic: bool = True, muted: frozenset = frozenset(),
+                    form: bool = True) -> list[float]:
         """Scores of the user's own words; background statements only add a little context."""
         pieces = split_pieces(text)
         back = [p.text for p in pieces if p.background]
         if not back:
-            return self._scores(text, semantic, muted)
-        fore = self._scores(" . ".join(p.text for p in pieces if not p.background), semantic, muted)
-        ctx = self._scores(" . ".join(back), semantic, muted)
+            return self._scores(text, semantic, muted, form)
+        fore = self._scores(" . ".join(p.text for p in pieces if not p.background), semantic, muted, form)
+        ctx = self._scores(" . ".join(back), semantic, muted, form)
         return [f + BACKGROUND_W * c for f, c in zip(fore, ctx)]
 
     def _pick(self, scores: list[float], margin: float) -> int | None:
@@ -207,7 +216,7 @@ class EmbeddedRouter:
     def _turn_scores(self, turns: list[Turn], depth: int) -> tuple[list[float], bool]:
         """Scores of the last turn, blended with earlier turns when it is a follow-up."""
         latest = turns[-1]
-        if len(turns) < 2 or depth <= 0 or is_social(turns[-2].text):
+        if len(turns) < 2 or depth <= 0 or is_social(turns[-2].text) or is_topic_shift(latest.text):
             return self._turn_text_scores(latest.text), False
         # Whether the turn stands on its own is judged on its words alone: a semantic
         # guess must not cut a follow-up ("what about the day after?") off its topic.
@@ -218,6 +227,15 @@ class EmbeddedRouter:
         prev = self._context(turns, depth)
         if prev is None:
             return self._turn_text_scores(latest.text), False
+        if own is None and len(content_words(split_blocks(latest.text).ask)) >= 2:
+            # No words of its own, but a clear semantic lead ("any in a shop near Cambridge?"
+            # after a product search) is the turn's own evidence, weighed against the topic
+            # prior below. A one-word fragment ("and the day after?") only qualifies the topic,
+            # and a request form ("fastest") is no evidence of a new one.
+            guess = self._turn_text_scores(latest.text, form=False)
+            pick = self._pick(guess, margin=1.0)
+            if pick is not None:
+                scores, own = guess, pick
         # Own evidence: the previous topic is a prior (at most FOLLOW_W of one clear word)
         # that it may override. No evidence of its own: inherit the topic.
         # A turn whose subject is the previous topic ("does that count in stores too?") keeps

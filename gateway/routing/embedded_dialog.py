@@ -90,3 +90,17 @@ _SUBJECT_ANAPHOR = re.compile(
 def has_anaphoric_subject(text: str) -> bool:
     """True when the turn's subject points back at the previous topic."""
     return bool(_SUBJECT_ANAPHOR.search(normalize(text)))
+
+
+# An explicit change of subject as a discourse marker opening the turn or a clause
+# ("thanks! unrelated, but ...", "on another note, ...", "different question: ..."): the turn
+# starts a new topic and inherits nothing.
+_TOPIC_SHIFT = re.compile(
+    r"(?:^|[,.;:!?]\s*|\b(?:but|and|also|ok(?:ay)?|so)\s+)(?:(?:on\s+)?(?:a|an)\s+)?"
+    r"(?:unrelated|(?:different|separate|unrelated|new|another)\s+(?:note|question|topic|subject|matter)|"
+    r"on\s+another\s+(?:note|topic)|chang(?:e|ing)\s+(?:of\s+|the\s+)?(?:subject|topic))\b")
+
+
+def is_topic_shift(text: str) -> bool:
+    """True when the turn says outright that it changes the subject."""
+    return bool(_TOPIC_SHIFT.search(normalize(text)))

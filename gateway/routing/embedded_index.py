@@ -2,7 +2,10 @@
 
 Documents are agents (a listener has few), so IDF is computed across agents: a word
 every description uses ("handles", "customer") weighs nothing, a word only one agent
-uses is decisive. Words a description puts under a negation count *against* that agent.
+uses is decisive. Words a description puts under a negation count *against* that agent,
+but an exclusion names another agent's job as a phrase ("Does not change or cancel
+orders"): a request that shares only one word of a longer exclusion ("my order says
+delivered ...") merely mentions that object and is penalised by half as much.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ EXAMPLE_W = 0.5    # word only seen in an example request (examples carry incide
 FUZZY_W = 0.6      # prefix/derivation match ("miles" ~ "mileage") instead of an exact stem
 BIGRAM_W = 0.5     # adjacent pair also adjacent in the description ("time off", "sick leave")
 NEG_W = 0.8        # a word the description excludes ("Does not track parcels")
+NEG_LONE = 0.5     # ... when it is the only word the request shares with a longer exclusion
 PARTICLE_W = 0.5   # "off", "back" ... outside a matching phrase
 
 
@@ -39,6 +43,8 @@ class LexicalIndex:
         pos: dict[str, dict[int, float]] = defaultdict(dict)
         tf: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         neg: dict[str, set[int]] = defaultdict(set)
+        # (agent, stem) -> the stem sets of the exclusions it occurs in
+        clauses: dict[tuple[int, str], list[frozenset]] = defaultdict(list)
         bigrams: dict[tuple[str, str], set[int]] = defaultdict(set)
         for i, p in enumerate(profiles):
             for seq, w in [(s, SCOPE_W) for s in p.scope] + [(s, EXAMPLE_W) for s in p.examples]:
@@ -48,13 +54,16 @@ class LexicalIndex:
                 for a, b in zip(seq, seq[1:]):
                     bigrams[(a, b)].add(i)
             for seq in p.exclusions:
-                for t in seq:
+                words = frozenset(seq)
+                for t in words:
                     neg[t].add(i)
+                    clauses[(i, t)].append(words)
         for t, per in pos.items():
             for i in per:
                 per[i] *= 1.0 + 0.1 * (min(tf[t][i], 4) - 1)
         self.pos = dict(pos)
         self.neg = {t: s for t, s in neg.items()}
+        self.clauses = dict(clauses)
         self.bigrams = dict(bigrams)
         self.unit = self._idf(1)
         # A word only ever excluded (df 0) must not outweigh a word unique to one agent.
@@ -97,6 +106,7 @@ class LexicalIndex:
         unknown = 0
         resolved: list[str | None] = []
         seen: set[str] = set()
+        negs: list[tuple[int, str, float]] = []
         for k, t in enumerate(stems):
             r, m = self.resolve(t)
             resolved.append(r)
@@ -117,7 +127,11 @@ class LexicalIndex:
                 scores[i] += idf * w * m
             for i in self.neg.get(r, ()):
                 if i not in per:
-                    scores[i] -= NEG_W * idf * m
+                    negs.append((i, r, NEG_W * idf * m))
+        for i, r, x in negs:
+            # The whole excluded phrase (or a one-word exclusion) counts fully, a lone word of it half.
+            full = any(len(c) == 1 or len(c & seen) >= 2 for c in self.clauses[(i, r)])
+            scores[i] -= x if full else NEG_LONE * x
         for a, b in zip(resolved, resolved[1:]):
             if a and b and (a, b) in self.bigrams:
                 bonus = BIGRAM_W * min(self.idf[a], self.idf[b])

@@ -74,19 +74,20 @@ def split_pieces(text: str) -> list[Piece]:
 
 
 # "Before you book the hotel, check my pay" / "book the hotel after you check my pay": a
-# temporal subordinate clause is a separate step whose order the conjunction states.
+# temporal subordinate clause is a separate step whose order the conjunction states - when
+# the main clause is a request; "My bill went up after I switched plans" is one report.
 _LEAD_SUB = re.compile(r"^(before|after|once)\s+((?:you|we|i)\s.+?|\w+ing\s.+?),\s*(.+)$")
 _TRAIL_SUB = re.compile(r"^(.+?),?\s+(before|after|once)\s+((?:you|we|i)\s.+)$")
 
 
 def _split_subordinate(p: Piece) -> list[Piece]:
     m = _LEAD_SUB.match(p.text)
-    if m:
+    if m and not _is_statement(m.group(3)):
         sub, main = m.group(2), m.group(3)
         return [Piece(sub, p.joiner, p.goes_first, p.background),
                 Piece(main, m.group(1), m.group(1) == "before", False)]
     m = _TRAIL_SUB.match(p.text)
-    if m:
+    if m and not _is_statement(m.group(1)):
         main, sub = m.group(1), m.group(3)
         return [Piece(main, p.joiner, p.goes_first, p.background),
                 Piece(sub, m.group(2), m.group(2) != "before", False)]

@@ -184,8 +184,9 @@ def is_general_question(text: str) -> bool:
 
 # Shopping / search request forms, whatever is being searched for: superlatives and
 # comparatives ("the cheapest one", "a quieter one"), price caps ("under $50"), "looking
-# for", "do you sell", "difference between", attribute questions ("come in white",
-# "compatible with"). They point at whichever agent *searches, compares or recommends*.
+# for", availability ("do you sell", "is it in stock"), "difference between", attribute
+# questions ("come in white", "compatible with"). They point at whichever agent
+# *searches, compares or recommends*.
 _NOT_SUPERLATIVE = frozenset("""interest request rest test guest west honest forest suggest
 invest harvest chest contest protest digest modest manifest arrest quest nest vest pest crest
 attest detest infest ingest conquest latest earliest lest midwest priest""".split())
@@ -193,7 +194,7 @@ _SEARCH = re.compile(
     r"\b(?:best|worst|top|highest|best-rated|top-rated|better|cheaper|similar|alternatives?|"
     r"versus|vs|compare|comparison|looking for|look for|"
     r"in the market for|difference between|compatible with|come in|comes in|made of|"
-    r"do you (?:sell|carry|stock|have|offer)|"
+    r"do you (?:sell|carry|stock|have|offer)|(?:in|out of) stock|"
     r"(?:under|below|less than|cheaper than|no more than|max|budget of)\s*\$?\s*\d+)\b")
 _SUPERLATIVE = re.compile(r"\b([a-z]{3,})est\b")
 _COMPARATIVE = re.compile(r"\b([a-z]{3,})(?:er|ier)\s+(?:one|ones|model|option|than)\b")

@@ -3,7 +3,8 @@
 `data/static_vectors.bin` holds one int8 vector per English word, distilled offline
 (`bench/build_static_vectors.py`) from the sentence model all-MiniLM-L6-v2
 (sentence-transformers, Apache-2.0): every word of the model's vocabulary was run
-through the full transformer on its own, mean-pooled, then reduced by PCA. Words are
+through the full transformer inside a few neutral carrier phrases ("the {w}", "Can you
+help me with {w}?", ...), its own output tokens averaged, then reduced by PCA. Words are
 stored in the vocabulary's order, which approximates corpus frequency, so a word's row
 number gives its SIF weight (frequent words weigh little).
 
