@@ -67,11 +67,19 @@ def serve(config, *, workers: int = 1, drain_timeout: float = 30.0) -> int:
     register_config_secrets(config)  # log lines scrub the config's keys from here on
     metrics_dir = _metrics_setup(workers)
     admin = _start_admin(config)
+    sidecar = _start_sidecar(config, workers)
     try:
         if workers <= 1:
+            if sidecar is not None:
+                from gateway.telemetry import shipping
+
+                shipping.set_channel(sidecar.worker_channel(0))
+                sidecar.watch()
             return _run_worker(config, sockets, drain_timeout)
-        return _supervise(config, sockets, workers, drain_timeout, admin)
+        return _supervise(config, sockets, workers, drain_timeout, admin, sidecar)
     finally:
+        if sidecar is not None:
+            sidecar.stop()  # after the workers: it exports what they shipped last
         if admin is not None:
             admin.stop()
         if metrics_dir:
@@ -98,6 +106,27 @@ def _metrics_setup(workers: int) -> str | None:
 
     get_metrics()
     return directory
+
+
+def _start_sidecar(config, workers: int):
+    """With tracing on, the telemetry sidecar process that encodes, exports and analyses spans
+    (:mod:`gateway.telemetry.sidecar`); started before any worker so no span waits for it."""
+    from gateway.telemetry.tracing import TracingSettings
+
+    settings = TracingSettings.from_config(config)
+    if not settings.enabled or os.environ.get("PLANO_TELEMETRY_SIDECAR", "").lower() in ("0", "off", "false", "no"):
+        return None
+    from gateway.telemetry.sidecar import Sidecar
+
+    overrides = getattr(config, "overrides", None)
+    sidecar = Sidecar(settings, workers, disable_signals=bool(getattr(overrides, "disable_signals", False)))
+    try:
+        sidecar.start()
+    except OSError as exc:
+        log.warning("telemetry sidecar could not start (%s); workers export spans themselves", exc)
+        sidecar.stop()
+        return None
+    return sidecar
 
 
 def _start_admin(config):
@@ -165,7 +194,7 @@ def _run_worker(config, sockets, drain_timeout: float) -> int:
     return 0 if server.started else 1
 
 
-def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None) -> int:
+def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None, sidecar=None) -> int:
     """Fork ``workers`` children, restart any that dies, forward shutdown signals."""
     from gateway.telemetry.metrics import mark_process_dead
 
@@ -179,6 +208,10 @@ def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None) 
                 signal.signal(sig, signal.SIG_DFL)
             if admin is not None:
                 admin.close_in_child()
+            if sidecar is not None:
+                from gateway.telemetry import shipping
+
+                shipping.set_channel(sidecar.worker_channel(slot))
             code = 1
             try:
                 code = _run_worker(config, sockets, drain_timeout)
@@ -210,6 +243,8 @@ def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None) 
             continue
         slot = children.pop(pid, None)
         if slot is None:
+            if sidecar is not None and pid == sidecar.pid:
+                sidecar.died(os.waitstatus_to_exitcode(status))
             continue
         mark_process_dead(pid)  # its in-flight gauge no longer counts; its counters do
         code = os.waitstatus_to_exitcode(status)

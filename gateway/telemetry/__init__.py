@@ -27,6 +27,7 @@ import threading
 import time
 
 from gateway.telemetry import context as _context
+from gateway.telemetry import shipping
 from gateway.telemetry.batching import Deferred
 from gateway.telemetry.request import (
     AgentCall,
@@ -68,18 +69,23 @@ class Telemetry:
         from gateway.telemetry.redact import register_config_secrets
 
         self.settings = TracingSettings.from_config(config, environ)
-        self.tracing: Tracing | None = (Tracing(self.settings, transport=transport, environ=environ)
-                                        if self.settings.enabled else None)
-        self.capture_content = self.settings.capture_content
-        self.preview_chars = 200
-        overrides = getattr(config, "overrides", None) if config is not None else None
-        self.signals_enabled = self.tracing is not None and not getattr(overrides, "disable_signals", False)
         if metrics:
             from gateway.telemetry.metrics import get_metrics
 
             self.metrics = get_metrics()
         else:
             self.metrics = None
+        # Under `plano up` the telemetry sidecar encodes, exports and analyses spans (see .shipping).
+        self.shipper = None
+        if self.settings.enabled and transport is None and shipping.channel() is not None:
+            self.shipper = shipping.SpanShipper(shipping.channel(), on_quality=self._quality_from_sidecar)
+        self.tracing: Tracing | None = (Tracing(self.settings, transport=transport, environ=environ,
+                                                shipper=self.shipper)
+                                        if self.settings.enabled else None)
+        self.capture_content = self.settings.capture_content
+        self.preview_chars = 200
+        overrides = getattr(config, "overrides", None) if config is not None else None
+        self.signals_enabled = self.tracing is not None and not getattr(overrides, "disable_signals", False)
         if access_log is None:
             access_log = AccessLog(destination(environ))
         self.access_log = access_log or None
@@ -91,6 +97,8 @@ class Telemetry:
         self._signals_busy = False
         self._deferred: Deferred | None = None
         self._signals_scheduled = False
+        self._root_blocks: dict = {}  # encoded attribute blocks that repeat (see start_request, llm_call)
+        self._llm_blocks: dict = {}
         if config is not None:
             register_config_secrets(config)
         if self.tracing is not None:
@@ -122,22 +130,24 @@ class Telemetry:
         if tracing is None:
             ctx.trace_id = trace_id_of(raw_headers)
         else:
-            fixed = (("http.method", method), ("http.target", path), ("plano.listener", listener))
             attrs = {"request_id": request_id}
             from_headers = tracing.header_attributes(raw_headers) if tracing.settings.header_prefixes else None
+            static = not from_headers and bool(tracing.static_pairs)
             if from_headers:  # a header may override a static value: both go with this request's attributes
                 ctx.custom = {**tracing.settings.static, **from_headers}
                 attrs = {**ctx.custom, "request_id": request_id}
-            elif tracing.static_pairs:
+            elif static:
                 ctx.custom = tracing.settings.static
-                fixed += tracing.static_pairs
-            parent = remote_parent(raw_headers)
-            if kind == "model":
-                root = tracing.start(f"{method} {path}", LLM, parent=parent, kind=KIND_SERVER, attributes=attrs,
-                                     fixed=fixed)
-            else:
-                root = tracing.start(listener, INBOUND, parent=parent, kind=KIND_SERVER, attributes=attrs,
-                                     fixed=fixed)
+            component = LLM if kind == "model" else INBOUND
+            key = (component, listener, method, path, static)
+            block = self._root_blocks.get(key)
+            if block is None:  # listener, method and path repeat: their attributes are encoded once
+                fixed = (("http.method", method), ("http.target", path), ("plano.listener", listener))
+                block = tracing.block(fixed + tracing.static_pairs if static else fixed, component)
+                if len(self._root_blocks) < 1024:
+                    self._root_blocks[key] = block
+            root = tracing.start(f"{method} {path}" if kind == "model" else listener, component,
+                                 parent=remote_parent(raw_headers), kind=KIND_SERVER, attributes=attrs, block=block)
             ctx.root = root
             ctx.trace_id = root.trace_id_hex
             if not root.recording:
@@ -200,6 +210,10 @@ class Telemetry:
         the span is ended at once without signals (bounded memory under overload).
         """
         end_ns = time.time_ns()
+        if self.shipper is not None:  # the sidecar analyses the conversation (see .shipping)
+            span.messages = messages
+            span.end(status, end_ns)
+            return
         pending = self._signals_pending
         if len(pending) >= _MAX_PENDING_SIGNALS or self._closing:
             span.end(status, end_ns)
@@ -238,7 +252,7 @@ class Telemetry:
         self._signals_drain()
 
     def _signals_drain(self, deadline: float | None = None) -> None:
-        from gateway.telemetry.signals import analyze
+        from gateway.telemetry.signals import attach
 
         pending = self._signals_pending
         while pending:
@@ -250,21 +264,26 @@ class Telemetry:
                 return
             self._signals_busy = True
             try:
-                report = analyze(messages)
-                span.update(report.attributes())
-                for name, attrs in report.events(with_snippets=self.capture_content):
-                    span.event(name, attrs)
-                if report.flagged and not span.name.endswith(" 🚩"):
-                    span.rename(f"{span.name} 🚩")
+                quality = attach(span, messages, capture_content=self.capture_content)
                 if self.metrics is not None:
                     series = self.metrics.quality()
-                    series.observe(report.quality)
+                    series.observe(quality)
                     self.touched(series)
             except Exception:
                 log.debug("signals failed", exc_info=True)
             finally:
                 span.end(status, end_ns)
                 self._signals_busy = False
+
+    def _quality_from_sidecar(self, counts: dict) -> None:
+        """Quality buckets the sidecar counted for this worker's model-proxy spans."""
+        if self.metrics is None:
+            return
+        series = self.metrics.quality()
+        for bucket, n in counts.items():
+            if isinstance(bucket, str) and isinstance(n, int) and n > 0:
+                series.observe(bucket, n)
+        self.touched(series)
 
     def signals_idle(self) -> bool:
         """True when no signal analysis is queued or running (tests and benchmarks wait on it)."""

@@ -185,8 +185,13 @@ def response_attributes(completion: dict, attrs: dict | None = None) -> dict:
     if type(rid) is str:
         attrs["gen_ai.response.id"] = rid
     choices = completion.get("choices")
-    if type(choices) is list:
-        reasons = tuple(str(r) for c in choices if type(c) is dict and (r := c.get("finish_reason")))
+    if type(choices) is list and choices:
+        if len(choices) == 1:  # the usual case, without building a generator
+            first = choices[0]
+            reason = first.get("finish_reason") if type(first) is dict else None
+            reasons = (reason if type(reason) is str else str(reason),) if reason else ()
+        else:
+            reasons = tuple(str(r) for c in choices if type(c) is dict and (r := c.get("finish_reason")))
         if reasons:
             attrs["gen_ai.response.finish_reasons"] = reasons
     return attrs

@@ -432,8 +432,8 @@ class QualityMetrics(_Series):
 
     __slots__ = ()
 
-    def observe(self, bucket: str) -> None:
-        self._count(bucket)
+    def observe(self, bucket: str, n: int = 1) -> None:
+        self._count(bucket, n)
 
     def _counter(self, key):
         return self._m.signals.labels(key)

@@ -123,6 +123,15 @@ class RequestContext:
             span = self.root if use_root else self._child_default
         else:  # children of a sampled root are sampled too (parent-based sampler)
             fixed = genai.request_fixed(provider, requested, resolved, stream)
+            block = None
+            if use_root:
+                blocks = self.tel._llm_blocks
+                key = (provider, requested, resolved, stream)
+                block = blocks.get(key)
+                if block is None:
+                    block = self.tel.tracing.block(fixed)
+                    if len(blocks) < 4096:
+                        blocks[key] = block
             attrs = {"llm.model": resolved}
             genai.request_params(request, attrs)
             if self.tel.capture_content and request is not None:
@@ -134,7 +143,7 @@ class RequestContext:
             if use_root:
                 span = self.root
                 span.rename(name)
-                span.fixed(self.tel.tracing.block(fixed))
+                span.fixed(block)
                 span.update(attrs)
             else:
                 if self.custom:

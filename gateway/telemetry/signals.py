@@ -28,11 +28,14 @@ execution failure, −5 per loop, −3 per exhaustion; clamped to 0–100 and bu
 excellent ≥75, good ≥60, neutral ≥40, poor ≥25, else severe. Efficiency is 1 up to
 the baseline number of user turns (5), then 1/(1+0.3×excess).
 
-Where it runs: never on the request's critical path. ``RequestContext.finish``
-queues the analysis; inside a worker it runs with the event loop's telemetry batch
-after the response went out (a time budget per batch), elsewhere on a helper thread,
-and the results are attached to the model-proxy LLM span before that span is ended
-(its end time is the request's). Per-message findings are cached, so a conversation
+Where it runs: never on the request's critical path. Under ``plano up`` the span
+ships with its conversation to the telemetry sidecar process
+(:mod:`gateway.telemetry.sidecar`), which analyses it there. Without a sidecar
+(``Telemetry`` used in-process) ``RequestContext.finish`` queues the analysis; inside
+an event loop it runs with the loop's telemetry batch after the response went out (a
+time budget per batch), elsewhere on a helper thread. Either way the results are
+attached to the model-proxy LLM span before it is exported, and its end time is the
+request's. Per-message findings are cached, so a conversation
 re-sent with one more turn only analyses the new messages.
 """
 
@@ -455,6 +458,18 @@ def analyze(messages, *, baseline_turns: int = BASELINE_TURNS) -> Report:
         or quality in ("poor", "severe")
     )
     return Report(signals, counts, user_turns, efficiency, score, quality, flagged)
+
+
+def attach(span, messages, *, capture_content: bool = False) -> str:
+    """Analyse ``messages`` and put the result on ``span`` (attributes, events, a 🚩 in the name
+    when flagged); returns the quality bucket. ``span`` needs ``update``, ``event``, ``rename``, ``name``."""
+    report = analyze(messages)
+    span.update(report.attributes())
+    for name, attrs in report.events(with_snippets=capture_content):
+        span.event(name, attrs)
+    if report.flagged and not span.name.endswith(" 🚩"):
+        span.rename(f"{span.name} 🚩")
+    return report.quality
 
 
 def _score(signals: list[Signal], counts: dict[str, int], user_turns: int, misaligned_turns: int) -> tuple[float, str]:

@@ -240,8 +240,9 @@ class RemoteParent:
 class Span:
     """A recorded span. Attributes are a plain dict; it is exported once ended."""
 
-    __slots__ = ("_exporter", "attrs", "blocks", "component", "end_ns", "events", "kind", "name", "parent_id",
-                 "remote_parent", "span_id", "start_ns", "status_code", "status_message", "trace_id", "trace_state")
+    __slots__ = ("_exporter", "attrs", "blocks", "component", "end_ns", "events", "kind", "messages", "name",
+                 "parent_id", "remote_parent", "span_id", "start_ns", "status_code", "status_message", "trace_id",
+                 "trace_state")
     recording = True
 
     def __init__(self, exporter, trace_id: int, span_id: int, parent_id: int, trace_state: str | None, name: str,
@@ -263,14 +264,15 @@ class Span:
         self.status_code = 0  # OTLP: 0 unset, 1 ok, 2 error
         self.status_message = None
         self.remote_parent = remote_parent
+        self.messages = None  # the conversation, when the telemetry sidecar analyses its signals
 
     @property
     def trace_id_hex(self) -> str:
-        return format(self.trace_id, "032x")
+        return self.trace_id.to_bytes(16, "big").hex()
 
     @property
     def span_id_hex(self) -> str:
-        return format(self.span_id, "016x")
+        return self.span_id.to_bytes(8, "big").hex()
 
     def set(self, key: str, value) -> Span:
         if value is not None and not self.end_ns:
@@ -337,7 +339,8 @@ class Span:
 
     def inject(self, headers: dict) -> dict:
         """Write ``traceparent`` (and ``tracestate``) naming this span into outbound ``headers``."""
-        headers["traceparent"] = f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
+        headers["traceparent"] = "00-" + self.trace_id.to_bytes(16, "big").hex() + "-" + \
+            self.span_id.to_bytes(8, "big").hex() + "-01"
         if self.trace_state:
             headers["tracestate"] = self.trace_state
         else:
@@ -415,7 +418,7 @@ _U64 = (1 << 64) - 1
 class Tracing:
     """The per-process pipeline: sampler, span factory per component, one batch exporter."""
 
-    def __init__(self, settings: TracingSettings, *, transport=None, environ=None) -> None:
+    def __init__(self, settings: TracingSettings, *, transport=None, environ=None, shipper=None) -> None:
         from gateway import __version__
         from gateway.telemetry import otlp
         from gateway.telemetry.exporter import (
@@ -429,24 +432,25 @@ class Tracing:
         ratio = settings.sampling_percent / 100.0
         # Same rule as OpenTelemetry's TraceIdRatioBased: the lower 64 bits of the trace id below a bound.
         self._bound = _U64 + 1 if ratio >= 1.0 else round(ratio * (_U64 + 1))
-        if transport is None:
-            transport = HttpTransport(settings.endpoint, env) if settings.protocol == "http" else \
-                GrpcTransport(settings.endpoint, env)
-        base = resource_attributes(settings.service_base, __version__, env)
-        resources = {}
-        self._services = {}
-        for component in COMPONENTS:
-            service = f"{settings.service_base}({component})"
-            self._services[component] = service
-            resources[component] = otlp.resource({**base, "service.name": service})
-        self.exporter = BatchExporter(transport, resources, otlp.scope("plano", __version__), environ=env,
-                                      endpoint=settings.endpoint)
+        self._services = {component: f"{settings.service_base}({component})" for component in COMPONENTS}
+        if shipper is not None:  # the telemetry sidecar encodes and exports (see gateway.telemetry.shipping)
+            self.exporter = shipper
+        else:
+            if transport is None:
+                transport = HttpTransport(settings.endpoint, env) if settings.protocol == "http" else \
+                    GrpcTransport(settings.endpoint, env)
+            base = resource_attributes(settings.service_base, __version__, env)
+            resources = {component: otlp.resource({**base, "service.name": service})
+                         for component, service in self._services.items()}
+            self.exporter = BatchExporter(transport, resources, otlp.scope("plano", __version__), environ=env,
+                                          endpoint=settings.endpoint)
         self._blocks: dict = {}
         self.static_pairs = tuple(settings.static.items())
         self._closed = False
 
     def start(self, name: str, component: str, *, parent=None, kind: int = KIND_INTERNAL,
-              attributes: dict | None = None, fixed: tuple | None = None, start_time_ns: int | None = None):
+              attributes: dict | None = None, fixed: tuple | None = None, start_time_ns: int | None = None,
+              block: bytes | None = None):
         """Start a span of ``component`` under ``parent`` (a :class:`Span`, :class:`RemoteParent` or None).
 
         ``attributes``: this span's own values. ``fixed``: a tuple of ``(key, value)`` pairs that
@@ -472,7 +476,7 @@ class Tracing:
             remote = True
         else:  # an UnsampledSpan: stay unsampled, keep propagating
             return parent
-        blocks = [self.block(fixed, component)]
+        blocks = [block if block is not None else self.block(fixed, component)]
         return Span(self.exporter, trace_id, _rand(64) or 1, parent_id, state, name, kind, component,
                     attributes if attributes is not None else {}, start_time_ns or time.time_ns(), remote, blocks)
 

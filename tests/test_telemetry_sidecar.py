@@ -1,0 +1,234 @@
+"""The telemetry sidecar: workers ship spans, the sidecar analyses signals, encodes and exports.
+
+Through the real gateway (``plano up`` starts the sidecar) with a real OTLP/gRPC receiver:
+signals computed in the sidecar reach the span and the worker's ``/metrics``; the
+sidecar can die without a client noticing, and is restarted. Unit level: the
+worker-side shipper never blocks and never raises, whatever the socket does.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import signal
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.support.gateway import Gateway, free_port
+from tests.support.mock_llm import MockLLM
+from tests.support.otlp import OTLPReceiver
+from tests.support.telemetry_checks import gateway_env, metric_sum, parse_samples, scrape, spans_when, wait_until
+
+FRUSTRATED = [
+    {"role": "user", "content": "Book me a table for two in Paris tonight."},
+    {"role": "assistant", "content": "Sure, I booked a table for two in Rome tonight."},
+    {"role": "user", "content": "No, that's wrong. I said Paris!!! This is useless, let me talk to a human."},
+]
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid``, whichever of its threads started them."""
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _sidecar_pid(gateway_pid: int) -> int | None:
+    for child in _children(gateway_pid):
+        if "gateway.telemetry.sidecar" in _cmdline(child):
+            return child
+    return None
+
+
+@pytest.fixture
+def setup(tmp_path):
+    receiver = OTLPReceiver()
+    llm = MockLLM().start()
+    port, admin = free_port(), free_port()
+    config = {
+        "version": "v0.4.0",
+        "model_providers": [{"model": "openai/gpt-4o", "access_key": "sk-test-provider",
+                             "base_url": f"{llm.url}/v1", "default": True}],
+        "listeners": [{"type": "model", "name": "llm", "port": port, "address": "127.0.0.1"}],
+        "tracing": {"random_sampling": 100, "opentracing_grpc_endpoint": receiver.endpoint},
+    }
+    gw = Gateway(config, tmp_path, env=gateway_env(PLANO_ADMIN_PORT=str(admin)))
+    try:
+        yield gw, receiver, f"http://127.0.0.1:{port}/v1/chat/completions", admin
+    finally:
+        gw.stop()
+        llm.stop()
+        receiver.stop()
+
+
+def test_signals_are_computed_by_the_sidecar_and_counted_by_the_worker(setup):
+    gw, receiver, url, admin = setup
+    with gw:
+        worker = gw.proc.pid
+        sidecar = wait_until(lambda: _sidecar_pid(worker), 10.0)
+        assert sidecar, "plano up with tracing on started no telemetry sidecar"
+        r = httpx.post(url, json={"model": "gpt-4o", "messages": FRUSTRATED}, timeout=30)
+        assert r.status_code == 200, r.text
+        spans = spans_when(receiver, lambda s: any("signals.quality" in x.attributes for x in s))
+        flagged = [s for s in spans if "signals.quality" in s.attributes]
+        assert flagged, [s.attributes for s in spans]
+        span = flagged[0]
+        assert span.attributes["signals.quality"] == "severe"
+        assert span.name.endswith("🚩")
+        assert any(name.startswith("signal.interaction.disengagement") for name, _, _ in span.events)
+        assert span.service == "plano(llm)"
+        assert span.resource["process.pid"] == worker  # the worker that served it, not the sidecar
+        # the worker counts the quality bucket the sidecar sent back
+        counted = wait_until(lambda: metric_sum(parse_samples(scrape(admin)), "plano_signals_quality_total",
+                                                quality="severe"), 10.0)
+        assert counted == 1
+
+
+def test_requests_never_wait_on_a_dead_sidecar_and_it_comes_back(setup):
+    gw, receiver, url, _admin = setup
+    with gw:
+        worker = gw.proc.pid
+        first = wait_until(lambda: _sidecar_pid(worker), 10.0)
+        assert first
+        os.kill(first, signal.SIGKILL)
+        for i in range(20):  # answered normally whether or not anyone exports their spans
+            r = httpx.post(url, json={"model": "gpt-4o", "messages": [{"role": "user", "content": f"hi {i}"}]},
+                           timeout=30)
+            assert r.status_code == 200, r.text
+        second = wait_until(lambda: (p := _sidecar_pid(worker)) and p != first and p, 15.0)
+        assert second, gw.log()[-2000:]
+        receiver.clear()
+        marker = "after the restart"
+        r = httpx.post(url, json={"model": "gpt-4o", "messages": [{"role": "user", "content": marker}]}, timeout=30)
+        assert r.status_code == 200
+        spans = spans_when(receiver, lambda s: len(s) >= 1)
+        assert spans, "no span exported after the sidecar was restarted"
+        assert "restarting it" in gw.log()
+    assert gw.proc.returncode == 0
+    assert not _sidecar_pid(worker)
+
+
+# ------------------------------------------------------------------------ the worker's shipper
+
+
+class _Span:
+    def __init__(self, n: int, messages=None, size: int = 10) -> None:
+        self.trace_id, self.span_id, self.parent_id, self.trace_state = n + 1, n + 2, 0, None
+        self.name, self.kind, self.component = f"span {n}", 1, "llm"
+        self.start_ns, self.end_ns, self.status_code, self.status_message = 1, 2, 0, None
+        self.remote_parent = False
+        self.attrs = {"request_id": "x" * size, "n": n, "ratio": 0.5, "reasons": ("stop",)}
+        self.blocks, self.events, self.messages = [b"\x4a\x00"], None, messages
+
+
+def _frames(sock: socket.socket) -> list:
+    out = []
+    sock.setblocking(False)
+    while True:
+        try:
+            out.append(marshal.loads(sock.recv(1 << 22)))
+        except BlockingIOError:
+            return out
+
+
+def test_shipper_splits_large_batches_and_keeps_every_span():
+    from gateway.telemetry.shipping import SpanShipper, _record, channel_pair
+
+    worker, sidecar = channel_pair()
+    try:
+        shipper = SpanShipper(worker)
+        shipper.max_frame = 20_000
+        for n in range(200):
+            shipper.ended(_Span(n, size=500))  # no event loop: each span goes out at once
+        for n in range(200, 400):
+            shipper._batch.append(_record(_Span(n)))
+        shipper.flush()  # one large batch: split into frames under the limit
+        frames = _frames(sidecar)
+        assert all(version == 1 and pid == os.getpid() for version, pid, _ in frames)
+        got = sorted(record[1] - 2 for _, _, records in frames for record in records)
+        assert got == list(range(400))
+        assert shipper.exported == 400 and shipper.dropped == 0
+    finally:
+        worker.close()
+        sidecar.close()
+
+
+def test_shipper_drops_conversation_of_an_oversized_span_and_counts_a_full_socket():
+    from gateway.telemetry.shipping import SpanShipper, channel_pair
+
+    worker, sidecar = channel_pair()
+    try:
+        shipper = SpanShipper(worker)
+        shipper.max_frame = 16_384
+        huge = [{"role": "user", "content": "x" * 50_000}]
+        shipper.ended(_Span(1, messages=huge))
+        (_, _, records), = _frames(sidecar)
+        assert records[0][1] == 3 and records[0][15] is None  # the span went, its conversation stayed
+        # nobody reads the other end: frames pile up until the socket is full, then spans are dropped
+        sent = 0
+        while shipper.dropped == 0 and sent < 100_000:
+            shipper.ended(_Span(sent, size=2000))
+            sent += 1
+        assert shipper.dropped >= 1
+        assert shipper.exported + shipper.dropped == sent + 1
+    finally:
+        worker.close()
+        sidecar.close()
+
+
+def test_shipper_survives_a_closed_sidecar_end():
+    from gateway.telemetry.shipping import SpanShipper, channel_pair
+
+    worker, sidecar = channel_pair()
+    sidecar.close()
+    try:
+        shipper = SpanShipper(worker)
+        shipper.ended(_Span(1))
+        shipper.shutdown(0.2)
+        assert shipper.dropped == 1 and shipper.exported == 0
+    finally:
+        worker.close()
+
+
+def test_processor_attaches_signals_and_tags_spans_with_the_worker():
+    from gateway.telemetry.shipping import _record
+    from gateway.telemetry.sidecar import Processor
+
+    class Exporter:
+        def __init__(self):
+            self.spans = []
+
+        def add(self, span):
+            self.spans.append(span)
+
+    exporter = Exporter()
+    processor = Processor(exporter, signals=True, capture_content=False)
+    frame = marshal.dumps((1, 4242, [_record(_Span(1, messages=FRUSTRATED)), _record(_Span(2))]))
+    quality = processor.frame(frame)
+    assert quality == {"severe": 1}
+    first, second = exporter.spans
+    assert first.component == (4242, "llm") and first.attrs["signals.quality"] == "severe"
+    assert first.name.endswith("🚩") and first.messages is None
+    assert "signals.quality" not in second.attrs
+    assert processor.frame(b"garbage") == {}  # an unreadable frame is dropped, not raised
+    assert processor.frame(marshal.dumps((99, 1, []))) == {}
