@@ -185,10 +185,7 @@ class Telemetry:
         """
         d = self._deferred
         if d is not None and threading.get_ident() == d.thread_id:
-            pending = d.pending
-            if series.scheduled is not pending:
-                series.scheduled = pending
-                d.submit(series.flush)
+            d.schedule(series)
         else:
             series.flush()
 

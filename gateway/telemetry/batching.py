@@ -39,6 +39,16 @@ class Deferred:
             except RuntimeError:  # the loop is closed (process shutting down, or a test's loop ended)
                 self.flush()
 
+    def schedule(self, owner) -> None:
+        """Queue ``owner.flush()`` at most once per batch, however often it is asked for.
+
+        ``owner.scheduled`` remembers the batch (the ``pending`` list) it is queued in.
+        """
+        pending = self.pending
+        if owner.scheduled is not pending:
+            owner.scheduled = pending
+            self.submit(owner.flush)
+
     def flush(self) -> None:
         """Run everything queued (from the timer, or from shutdown on any thread)."""
         self._handle = None

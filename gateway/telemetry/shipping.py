@@ -96,7 +96,7 @@ class SpanShipper:
         self.exported = 0  # spans handed to the sidecar
         self.dropped = 0
         self._batch: list = []
-        self._scheduled = None
+        self.scheduled = None  # the loop batch this shipper's flush is queued in
         self._lock = threading.Lock()
         self._reader_loop = None
         self._last_warning = 0.0
@@ -114,10 +114,7 @@ class SpanShipper:
         self._batch.append(_record(span))
         d = self.deferred
         if d is not None and threading.get_ident() == d.thread_id:
-            pending = d.pending
-            if self._scheduled is not pending:
-                self._scheduled = pending
-                d.submit(self.flush)
+            d.schedule(self)
             if self._reader_loop is None:
                 self._watch_feedback(d.loop)
         else:
