@@ -38,6 +38,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def shared_uvicorn(app: str, port: int, env: dict | None = None) -> subprocess.Popen:
+    """An app of ../shared/bench (mock upstream, mini proxy) under uvicorn + uvloop + httptools, own session."""
+    shared = ROOT.parent / "shared" / "bench"
+    return subprocess.Popen([PY, "-m", "uvicorn", app, "--app-dir", str(shared), "--port", str(port), "--loop",
+                             "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
 def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

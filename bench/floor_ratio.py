@@ -22,17 +22,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "bench"
 PY = sys.executable
 sys.path.insert(0, str(ROOT / "bench"))
-from agent_chain import free_port, stop_all, wait_http  # noqa: E402
-from tracing_overhead import wrk  # noqa: E402
-
-
-def uvicorn(app: str, port: int, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([PY, "-m", "uvicorn", app, "--app-dir", str(SHARED), "--port", str(port), "--loop",
-                             "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+from agent_chain import free_port, shared_uvicorn, stop_all, wait_http
+from tracing_overhead import wrk
 
 
 def main() -> int:
@@ -43,13 +36,13 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="plano-floor-"))
     mock_port = free_port()
-    mock = uvicorn("mock_upstream:app", mock_port)
+    mock = shared_uvicorn("mock_upstream:app", mock_port)
     rows = []
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
         for n in range(args.rounds):
             port = free_port()
-            mini = uvicorn("mini_proxy:app", port, {"UPSTREAM": f"http://127.0.0.1:{mock_port}/v1/chat/completions"})
+            mini = shared_uvicorn("mini_proxy:app", port, {"UPSTREAM": f"http://127.0.0.1:{mock_port}/v1/chat/completions"})
             try:
                 _wait_post(port)
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"

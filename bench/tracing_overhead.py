@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "bench"
 PY = sys.executable
 sys.path.insert(0, str(ROOT / "bench"))
-from agent_chain import free_port, stop_all, wait_http  # noqa: E402
+from agent_chain import free_port, shared_uvicorn, stop_all, wait_http  # noqa: E402
 from telemetry_micro import SINK  # noqa: E402  (the discard-everything OTLP/gRPC sink)
 
 
@@ -46,9 +46,7 @@ def main() -> int:
     mock, sink, dead = free_port(), free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="plano-tracing-"))
     procs = [
-        subprocess.Popen([PY, "-m", "uvicorn", "mock_upstream:app", "--app-dir", str(SHARED), "--port", str(mock),
-                          "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-                         start_new_session=True),
+        shared_uvicorn("mock_upstream:app", mock),
         subprocess.Popen([PY, "-c", SINK, str(sink)], start_new_session=True),
     ]
     configs = {"off": None, "on (100%)": f"http://127.0.0.1:{sink}", "collector down": f"http://127.0.0.1:{dead}"}

@@ -12,7 +12,6 @@ import marshal
 import os
 import signal
 import socket
-import time
 
 import httpx
 import pytest
@@ -20,7 +19,14 @@ import pytest
 from tests.support.gateway import Gateway, free_port
 from tests.support.mock_llm import MockLLM
 from tests.support.otlp import OTLPReceiver
-from tests.support.telemetry_checks import gateway_env, metric_sum, parse_samples, scrape, spans_when, wait_until
+from tests.support.telemetry_checks import (
+    gateway_env,
+    metric_sum,
+    parse_samples,
+    scrape,
+    spans_when,
+    wait_until,
+)
 
 FRUSTRATED = [
     {"role": "user", "content": "Book me a table for two in Paris tonight."},

@@ -14,7 +14,6 @@ import orjson
 
 from gateway.filters.chain import CHAT_PATH, FilterChain
 from gateway.filters.context import FilterRun
-from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import JSON_CT, SSE_CT, Send, send_body
 from gateway.listeners.relay import (
     Describe,

@@ -221,7 +221,7 @@ class SpanShipper:
             while self._answers < self._frames and time.monotonic() < deadline:
                 try:
                     data = self.sock.recv(65536)
-                except (TimeoutError, socket.timeout, BlockingIOError, InterruptedError):
+                except (TimeoutError, BlockingIOError, InterruptedError):
                     continue
                 if not data:
                     break

@@ -213,7 +213,7 @@ class Processor:
                 try:
                     bucket = attach(span, span.messages, capture_content=self.capture_content)
                     quality[bucket] = quality.get(bucket, 0) + 1
-                except Exception:  # noqa: BLE001 - signals are best effort; the span still goes out
+                except Exception:
                     log.debug("signals failed", exc_info=True)
             span.messages = None
             self.exporter.add(span)
