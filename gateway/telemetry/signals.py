@@ -438,11 +438,14 @@ def analyze(messages, *, baseline_turns: int = BASELINE_TURNS) -> Report:
                 signals.append(Signal(hit[0], index, 0.8 if hit[0].startswith("environment") else 0.75, text,
                                       {"match": hit[1]}))
 
-    signals.extend(_loop_signals(calls))
+    if calls:
+        signals.extend(_loop_signals(calls))
     if user_turns > baseline_turns:
         excess = user_turns - baseline_turns
         signals.append(Signal("interaction.stagnation.dragging", msgs[-1][0] if msgs else 0,
                               min(1.0, 0.5 + 0.1 * excess), "", {"user_turns": user_turns, "baseline": baseline_turns}))
+    if not signals:  # the usual case: nothing to score, the neutral baseline (what _score gives for no signals)
+        return Report(signals, {}, user_turns, 1.0, 50.0, "neutral", False)
     signals.sort(key=lambda s: s.message_index)
 
     counts: dict[str, int] = {}
@@ -465,6 +468,8 @@ def attach(span, messages, *, capture_content: bool = False) -> str:
     when flagged); returns the quality bucket. ``span`` needs ``update``, ``event``, ``rename``, ``name``."""
     report = analyze(messages)
     span.update(report.attributes())
+    if not report.signals:
+        return report.quality
     for name, attrs in report.events(with_snippets=capture_content):
         span.event(name, attrs)
     if report.flagged and not span.name.endswith(" 🚩"):
