@@ -144,8 +144,8 @@ def _start_admin(config):
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
-def _tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for a long-running proxy worker.
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running proxy worker (and the telemetry sidecar).
 
     A proxied request allocates a few hundred short-lived containers (ASGI messages,
     header lists, aiohttp request objects), so with CPython's default threshold the
@@ -169,7 +169,7 @@ def _run_worker(config, sockets, drain_timeout: float) -> int:
     from gateway.server.app import GatewayApp
 
     app = GatewayApp(config)
-    _tune_gc()
+    tune_gc()
     server = uvicorn.Server(
         uvicorn.Config(
             app,

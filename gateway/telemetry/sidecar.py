@@ -240,6 +240,8 @@ def main() -> int:
     from gateway.telemetry.tracing import Tracing
 
     settings = _settings(payload)
+    from gateway.server.runner import tune_gc
+
     tracing = Tracing(settings)
     exporter = tracing.exporter
     exporter.resources = _Resources(settings.service_base, __version__, os.environ)
@@ -257,6 +259,7 @@ def main() -> int:
         selector.register(sock, selectors.EVENT_READ)
         socks.append(sock)
     parent = os.getppid()
+    tune_gc()  # every span is a burst of short-lived dicts and tuples, like a proxied request
 
     def drain(sock: socket.socket) -> None:
         while True:
