@@ -238,3 +238,42 @@ def test_processor_attaches_signals_and_tags_spans_with_the_worker():
     assert "signals.quality" not in second.attrs
     assert processor.frame(b"garbage") == {}  # an unreadable frame is dropped, not raised
     assert processor.frame(marshal.dumps((99, 1, []))) == {}
+
+
+def test_two_workers_share_one_sidecar(tmp_path):
+    receiver = OTLPReceiver()
+    llm = MockLLM().start()
+    port, admin = free_port(), free_port()
+    config = {
+        "version": "v0.4.0",
+        "model_providers": [{"model": "openai/gpt-4o", "access_key": "sk-test-provider",
+                             "base_url": f"{llm.url}/v1", "default": True}],
+        "listeners": [{"type": "model", "name": "llm", "port": port, "address": "127.0.0.1"}],
+        "tracing": {"random_sampling": 100, "opentracing_grpc_endpoint": receiver.endpoint},
+    }
+    gw = Gateway(config, tmp_path, env=gateway_env(PLANO_ADMIN_PORT=str(admin)), workers=2)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    try:
+        with gw:
+            supervisor = gw.proc.pid
+            sidecar = wait_until(lambda: _sidecar_pid(supervisor), 10.0)
+            assert sidecar
+            workers = set(_children(supervisor)) - {sidecar}
+            assert len(workers) == 2, (workers, sidecar)
+            for _ in range(12):  # new connections: the kernel spreads them over both workers
+                r = httpx.post(url, json={"model": "gpt-4o", "messages": FRUSTRATED}, headers={"connection": "close"},
+                               timeout=30)
+                assert r.status_code == 200, r.text
+            spans = spans_when(receiver, lambda s: sum("signals.quality" in x.attributes for x in s) >= 12)
+            analysed = [s for s in spans if "signals.quality" in s.attributes]
+            assert len(analysed) == 12
+            assert {s.resource["process.pid"] for s in analysed} <= workers
+            counted = wait_until(lambda: metric_sum(parse_samples(scrape(admin)), "plano_signals_quality_total",
+                                                    quality="severe") == 12, 10.0)
+            assert counted, scrape(admin)
+        assert gw.proc.returncode == 0
+        assert not _sidecar_pid(supervisor)
+    finally:
+        gw.stop()
+        llm.stop()
+        receiver.stop()
