@@ -66,19 +66,22 @@ def _sidecar_pid(gateway_pid: int) -> int | None:
     return None
 
 
-@pytest.fixture
-def setup(tmp_path):
-    receiver = OTLPReceiver()
-    llm = MockLLM().start()
-    port, admin = free_port(), free_port()
-    config = {
+def _traced_model_proxy(llm: MockLLM, receiver: OTLPReceiver, port: int) -> dict:
+    return {
         "version": "v0.4.0",
         "model_providers": [{"model": "openai/gpt-4o", "access_key": "sk-test-provider",
                              "base_url": f"{llm.url}/v1", "default": True}],
         "listeners": [{"type": "model", "name": "llm", "port": port, "address": "127.0.0.1"}],
         "tracing": {"random_sampling": 100, "opentracing_grpc_endpoint": receiver.endpoint},
     }
-    gw = Gateway(config, tmp_path, env=gateway_env(PLANO_ADMIN_PORT=str(admin)))
+
+
+@pytest.fixture
+def setup(tmp_path):
+    receiver = OTLPReceiver()
+    llm = MockLLM().start()
+    port, admin = free_port(), free_port()
+    gw = Gateway(_traced_model_proxy(llm, receiver, port), tmp_path, env=gateway_env(PLANO_ADMIN_PORT=str(admin)))
     try:
         yield gw, receiver, f"http://127.0.0.1:{port}/v1/chat/completions", admin
     finally:
@@ -244,14 +247,8 @@ def test_two_workers_share_one_sidecar(tmp_path):
     receiver = OTLPReceiver()
     llm = MockLLM().start()
     port, admin = free_port(), free_port()
-    config = {
-        "version": "v0.4.0",
-        "model_providers": [{"model": "openai/gpt-4o", "access_key": "sk-test-provider",
-                             "base_url": f"{llm.url}/v1", "default": True}],
-        "listeners": [{"type": "model", "name": "llm", "port": port, "address": "127.0.0.1"}],
-        "tracing": {"random_sampling": 100, "opentracing_grpc_endpoint": receiver.endpoint},
-    }
-    gw = Gateway(config, tmp_path, env=gateway_env(PLANO_ADMIN_PORT=str(admin)), workers=2)
+    gw = Gateway(_traced_model_proxy(llm, receiver, port), tmp_path, env=gateway_env(PLANO_ADMIN_PORT=str(admin)),
+                 workers=2)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     try:
         with gw:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 
@@ -86,14 +86,7 @@ class ModelListener:
             if self.filtered:
                 await self._chat_filtered(scope, send, request, rid, ctx)
                 return
-            requested = request.get("model")
-            target = self._resolve(requested)
-            request["model"] = target.model_id
-            headers = self._upstream_headers(scope, target, rid)
-            stream = request.get("stream") is True
-            call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
-            call.inject(headers)
-            payload = orjson.dumps(request)
+            target, headers, payload, stream, call = self._prepare(scope, request, request.get("model"), rid, ctx)
             try:
                 async with self.upstream.open(
                     "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
@@ -118,6 +111,19 @@ class ModelListener:
         finally:
             ctx.finish(status, bytes_in=size, messages=request.get("messages") if request else None, error=error)
 
+    def _prepare(self, scope: Scope, request: dict, requested: str | None, rid: str, ctx):
+        """Resolve the request's model and build the upstream call: (target, headers, body, stream, LLM call).
+
+        ``requested`` is the model the client asked for (an input filter may have changed ``request``'s).
+        """
+        target = self._resolve(request.get("model"))
+        request["model"] = target.model_id
+        headers = self._upstream_headers(scope, target, rid)
+        stream = request.get("stream") is True
+        call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
+        call.inject(headers)
+        return target, headers, orjson.dumps(request), stream, call
+
     def _resolve(self, model: str | None) -> Target:
         target = self.resolver.resolve(model)
         if not target.is_openai_compatible:
@@ -136,13 +142,7 @@ class ModelListener:
         requested = request.get("model")
         if self.input_chain is not None:
             request = await self.input_chain.run(request, CHAT_PATH, run, shapes.chat_request)
-        target = self._resolve(request.get("model"))
-        request["model"] = target.model_id
-        headers = self._upstream_headers(scope, target, rid)
-        stream = request.get("stream") is True
-        call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
-        call.inject(headers)
-        payload = orjson.dumps(request)
+        target, headers, payload, stream, call = self._prepare(scope, request, requested, rid, ctx)
         output = self.output_chain
         send = ctx.wrap_send(send)  # output filters change the body: count what the client really gets
         try:
