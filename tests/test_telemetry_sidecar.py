@@ -274,3 +274,42 @@ def test_two_workers_share_one_sidecar(tmp_path):
         gw.stop()
         llm.stop()
         receiver.stop()
+
+
+def test_the_configs_literal_secrets_are_scrubbed_in_the_sidecar_too(tmp_path):
+    """A provider key with no recognisable shape, pasted by a user, never reaches a span (content capture on)."""
+    secret = "plainwords" + "literalkey42"  # matches no secret pattern: only the registered literal finds it
+    receiver = OTLPReceiver()
+    llm = MockLLM().start()
+    port = free_port()
+    config = _traced_model_proxy(llm, receiver, port)
+    config["model_providers"][0]["access_key"] = secret
+    config["tracing"]["capture_content"] = True
+    gw = Gateway(config, tmp_path, env=gateway_env())
+    messages = [{"role": "user", "content": f"my key is {secret} and this is useless, let me talk to a human!!!"}]
+    try:
+        with gw:
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                           json={"model": "gpt-4o", "messages": messages}, timeout=30)
+            assert r.status_code == 200, r.text
+            spans = spans_when(receiver, lambda s: any(x.events for x in s))
+            events = [e for s in spans for e in s.events]
+            snippets = [attrs.get("signal.snippet", "") for _, attrs, _ in events]
+            assert any("human" in text for text in snippets), events  # content was captured ...
+            assert all(secret not in text for text in snippets)  # ... without the key
+            assert all(secret not in repr(s.attributes) for s in spans)
+    finally:
+        gw.stop()
+        llm.stop()
+        receiver.stop()
+
+
+def test_processor_takes_secrets_from_the_runner_and_does_not_answer_them():
+    from gateway.telemetry.redact import redact_secrets
+    from gateway.telemetry.sidecar import SECRETS, Processor
+
+    processor = Processor(None, signals=True, capture_content=True)
+    value = "unshapedsecret" + "9876"
+    assert redact_secrets(f"x {value} y") == f"x {value} y"
+    assert processor.frame(marshal.dumps((SECRETS, [value]))) is None
+    assert value not in redact_secrets(f"x {value} y")

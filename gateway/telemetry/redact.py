@@ -79,6 +79,11 @@ def register_secret(value: str | None) -> None:
             _literals = tuple(sorted((*_literals, value), key=len, reverse=True))
 
 
+def registered_secrets() -> tuple[str, ...]:
+    """The literal secrets registered so far (handed to the telemetry sidecar over its private channel)."""
+    return _literals
+
+
 def register_config_secrets(config) -> None:
     """Every credential value a loaded config holds: provider ``access_key`` s, exporter keys."""
     for provider in getattr(config, "model_providers", None) or []:

@@ -29,6 +29,7 @@ import time
 log = logging.getLogger("plano.tracing")
 
 SETTINGS_ENV = "PLANO_SIDECAR_SETTINGS"
+SECRETS = "secrets"  # control message from the runner: literal secrets to scrub
 FDS_ENV = "PLANO_SIDECAR_FDS"
 STOP_TIMEOUT = 5.0
 
@@ -70,6 +71,19 @@ class Sidecar:
         # Its own session: a Ctrl-C on the terminal stops the workers, and the runner then stops this.
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway.telemetry.sidecar"], pass_fds=fds, env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self._send_secrets()
+
+    def _send_secrets(self) -> None:
+        """The config's literal secrets, so the sidecar scrubs them too: over the private channel, never
+        in the environment or the command line (those are visible to other tools)."""
+        from gateway.telemetry.redact import registered_secrets
+
+        secrets = list(registered_secrets())
+        if secrets:
+            try:
+                self.worker_ends[0].send(marshal.dumps((SECRETS, secrets)))
+            except OSError:  # pragma: no cover - a fresh socket has room; without it, patterns still apply
+                log.warning("telemetry sidecar: could not pass the config's secrets; pattern scrubbing only")
 
     def worker_channel(self, slot: int) -> socket.socket:
         return self.worker_ends[slot % len(self.worker_ends)]
@@ -189,14 +203,18 @@ class Processor:
         self.signals = signals
         self.capture_content = capture_content
 
-    def frame(self, data: bytes) -> dict:
-        """Process one frame; returns the quality buckets counted for it."""
+    def frame(self, data: bytes) -> dict | None:
+        """Process one frame; returns the quality buckets counted for it (None for a control message)."""
         from gateway.telemetry.shipping import FORMAT
         from gateway.telemetry.signals import attach
 
         quality: dict = {}
         try:
-            version, pid, records = marshal.loads(data)
+            message = marshal.loads(data)
+            if type(message) is tuple and len(message) == 2 and message[0] == SECRETS:
+                self.secrets(message[1])
+                return None
+            version, pid, records = message
         except (ValueError, EOFError, TypeError):
             log.warning("telemetry sidecar: unreadable frame dropped")
             return quality
@@ -218,6 +236,14 @@ class Processor:
             span.messages = None
             self.exporter.add(span)
         return quality
+
+    @staticmethod
+    def secrets(values) -> None:
+        """The config's literal secrets (from the runner): scrubbed from what this process writes."""
+        from gateway.telemetry.redact import register_secret
+
+        for value in values if isinstance(values, list) else ():
+            register_secret(value)
 
 
 NICE = 10  # background work: the workers, which answer requests, win any contest for a core
@@ -272,6 +298,8 @@ def main() -> int:
             if not data:
                 return
             counts = processor.frame(data)
+            if counts is None:  # a control message: nothing to answer
+                continue
             try:
                 sock.send(marshal.dumps(("quality", counts)))
             except OSError:  # the worker is gone or not reading: its metrics miss these counts
