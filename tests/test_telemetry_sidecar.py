@@ -113,6 +113,30 @@ def test_signals_are_computed_by_the_sidecar_and_counted_by_the_worker(setup):
         assert counted == 1
 
 
+def test_llm_attributes_are_derived_in_the_sidecar_from_the_calls_raw_facts(setup):
+    """The worker ships an LLM call's raw facts (request, usage, response fields); the sidecar's export
+    carries every ``llm.*`` / ``gen_ai.*`` attribute they stand for."""
+    gw, receiver, url, _ = setup
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    with gw:
+        r = httpx.post(url, json={"model": "gpt-4o", "messages": [{"role": "user", "content": "weather?"}],
+                                  "temperature": 0.3, "max_tokens": 64, "top_p": 0.9, "tools": tools}, timeout=30)
+        assert r.status_code == 200, r.text
+        spans = spans_when(receiver, lambda s: any("gen_ai.response.id" in x.attributes for x in s))
+    a = next(s for s in spans if "gen_ai.response.id" in s.attributes).attributes
+    assert a["llm.temperature"] == a["gen_ai.request.temperature"] == 0.3
+    assert a["llm.max_tokens"] == a["gen_ai.request.max_tokens"] == 64
+    assert a["llm.top_p"] == a["gen_ai.request.top_p"] == 0.9
+    assert a["llm.tools"] == "get_weather(...)"
+    assert a["llm.usage.prompt_tokens"] == a["gen_ai.usage.input_tokens"] == 5
+    assert a["llm.usage.completion_tokens"] == a["gen_ai.usage.output_tokens"] == 3
+    assert a["llm.usage.total_tokens"] == 8
+    assert a["gen_ai.response.id"] == "chatcmpl-mock" and a["gen_ai.response.model"] == a["llm.model"] == "gpt-4o"
+    assert list(a["gen_ai.response.finish_reasons"]) == ["stop"]
+    assert a["llm.provider"] == "openai" and a["llm.is_streaming"] is False and a["http.status_code"] == 200
+    assert isinstance(a["llm.duration_ms"], float) and a["llm.response_bytes"] > 0
+
+
 def test_requests_never_wait_on_a_dead_sidecar_and_it_comes_back(setup):
     gw, receiver, url, _admin = setup
     with gw:
@@ -147,7 +171,7 @@ class _Span:
         self.start_ns, self.end_ns, self.status_code, self.status_message = 1, 2, 0, None
         self.remote_parent = False
         self.attrs = {"request_id": "x" * size, "n": n, "ratio": 0.5, "reasons": ("stop",)}
-        self.blocks, self.events, self.messages = [b"\x4a\x00"], None, messages
+        self.blocks, self.events, self.messages, self.facts = [b"\x4a\x00"], None, messages, None
 
 
 def _frames(sock: socket.socket) -> list:
@@ -161,7 +185,7 @@ def _frames(sock: socket.socket) -> list:
 
 
 def test_shipper_splits_large_batches_and_keeps_every_span():
-    from gateway.telemetry.shipping import SpanShipper, _record, channel_pair
+    from gateway.telemetry.shipping import FORMAT, SpanShipper, _record, channel_pair
 
     worker, sidecar = channel_pair()
     try:
@@ -173,7 +197,7 @@ def test_shipper_splits_large_batches_and_keeps_every_span():
             shipper._batch.append(_record(_Span(n)))
         shipper.flush()  # one large batch: split into frames under the limit
         frames = _frames(sidecar)
-        assert all(version == 1 and pid == os.getpid() for version, pid, _ in frames)
+        assert all(version == FORMAT and pid == os.getpid() for version, pid, _ in frames)
         got = sorted(record[1] - 2 for _, _, records in frames for record in records)
         assert got == list(range(400))
         assert shipper.exported == 400 and shipper.dropped == 0
@@ -205,6 +229,44 @@ def test_shipper_drops_conversation_of_an_oversized_span_and_counts_a_full_socke
         sidecar.close()
 
 
+def test_a_span_too_large_to_ship_keeps_its_llm_attributes():
+    """A request too big for a frame: its conversation stays behind, its facts become attributes in the worker."""
+    from gateway.telemetry.shipping import SpanShipper, channel_pair
+
+    worker, sidecar = channel_pair()
+    try:
+        shipper = SpanShipper(worker)
+        span = _Span(1)
+        huge = [{"role": "user", "content": "x" * (4 << 20)}]
+        span.messages = huge
+        span.facts = ({"messages": huge, "temperature": 0.5}, (7, 2, 9, None, None, None),
+                      ("gpt-4o", "chatcmpl-1", "stop"))
+        shipper.ended(span)
+        (_, _, records), = _frames(sidecar)
+        (record,) = records
+        assert record[15] is None and record[16] is None
+        attrs = record[12]
+        assert attrs["llm.temperature"] == 0.5 and attrs["gen_ai.usage.input_tokens"] == 7
+        assert attrs["gen_ai.response.finish_reasons"] == ("stop",) and attrs["gen_ai.response.id"] == "chatcmpl-1"
+    finally:
+        worker.close()
+        sidecar.close()
+
+
+@pytest.mark.parametrize("facts", [
+    None, "garbage", (1, 2), ({"temperature": "hot", "tools": "x"}, ("a",) * 6, (5, ["x"], {"k": 1})),
+    ([], [1, 2, 3], None), ({"max_tokens": True}, (1.5, None, None, None, None, None), ("m", None, [None, "x"])),
+])
+def test_facts_of_unexpected_types_are_skipped_not_raised(facts):
+    from gateway.telemetry.genai import expand_facts
+
+    attrs = expand_facts(facts, {})
+    for key, value in attrs.items():  # only well-typed values make it
+        assert isinstance(value, (str, int, float, bool, tuple)), (key, value)
+    assert "llm.temperature" not in attrs and "llm.max_tokens" not in attrs
+    assert "llm.usage.prompt_tokens" not in attrs
+
+
 def test_shipper_survives_a_closed_sidecar_end():
     from gateway.telemetry.shipping import SpanShipper, channel_pair
 
@@ -220,7 +282,7 @@ def test_shipper_survives_a_closed_sidecar_end():
 
 
 def test_processor_attaches_signals_and_tags_spans_with_the_worker():
-    from gateway.telemetry.shipping import _record
+    from gateway.telemetry.shipping import FORMAT, _record
     from gateway.telemetry.sidecar import Processor
 
     class Exporter:
@@ -232,7 +294,7 @@ def test_processor_attaches_signals_and_tags_spans_with_the_worker():
 
     exporter = Exporter()
     processor = Processor(exporter, signals=True, capture_content=False)
-    frame = marshal.dumps((1, 4242, [_record(_Span(1, messages=FRUSTRATED)), _record(_Span(2))]))
+    frame = marshal.dumps((FORMAT, 4242, [_record(_Span(1, messages=FRUSTRATED)), _record(_Span(2))]))
     quality = processor.frame(frame)
     assert quality == {"severe": 1}
     first, second = exporter.spans

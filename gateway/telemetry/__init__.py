@@ -27,7 +27,7 @@ import threading
 import time
 
 from gateway.telemetry import context as _context
-from gateway.telemetry import shipping
+from gateway.telemetry import genai, shipping
 from gateway.telemetry.batching import Deferred
 from gateway.telemetry.request import (
     AgentCall,
@@ -49,7 +49,6 @@ from gateway.telemetry.tracing import (
     ROUTING,
     Tracing,
     TracingSettings,
-    remote_parent,
     trace_id_of,
 )
 
@@ -138,22 +137,42 @@ class Telemetry:
                 attrs = {**ctx.custom, "request_id": request_id}
             elif static:
                 ctx.custom = tracing.settings.static
-            component = LLM if kind == "model" else INBOUND
-            key = (component, listener, method, path, static)
-            block = self._root_blocks.get(key)
-            if block is None:  # listener, method and path repeat: their attributes are encoded once
-                fixed = (("http.method", method), ("http.target", path), ("plano.listener", listener))
-                block = tracing.block(fixed + tracing.static_pairs if static else fixed, component)
-                if len(self._root_blocks) < 1024:
-                    self._root_blocks[key] = block
-            root = tracing.start(f"{method} {path}" if kind == "model" else listener, component,
-                                 parent=remote_parent(raw_headers), kind=KIND_SERVER, attributes=attrs, block=block)
-            ctx.root = root
+            key = (kind, listener, method, path, static)
+            root_kind = self._root_blocks.get(key)
+            if root_kind is None:  # listener, method and path repeat: name and attributes are built once
+                root_kind = self._root_kind(key)
+            ctx.root = root = tracing.start_server(root_kind, raw_headers, attrs)
             ctx.trace_id = root.trace_id_hex
             if not root.recording:
                 ctx._child_default = root  # unsampled: children record nothing but still propagate the trace
         _context.bind(request_id, ctx.trace_id)
         return ctx
+
+    def _root_kind(self, key: tuple) -> tuple:
+        """``(name, component, encoded block)`` of a root span for ``(kind, listener, method, path, static)``."""
+        kind, listener, method, path, static = key
+        tracing = self.tracing
+        component = LLM if kind == "model" else INBOUND
+        fixed = (("http.method", method), ("http.target", path), ("plano.listener", listener))
+        block = tracing.block(fixed + tracing.static_pairs if static else fixed, component)
+        value = (f"{method} {path}" if kind == "model" else listener, component, block)
+        if len(self._root_blocks) < 1024:
+            self._root_blocks[key] = value
+        return value
+
+    def llm_span_blocks(self, key: tuple) -> tuple:
+        """``(name, fixed pairs, encoded block)`` of an LLM span for ``(provider, requested, resolved, stream,
+        path)``: the same few combinations recur on every request, so they are built once."""
+        provider, requested, resolved, stream, path = key
+        if requested and requested != resolved:
+            name = f"POST {path} {requested} -> {resolved}"
+        else:
+            name = f"POST {path} {resolved}"
+        fixed = genai.request_fixed(provider, requested, resolved, stream)
+        value = (name, fixed, self.tracing.block(fixed))
+        if len(self._llm_blocks) < 4096:
+            self._llm_blocks[key] = value
+        return value
 
     # -- batching ---------------------------------------------------------------------------
 
@@ -206,11 +225,11 @@ class Telemetry:
         export happens a little later. Past :data:`_MAX_PENDING_SIGNALS` queued analyses
         the span is ended at once without signals (bounded memory under overload).
         """
-        end_ns = time.time_ns()
         if self.shipper is not None:  # the sidecar analyses the conversation (see .shipping)
             span.messages = messages
-            span.end(status, end_ns)
+            span.end(status)
             return
+        end_ns = time.time_ns()
         pending = self._signals_pending
         if len(pending) >= _MAX_PENDING_SIGNALS or self._closing:
             span.end(status, end_ns)

@@ -26,6 +26,7 @@ import time
 from urllib.parse import unquote, urlparse
 
 from gateway.telemetry import otlp
+from gateway.telemetry.genai import expand_facts
 
 log = logging.getLogger("plano.tracing")
 
@@ -235,6 +236,9 @@ class BatchExporter:
             self.dropped += 1
             return
         try:
+            if span.facts is not None:  # an LLM call's raw facts become its llm.* / gen_ai.* attributes here
+                expand_facts(span.facts, span.attrs)
+                span.facts = None
             encoded = otlp.span_field(span)
         except Exception:  # noqa: BLE001 - a span we cannot encode is dropped, never raised into a request
             self.dropped += 1

@@ -154,14 +154,6 @@ def request_params(request: dict | None, attrs: dict) -> dict:
     return attrs
 
 
-def request_attributes(request: dict | None, *, provider: str, requested: str | None, resolved: str,
-                       stream: bool) -> dict:
-    """Every attribute known before the upstream is called, as one dict."""
-    attrs = dict(request_fixed(provider, requested, resolved, stream))
-    attrs["llm.model"] = resolved
-    return request_params(request, attrs)
-
-
 _PARAMS = (
     ("temperature", "llm.temperature", "gen_ai.request.temperature"),
     ("max_tokens", "llm.max_tokens", "gen_ai.request.max_tokens"),
@@ -170,28 +162,58 @@ _PARAMS = (
 )
 
 
-def response_attributes(completion: dict, attrs: dict | None = None) -> dict:
-    """``gen_ai.response.*`` from a (non-streaming) chat completion object, added to ``attrs``.
+# --------------------------------------------------------------------------- raw facts -> attributes
+#
+# On the request path an LLM span records only raw facts (the request dict, the usage
+# numbers, three fields of the response); they become ``llm.*``/``gen_ai.*`` attributes
+# where the span is encoded: the telemetry sidecar, or the exporter's batch in-process.
+# A worker thus spends a tuple per request instead of a few dozen dict writes.
 
-    Finish reasons are a tuple: the encoder caches hashable values ("stop" recurs).
-    """
-    if attrs is None:
-        attrs = {}
-    model = completion.get("model")
-    if type(model) is str and model:
-        attrs["llm.model"] = model
-        attrs["gen_ai.response.model"] = model
-    rid = completion.get("id")
-    if type(rid) is str:
-        attrs["gen_ai.response.id"] = rid
+
+def usage_facts(usage: Usage | None) -> tuple | None:
+    """:class:`Usage` as a plain tuple (what the telemetry sidecar can be sent)."""
+    if usage is None:
+        return None
+    return (usage.prompt, usage.completion, usage.total, usage.cached, usage.cache_creation, usage.reasoning)
+
+
+def response_facts(completion: dict) -> tuple:
+    """``(model, id, finish reasons)`` of a chat completion object, unchecked (see :func:`expand_facts`)."""
     choices = completion.get("choices")
-    if type(choices) is list and choices:
-        if len(choices) == 1:  # the usual case, without building a generator
-            first = choices[0]
-            reason = first.get("finish_reason") if type(first) is dict else None
-            reasons = (reason if type(reason) is str else str(reason),) if reason else ()
+    try:
+        if len(choices) == 1:
+            reasons = choices[0]["finish_reason"]
         else:
-            reasons = tuple(str(r) for c in choices if type(c) is dict and (r := c.get("finish_reason")))
+            reasons = tuple(c.get("finish_reason") for c in choices if type(c) is dict)
+    except Exception:  # noqa: BLE001 - no choices, or not the usual shape: no finish reasons
+        reasons = None
+    return (completion.get("model"), completion.get("id"), reasons)
+
+
+def expand_facts(facts, attrs: dict) -> dict:
+    """Add the attributes an LLM span's raw facts ``(request, usage, response)`` stand for to ``attrs``.
+
+    Values come from clients and upstreams: anything of an unexpected type is left out.
+    """
+    try:
+        request, usage, response = facts
+    except (TypeError, ValueError):
+        return attrs
+    if type(request) is dict:
+        request_params(request, attrs)
+    if type(usage) in (tuple, list) and len(usage) == 6:
+        usage_attributes(Usage(*(v if type(v) is int else None for v in usage)), attrs)
+    if type(response) in (tuple, list) and len(response) == 3:
+        model, rid, reasons = response
+        if type(model) is str and model:
+            attrs["llm.model"] = model
+            attrs["gen_ai.response.model"] = model
+        if type(rid) is str:
+            attrs["gen_ai.response.id"] = rid
+        if type(reasons) in (list, tuple):
+            reasons = tuple(str(r) for r in reasons if r)
+        elif reasons:
+            reasons = (reasons if type(reasons) is str else str(reasons),)
         if reasons:
             attrs["gen_ai.response.finish_reasons"] = reasons
     return attrs

@@ -35,6 +35,11 @@ log = logging.getLogger("plano.telemetry")
 _perf = time.perf_counter
 
 
+def _ms(seconds: float) -> float:
+    """Milliseconds to 3 decimals (``round(x, 3)`` goes through decimal conversion: several times slower)."""
+    return int(seconds * 1_000_000.0 + 0.5) / 1000.0
+
+
 class RequestContext:
     """One request through a listener."""
 
@@ -115,44 +120,35 @@ class RequestContext:
         """
         if use_root is None:
             use_root = self.kind == "model" and parent is None
-        if requested and requested != resolved:
-            name = f"POST {path} {requested} -> {resolved}"
-        else:
-            name = f"POST {path} {resolved}"
-        if not self.root.recording:
-            span = self.root if use_root else self._child_default
+        root = self.root
+        if not root.recording:
+            span = root if use_root else self._child_default
         else:  # children of a sampled root are sampled too (parent-based sampler)
-            fixed = genai.request_fixed(provider, requested, resolved, stream)
-            block = None
+            # Name and encoded attributes depend on (provider, requested, resolved, stream, path) only.
+            key = (provider, requested, resolved, stream, path)
+            cached = self.tel._llm_blocks.get(key)
+            if cached is None:
+                cached = self.tel.llm_span_blocks(key)
+            name, fixed, block = cached
             if use_root:
-                blocks = self.tel._llm_blocks
-                key = (provider, requested, resolved, stream)
-                block = blocks.get(key)
-                if block is None:
-                    block = self.tel.tracing.block(fixed)
-                    if len(blocks) < 4096:
-                        blocks[key] = block
-            attrs = {"llm.model": resolved}
-            genai.request_params(request, attrs)
+                span = root
+                if not span.end_ns:
+                    span.name = name
+                    span.blocks.append(block)
+                    span.attrs["llm.model"] = resolved
+            else:
+                attrs = {**self.custom, "llm.model": resolved} if self.custom else {"llm.model": resolved}
+                span = self.child(name, LLM, attrs, kind=KIND_CLIENT, parent=parent, fixed=fixed)
             if self.tel.capture_content and request is not None:
                 from gateway.telemetry.redact import redact_content
 
                 preview = genai.last_user_text(request.get("messages"))
                 if preview:
-                    attrs["llm.user_message_preview"] = redact_content(preview, self.tel.preview_chars)
-            if use_root:
-                span = self.root
-                span.rename(name)
-                span.fixed(block)
-                span.update(attrs)
-            else:
-                if self.custom:
-                    attrs = {**self.custom, **attrs}
-                span = self.child(name, LLM, attrs, kind=KIND_CLIENT, parent=parent, fixed=fixed)
+                    span.set("llm.user_message_preview", redact_content(preview, self.tel.preview_chars))
         if use_root:
             self.model = resolved
             self.upstream = provider
-        return LLMCall(self, span, provider, resolved, stream, owns_span=not use_root)
+        return LLMCall(self, span, provider, resolved, stream, owns_span=not use_root, request=request)
 
     def agent_call(self, agent_id: str, *, index: int | None = None, path: str = "/v1/chat/completions") -> AgentCall:
         """A call to one agent of the chain (span ``<agent_id> /v1/chat/completions``, service ``plano(agent)``)."""
@@ -238,10 +234,13 @@ class RequestContext:
 class LLMCall:
     """One call to a model provider: ``llm.*``/``gen_ai.*`` span attributes and the upstream LLM metrics."""
 
-    __slots__ = ("_done", "_owns_span", "ctx", "model", "provider", "span", "started", "stream", "ttft", "usage")
+    __slots__ = ("_done", "_owns_span", "ctx", "model", "provider", "request", "span", "started", "stream", "ttft",
+                 "usage")
 
-    def __init__(self, ctx: RequestContext, span, provider: str, model: str, stream: bool, *, owns_span: bool) -> None:
+    def __init__(self, ctx: RequestContext, span, provider: str, model: str, stream: bool, *, owns_span: bool,
+                 request: dict | None = None) -> None:
         self.ctx = ctx
+        self.request = request  # the request body, for its sampling parameters and tools (see genai.expand_facts)
         self.span = span
         self.provider = provider
         self.model = model
@@ -262,7 +261,7 @@ class LLMCall:
         self.ttft = _perf() - self.started
         span = self.span
         if span.recording:
-            ms = round(self.ttft * 1000.0, 3)
+            ms = _ms(self.ttft)
             span.set("llm.time_to_first_token", ms)
             span.event("time_to_first_token", {"llm.time_to_first_token": ms})
 
@@ -313,13 +312,12 @@ class LLMCall:
                 span.end()
             return
         attrs = span.attrs
-        attrs["llm.duration_ms"] = round(seconds * 1000.0, 3)
+        attrs["llm.duration_ms"] = _ms(seconds)
         if response_bytes is not None:
             attrs["llm.response_bytes"] = response_bytes
-        if usage is not None:
-            genai.usage_attributes(usage, attrs)
-        if completion is not None:
-            genai.response_attributes(completion, attrs)
+        # Raw facts only: attributes are derived from them where the span is encoded (off the request path).
+        span.facts = (self.request, genai.usage_facts(usage),
+                      genai.response_facts(completion) if completion is not None else None)
         if error:
             span.error(error, error_class if error_class != "none" else None)
         elif status is not None and status >= 400:
@@ -360,7 +358,7 @@ class AgentCall:
         span = self.span
         if span.recording:
             span.update({"agent.outcome": outcome, "agent.retries": retries,
-                         "agent.duration_ms": round(seconds * 1000.0, 3)})
+                         "agent.duration_ms": _ms(seconds)})
             if error:
                 span.error(error, str(status) if status else outcome)
         span.end(status)
@@ -402,7 +400,7 @@ class FilterCall:
             tel.touched(series)
         span = self.span
         if span.recording:
-            span.update({"filter.outcome": outcome, "filter.duration_ms": round(seconds * 1000.0, 3)})
+            span.update({"filter.outcome": outcome, "filter.duration_ms": _ms(seconds)})
             if error or outcome in ("error", "timeout"):
                 span.error(error or outcome, outcome)
         span.end(status)
@@ -448,7 +446,7 @@ class RoutingDecision:
                 "selection.listener": self.ctx.listener,
                 "selection.agent_count": len(agents),
                 "selection.agents": ",".join(agents),
-                "selection.determination_ms": round(seconds * 1000.0, 3),
+                "selection.determination_ms": _ms(seconds),
                 "routing.strategy": router,
                 "routing.is_fallback": fallback is not None,
             }
@@ -478,7 +476,7 @@ class RoutingDecision:
                 "model.requested": requested,
                 "route.selected_model": selected,
                 "plano.route.name": route,
-                "routing.determination_ms": round(seconds * 1000.0, 3),
+                "routing.determination_ms": _ms(seconds),
                 "routing.strategy": router,
                 "routing.is_fallback": fallback is not None,
                 "routing.fallback_reason": redact_secrets(fallback)[:300] if fallback else None,

@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import logging
 import marshal
+import operator
 import os
 import socket
 import threading
 import time
 
+from gateway.telemetry.genai import expand_facts
+
 log = logging.getLogger("plano.tracing")
 
 #: Order of a shipped span's fields (the sidecar rebuilds spans from them).
 FIELDS = ("trace_id", "span_id", "parent_id", "trace_state", "name", "kind", "component", "start_ns", "end_ns",
-          "status_code", "status_message", "remote_parent", "attrs", "blocks", "events", "messages")
-FORMAT = 1  # frame format version: (FORMAT, worker pid, [span tuples])
+          "status_code", "status_message", "remote_parent", "attrs", "blocks", "events", "messages", "facts")
+FORMAT = 2  # frame format version: (FORMAT, worker pid, [span tuples])
 MAX_FRAME = 1 << 20
 WARN_EVERY = 60.0
 
@@ -62,15 +65,23 @@ def channel_pair() -> tuple[socket.socket, socket.socket]:
     return worker, sidecar
 
 
-def _record(span) -> tuple:
-    return (span.trace_id, span.span_id, span.parent_id, span.trace_state, span.name, span.kind, span.component,
-            span.start_ns, span.end_ns, span.status_code, span.status_message, span.remote_parent, span.attrs,
-            span.blocks, span.events, span.messages)
+#: An ended span as the tuple of its :data:`FIELDS` (one C call).
+_record = operator.attrgetter(*FIELDS)
+
+
+def _settle(fields: list) -> None:
+    """Turn a record's LLM facts into attributes here (rare paths: odd values, a span too large to ship)."""
+    if fields[16] is not None:
+        attrs = dict(fields[12] or {})
+        expand_facts(fields[16], attrs)
+        fields[12] = attrs
+        fields[16] = None
 
 
 def _plain(record: tuple) -> tuple:
     """The record with values marshal cannot write turned into strings (attributes from odd config values)."""
     fields = list(record)
+    _settle(fields)
     attrs = fields[12]
     fields[12] = {str(k): v if isinstance(v, (str, int, float, bool, tuple, list, type(None))) else str(v)
                   for k, v in (attrs or {}).items()}
@@ -139,10 +150,11 @@ class SpanShipper:
                 self._send(batch[half:])
                 return
             record = list(batch[0])  # one span too large to ship whole: its conversation stays behind
-            if record[15] is None:
+            if record[15] is None and record[16] is None:
                 self._drop(1, "span larger than a frame")
                 return
             record[15] = None
+            _settle(record)
             self._send([tuple(record)])
             return
         try:

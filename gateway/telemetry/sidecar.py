@@ -139,13 +139,14 @@ class Sidecar:
 class ShippedSpan:
     """A span as a worker shipped it: what :func:`gateway.telemetry.otlp.span` encodes."""
 
-    __slots__ = ("attrs", "blocks", "component", "end_ns", "events", "kind", "messages", "name", "parent_id",
-                 "remote_parent", "span_id", "start_ns", "status_code", "status_message", "trace_id", "trace_state")
+    __slots__ = ("attrs", "blocks", "component", "end_ns", "events", "facts", "kind", "messages", "name",
+                 "parent_id", "remote_parent", "span_id", "start_ns", "status_code", "status_message", "trace_id",
+                 "trace_state")
 
     def __init__(self, fields: tuple) -> None:
         (self.trace_id, self.span_id, self.parent_id, self.trace_state, self.name, self.kind, self.component,
          self.start_ns, self.end_ns, self.status_code, self.status_message, self.remote_parent, self.attrs,
-         self.blocks, self.events, self.messages) = fields
+         self.blocks, self.events, self.messages, self.facts) = fields
 
     def update(self, attributes: dict) -> None:
         self.attrs.update(attributes)

@@ -240,9 +240,9 @@ class RemoteParent:
 class Span:
     """A recorded span. Attributes are a plain dict; it is exported once ended."""
 
-    __slots__ = ("_exporter", "attrs", "blocks", "component", "end_ns", "events", "kind", "messages", "name",
-                 "parent_id", "remote_parent", "span_id", "start_ns", "status_code", "status_message", "trace_id",
-                 "trace_state")
+    __slots__ = ("_exporter", "_traceparent", "attrs", "blocks", "component", "end_ns", "events", "facts", "kind",
+                 "messages", "name", "parent_id", "remote_parent", "span_id", "start_ns", "status_code",
+                 "status_message", "trace_id", "trace_state")
     recording = True
 
     def __init__(self, exporter, trace_id: int, span_id: int, parent_id: int, trace_state: str | None, name: str,
@@ -265,14 +265,16 @@ class Span:
         self.status_message = None
         self.remote_parent = remote_parent
         self.messages = None  # the conversation, when the telemetry sidecar analyses its signals
+        self.facts = None  # an LLM call's raw facts, turned into attributes where it is encoded (genai.expand_facts)
+        self._traceparent = None
 
     @property
     def trace_id_hex(self) -> str:
-        return self.trace_id.to_bytes(16, "big").hex()
+        return self.traceparent()[3:35]
 
     @property
     def span_id_hex(self) -> str:
-        return self.span_id.to_bytes(8, "big").hex()
+        return self.traceparent()[36:52]
 
     def set(self, key: str, value) -> Span:
         if value is not None and not self.end_ns:
@@ -335,12 +337,16 @@ class Span:
         self._exporter.ended(self)
 
     def traceparent(self) -> str:
-        return f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
+        """This span's W3C ``traceparent`` (built once: the trace id and the injected header share it)."""
+        value = self._traceparent
+        if value is None:
+            value = self._traceparent = "00-%032x-%016x-01" % (self.trace_id, self.span_id)  # noqa: UP031 - faster
+        return value
 
     def inject(self, headers: dict) -> dict:
         """Write ``traceparent`` (and ``tracestate``) naming this span into outbound ``headers``."""
-        headers["traceparent"] = "00-" + self.trace_id.to_bytes(16, "big").hex() + "-" + \
-            self.span_id.to_bytes(8, "big").hex() + "-01"
+        value = self._traceparent
+        headers["traceparent"] = value if value is not None else self.traceparent()
         if self.trace_state:
             headers["tracestate"] = self.trace_state
         else:
@@ -479,6 +485,24 @@ class Tracing:
         blocks = [block if block is not None else self.block(fixed, component)]
         return Span(self.exporter, trace_id, _rand(64) or 1, parent_id, state, name, kind, component,
                     attributes if attributes is not None else {}, start_time_ns or time.time_ns(), remote, blocks)
+
+    def start_server(self, root_kind: tuple, raw_headers, attributes: dict):
+        """The root span of an incoming request: ``root_kind`` is ``(name, component, encoded block)``.
+
+        Continues the caller's W3C trace when ``raw_headers`` (ASGI) carry one; else the
+        sampler decides. The common case (no incoming trace) builds the span directly.
+        """
+        for key, _ in raw_headers:
+            if key == b"traceparent" or key == b"tracestate":
+                name, component, block = root_kind
+                return self.start(name, component, parent=remote_parent(raw_headers), kind=KIND_SERVER,
+                                  attributes=attributes, block=block)
+        trace_id = _rand(128) or 1
+        if (trace_id & _U64) >= self._bound:
+            return UnsampledSpan(trace_id, _rand(64) or 1, 0, None)
+        name, component, block = root_kind
+        return Span(self.exporter, trace_id, _rand(64) or 1, 0, None, name, KIND_SERVER, component, attributes,
+                    time.time_ns(), False, [block])
 
     def block(self, fixed: tuple | None, component: str | None = None) -> bytes:
         """Encoded span attributes for ``fixed`` (plus ``service.name.override`` when ``component`` is given),
