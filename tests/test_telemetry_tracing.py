@@ -401,3 +401,26 @@ def test_settings_resolution():
 ])
 def test_traceparent_parsing(value, ok):
     assert (parse_traceparent(value) is not None) is ok
+
+
+def test_encoded_attributes_keep_each_values_type_across_the_field_cache():
+    """``1``, ``1.0`` and ``True`` are equal dict keys: the per-value field cache must still encode each
+    as its own OTLP type (int, double, bool), and a key with many values is encoded directly."""
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    from gateway.telemetry import otlp
+    from tests.support.otlp import value_of
+
+    def decoded(attrs: dict) -> dict:
+        span = trace_pb2.Span.FromString(otlp.span_attributes(attrs))
+        return {kv.key: (kv.value.WhichOneof("value"), value_of(kv.value)) for kv in span.attributes}
+
+    for _ in range(2):  # the second round is served from the cache
+        assert decoded({"x.typed": 1}) == {"x.typed": ("int_value", 1)}
+        assert decoded({"x.typed": 1.0}) == {"x.typed": ("double_value", 1.0)}
+        assert decoded({"x.typed": True}) == {"x.typed": ("bool_value", True)}
+        assert decoded({"x.typed": ("stop",)})["x.typed"][1] == ["stop"]
+    for n in range(otlp._VALUES_PER_KEY + 20):  # past the per-key limit: still right, no longer cached
+        assert decoded({"x.many": n * 0.5, "x.id": f"id-{n}"}) == {"x.many": ("double_value", n * 0.5),
+                                                                    "x.id": ("string_value", f"id-{n}")}
+    assert "x.many" in otlp._HIGH_CARDINALITY and "x.many" not in otlp._FIELD_CACHE

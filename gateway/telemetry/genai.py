@@ -82,30 +82,6 @@ def usage_from_sse(chunk: bytes) -> Usage | None:
     return found
 
 
-def usage_attributes(usage: Usage, attrs: dict | None = None) -> dict:
-    """``llm.usage.*`` and ``gen_ai.usage.*`` for ``usage``, added to ``attrs`` (a new dict by default)."""
-    if attrs is None:
-        attrs = {}
-    if usage.prompt is not None:
-        attrs["llm.usage.prompt_tokens"] = usage.prompt
-        attrs["gen_ai.usage.input_tokens"] = usage.prompt
-    if usage.completion is not None:
-        attrs["llm.usage.completion_tokens"] = usage.completion
-        attrs["gen_ai.usage.output_tokens"] = usage.completion
-    if usage.total is not None:
-        attrs["llm.usage.total_tokens"] = usage.total
-    if usage.cached is not None:
-        attrs["llm.usage.cached_input_tokens"] = usage.cached
-        attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cached
-    if usage.cache_creation is not None:
-        attrs["llm.usage.cache_creation_tokens"] = usage.cache_creation
-        attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation
-    if usage.reasoning is not None:
-        attrs["llm.usage.reasoning_tokens"] = usage.reasoning
-        attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
-    return attrs
-
-
 _FIXED_CACHE: dict = {}
 
 
@@ -170,6 +146,17 @@ _PARAMS = (
 # A worker thus spends a tuple per request instead of a few dozen dict writes.
 
 
+# Attribute keys per field of a usage tuple (the order of :func:`usage_facts`).
+_USAGE_KEYS = (
+    ("llm.usage.prompt_tokens", "gen_ai.usage.input_tokens"),
+    ("llm.usage.completion_tokens", "gen_ai.usage.output_tokens"),
+    ("llm.usage.total_tokens",),
+    ("llm.usage.cached_input_tokens", "gen_ai.usage.cache_read.input_tokens"),
+    ("llm.usage.cache_creation_tokens", "gen_ai.usage.cache_creation.input_tokens"),
+    ("llm.usage.reasoning_tokens", "gen_ai.usage.reasoning.output_tokens"),
+)
+
+
 def usage_facts(usage: Usage | None) -> tuple | None:
     """:class:`Usage` as a plain tuple (what the telemetry sidecar can be sent)."""
     if usage is None:
@@ -202,7 +189,10 @@ def expand_facts(facts, attrs: dict) -> dict:
     if type(request) is dict:
         request_params(request, attrs)
     if type(usage) in (tuple, list) and len(usage) == 6:
-        usage_attributes(Usage(*(v if type(v) is int else None for v in usage)), attrs)
+        for value, keys in zip(usage, _USAGE_KEYS):
+            if type(value) is int:
+                for key in keys:
+                    attrs[key] = value
     if type(response) in (tuple, list) and len(response) == 3:
         model, rid, reasons = response
         if type(model) is str and model:

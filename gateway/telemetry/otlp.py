@@ -85,42 +85,50 @@ def key_value(key: str, value) -> bytes:
 def _span_attributes(attrs: dict, parts: list) -> None:
     """Append ``Span.attributes`` fields (9) for ``attrs``.
 
-    Encoded fields are cached per (key, value) for str/bool/int values and tuples of
-    those — listener names, providers, models, methods, statuses, finish reasons
-    repeat on every request — with at
-    most :data:`_VALUES_PER_KEY` values per key; a key that exceeds it (request ids,
-    token counts) is marked high-cardinality and encoded directly from then on.
+    Encoded fields are cached per (key, value) for str/bool/int/float values and tuples
+    of those — listener names, providers, models, statuses, finish reasons, signal
+    scores repeat on every request — with at most :data:`_VALUES_PER_KEY` values per
+    key; a key that exceeds it (request ids, durations, token counts) is marked
+    high-cardinality and encoded directly from then on. Cached fields remember their
+    value's type: ``1``, ``1.0`` and ``True`` are equal dict keys but different OTLP values.
     """
     cache = _FIELD_CACHE
     high = _HIGH_CARDINALITY
     small = _SMALL
+    keys = _KEY_CACHE
+    append = parts.append
     for key, value in attrs.items():
-        t = type(value)
-        if t is float:
-            kv = _key_prefix(key) + b"\x12\x09\x21" + _pack_f64(value)
-            parts.append(b"\x4a" + small[len(kv)] + kv if len(kv) < 128 else _ld(b"\x4a", kv))
-            continue
         if value is None:
             continue
-        if key not in high and (t is str or t is bool or t is int or t is tuple):
+        t = type(value)
+        if key not in high and t in _CACHEABLE:
             per_key = cache.get(key)
             if per_key is None:
                 per_key = cache[key] = {}
-            field = per_key.get(value)
-            if field is None:
-                field = _ld(b"\x4a", key_value(key, value))
+            found = per_key.get(value)
+            if found is not None and found[0] is t:
+                append(found[1])
+                continue
+            field = _ld(b"\x4a", key_value(key, value))
+            if found is None:
                 if len(per_key) < _VALUES_PER_KEY:
-                    per_key[value] = field
+                    per_key[value] = (t, field)
                 else:
                     high.add(key)
                     del cache[key]
-            parts.append(field)
+            append(field)
             continue
-        if t is int and 0 <= value < 128:
-            kv = _key_prefix(key) + b"\x12\x02\x18" + small[value]
+        prefix = keys.get(key) or _key_prefix(key)
+        if t is float:
+            kv = prefix + b"\x12\x09\x21" + _pack_f64(value)
+        elif t is int and 0 <= value < 128:
+            kv = prefix + b"\x12\x02\x18" + small[value]
         else:
-            kv = key_value(key, value)
-        parts.append(b"\x4a" + small[len(kv)] + kv if len(kv) < 128 else _ld(b"\x4a", kv))
+            kv = prefix + _ld(b"\x12", any_value(value))
+        append(b"\x4a" + small[len(kv)] + kv if len(kv) < 128 else _ld(b"\x4a", kv))
+
+
+_CACHEABLE = frozenset((str, bool, int, float, tuple))
 
 
 def _key_prefix(key: str) -> bytes:
