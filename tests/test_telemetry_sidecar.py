@@ -240,7 +240,7 @@ def test_a_span_too_large_to_ship_keeps_its_llm_attributes():
         huge = [{"role": "user", "content": "x" * (4 << 20)}]
         span.messages = huge
         span.facts = ({"messages": huge, "temperature": 0.5}, (7, 2, 9, None, None, None),
-                      ("gpt-4o", "chatcmpl-1", "stop"))
+                      ("gpt-4o", "chatcmpl-1", "stop"), 0.0123456, 321)
         shipper.ended(span)
         (_, _, records), = _frames(sidecar)
         (record,) = records
@@ -248,14 +248,17 @@ def test_a_span_too_large_to_ship_keeps_its_llm_attributes():
         attrs = record[12]
         assert attrs["llm.temperature"] == 0.5 and attrs["gen_ai.usage.input_tokens"] == 7
         assert attrs["gen_ai.response.finish_reasons"] == ("stop",) and attrs["gen_ai.response.id"] == "chatcmpl-1"
+        assert attrs["llm.duration_ms"] == 12.346 and attrs["llm.response_bytes"] == 321
     finally:
         worker.close()
         sidecar.close()
 
 
 @pytest.mark.parametrize("facts", [
-    None, "garbage", (1, 2), ({"temperature": "hot", "tools": "x"}, ("a",) * 6, (5, ["x"], {"k": 1})),
-    ([], [1, 2, 3], None), ({"max_tokens": True}, (1.5, None, None, None, None, None), ("m", None, [None, "x"])),
+    None, "garbage", (1, 2), ({"temperature": 0.5},) * 3,
+    ({"temperature": "hot", "tools": "x"}, ("a",) * 6, (5, ["x"], {"k": 1}), "1.5", 2.5),
+    ([], [1, 2, 3], None, None, None),
+    ({"max_tokens": True}, (1.5, None, None, None, None, None), ("m", None, [None, "x"]), 7, "300"),
 ])
 def test_facts_of_unexpected_types_are_skipped_not_raised(facts):
     from gateway.telemetry.genai import expand_facts
@@ -265,6 +268,7 @@ def test_facts_of_unexpected_types_are_skipped_not_raised(facts):
         assert isinstance(value, (str, int, float, bool, tuple)), (key, value)
     assert "llm.temperature" not in attrs and "llm.max_tokens" not in attrs
     assert "llm.usage.prompt_tokens" not in attrs
+    assert "llm.duration_ms" not in attrs and "llm.response_bytes" not in attrs
 
 
 def test_shipper_survives_a_closed_sidecar_end():

@@ -141,7 +141,7 @@ _PARAMS = (
 # --------------------------------------------------------------------------- raw facts -> attributes
 #
 # On the request path an LLM span records only raw facts (the request dict, the usage
-# numbers, three fields of the response); they become ``llm.*``/``gen_ai.*`` attributes
+# numbers, three fields of the response, duration and size); they become ``llm.*``/``gen_ai.*`` attributes
 # where the span is encoded: the telemetry sidecar, or the exporter's batch in-process.
 # A worker thus spends a tuple per request instead of a few dozen dict writes.
 
@@ -178,14 +178,20 @@ def response_facts(completion: dict) -> tuple:
 
 
 def expand_facts(facts, attrs: dict) -> dict:
-    """Add the attributes an LLM span's raw facts ``(request, usage, response)`` stand for to ``attrs``.
+    """Add the attributes an LLM span's raw facts stand for to ``attrs``.
 
-    Values come from clients and upstreams: anything of an unexpected type is left out.
+    ``facts``: ``(request, usage, response, seconds, response bytes)`` — the request body,
+    :func:`usage_facts`, :func:`response_facts`, the call's duration and the size of the
+    answer. Values come from clients and upstreams: anything of an unexpected type is left out.
     """
     try:
-        request, usage, response = facts
+        request, usage, response, seconds, response_bytes = facts
     except (TypeError, ValueError):
         return attrs
+    if type(seconds) is float:
+        attrs["llm.duration_ms"] = int(seconds * 1_000_000.0 + 0.5) / 1000.0
+    if type(response_bytes) is int:
+        attrs["llm.response_bytes"] = response_bytes
     if type(request) is dict:
         request_params(request, attrs)
     if type(usage) in (tuple, list) and len(usage) == 6:

@@ -220,7 +220,11 @@ class RequestContext:
             if error:
                 root.error(error)
             if messages is not None and tel.signals_enabled and self.kind == "model":
-                tel.signal_and_end(root, messages, status)
+                if tel.shipper is not None:  # the telemetry sidecar analyses the conversation
+                    root.messages = messages
+                    root.end(status)
+                else:
+                    tel.signal_and_end(root, messages, status)
             else:
                 root.end(status)
         else:
@@ -311,13 +315,9 @@ class LLMCall:
             if self._owns_span:
                 span.end()
             return
-        attrs = span.attrs
-        attrs["llm.duration_ms"] = _ms(seconds)
-        if response_bytes is not None:
-            attrs["llm.response_bytes"] = response_bytes
         # Raw facts only: attributes are derived from them where the span is encoded (off the request path).
         span.facts = (self.request, genai.usage_facts(usage),
-                      genai.response_facts(completion) if completion is not None else None)
+                      genai.response_facts(completion) if completion is not None else None, seconds, response_bytes)
         if error:
             span.error(error, error_class if error_class != "none" else None)
         elif status is not None and status >= 400:
