@@ -254,6 +254,50 @@ def test_a_span_too_large_to_ship_keeps_its_llm_attributes():
         sidecar.close()
 
 
+@pytest.mark.parametrize("signals", [True, False])
+def test_an_llm_span_ships_the_conversation_only_when_signals_need_it(monkeypatch, signals):
+    from gateway.config import load_config_text
+    from gateway.telemetry import Telemetry, shipping
+
+    worker, sidecar = shipping.channel_pair()
+    monkeypatch.setattr(shipping, "_channel", worker)
+    cfg = load_config_text(
+        "version: v0.4.0\nlisteners:\n  - {type: model, name: llm, port: 12000}\n"
+        "model_providers:\n  - {model: openai/gpt-4o, access_key: sk-test, default: true}\n"
+        "tracing: {random_sampling: 100, opentracing_grpc_endpoint: 'http://127.0.0.1:1'}\n"
+        f"overrides: {{disable_signals: {str(not signals).lower()}}}\n")
+    tel = Telemetry(cfg, access_log=False)
+    try:
+        assert tel.shipper is not None
+        request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "a private conversation"}],
+                   "temperature": 0.2, "tools": [{"type": "function", "function": {"name": "lookup"}}]}
+        ctx = tel.start_request("llm", "model", "POST", "/v1/chat/completions", [], "rid-1")
+        call = ctx.llm_call("openai", "gpt-4o", "gpt-4o", request=request)
+        call.finish(200, completion={"model": "gpt-4o", "id": "c-1", "choices": [{"finish_reason": "stop"}]},
+                    response_bytes=42)
+        ctx.finish(None, bytes_in=10, messages=request["messages"])
+        tel.tracing.force_flush()
+        sidecar.setblocking(False)
+        raw = sidecar.recv(1 << 22)
+        (_, _, records) = marshal.loads(raw)
+        (record,) = records
+        assert (b"a private conversation" in raw) is signals
+        assert (record[15] is not None) is signals
+        attrs = expand_facts_of(record)
+        assert attrs["llm.temperature"] == 0.2 and attrs["llm.tools"] == "lookup(...)"
+        assert attrs["gen_ai.response.id"] == "c-1" and attrs["llm.response_bytes"] == 42
+    finally:
+        tel.shutdown(0.2)
+        worker.close()
+        sidecar.close()
+
+
+def expand_facts_of(record) -> dict:
+    from gateway.telemetry.genai import expand_facts
+
+    return expand_facts(record[16], dict(record[12]))
+
+
 @pytest.mark.parametrize("facts", [
     None, "garbage", (1, 2), ({"temperature": 0.5},) * 3,
     ({"temperature": "hot", "tools": "x"}, ("a",) * 6, (5, ["x"], {"k": 1}), "1.5", 2.5),

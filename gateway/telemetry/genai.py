@@ -157,6 +157,15 @@ _USAGE_KEYS = (
 )
 
 
+_REQUEST_FACT_KEYS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "tools")
+
+
+def request_facts(request: dict) -> dict:
+    """The part of a request body :func:`expand_facts` reads (sampling parameters, tools): what an LLM
+    span ships when the conversation itself is not wanted (signals off)."""
+    return {key: request[key] for key in _REQUEST_FACT_KEYS if key in request}
+
+
 def usage_facts(usage: Usage | None) -> tuple | None:
     """:class:`Usage` as a plain tuple (what the telemetry sidecar can be sent)."""
     if usage is None:

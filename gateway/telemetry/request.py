@@ -148,6 +148,8 @@ class RequestContext:
         if use_root:
             self.model = resolved
             self.upstream = provider
+        if request is not None and not self.tel.signals_enabled:  # the conversation is not needed: ship less
+            request = genai.request_facts(request)
         return LLMCall(self, span, provider, resolved, stream, owns_span=not use_root, request=request)
 
     def agent_call(self, agent_id: str, *, index: int | None = None, path: str = "/v1/chat/completions") -> AgentCall:
@@ -244,7 +246,7 @@ class LLMCall:
     def __init__(self, ctx: RequestContext, span, provider: str, model: str, stream: bool, *, owns_span: bool,
                  request: dict | None = None) -> None:
         self.ctx = ctx
-        self.request = request  # the request body, for its sampling parameters and tools (see genai.expand_facts)
+        self.request = request  # the request's sampling parameters and tools (see genai.request_facts)
         self.span = span
         self.provider = provider
         self.model = model
