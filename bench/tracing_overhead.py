@@ -6,7 +6,7 @@ Each configuration runs ``--repeat`` times, interleaved (off, on, down, off, on,
 drift on the shared 2-core box hits all three alike; medians are reported with the ratio to "off",
 and the cost is the median of the per-round ratios (each round's three runs are back to back).
 
-    .venv/bin/python bench/tracing_overhead.py [--duration 10] [--repeat 3]
+    .venv/bin/python bench/tracing_overhead.py [--duration 10] [--repeat 3] [--workers 1]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("-c", "--connections", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=1, help="gateway worker processes (default 1)")
     args = ap.parse_args()
     mock, sink, dead = free_port(), free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="plano-tracing-"))
@@ -65,8 +66,8 @@ def main() -> int:
                     text += f"tracing:\n  random_sampling: 100\n  opentracing_grpc_endpoint: {endpoint}\n"
                 cfg = tmp / f"plano-{port}.yaml"
                 cfg.write_text(text)
-                gw = subprocess.Popen([PY, "-m", "gateway", "up", str(cfg), "--foreground"], cwd=ROOT, env=env,
-                                      start_new_session=True, stderr=subprocess.DEVNULL)
+                cmd = [PY, "-m", "gateway", "up", str(cfg), "--foreground", "--workers", str(args.workers)]
+                gw = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
                 try:
                     wait_http(f"http://127.0.0.1:{port}/healthz")
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -78,7 +79,8 @@ def main() -> int:
     finally:
         stop_all(procs)
     base = statistics.median(r for r, _ in results["off"])
-    print(f"model listener, non-streaming, wrk c={args.connections}, {args.duration:g}s x {args.repeat} (medians)")
+    print(f"model listener, non-streaming, wrk c={args.connections}, {args.workers} worker(s), "
+          f"{args.duration:g}s x {args.repeat} (medians)")
     print(f"{'tracing':<18}{'req/s':>10}{'p50 ms':>10}{'vs off':>10}")
     for name, runs in results.items():
         rps = statistics.median(r for r, _ in runs)
