@@ -352,3 +352,19 @@ def test_stream_request_answered_with_json_still_streams(client, llm):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "whole answer"
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 8
+
+
+@pytest.mark.parametrize("usage", ["x", 7, ["a"], {"prompt_tokens": "many", "completion_tokens": None}])
+def test_an_upstream_usage_of_the_wrong_shape_is_ignored(proxy, llm, usage):
+    """A 200 whose ``usage`` is not an object: the client gets the answer as sent, the gateway
+    records no tokens and raises nothing after the response went out."""
+    body = completion("gpt-4o", "fine")
+    body["usage"] = usage
+    llm.enqueue(Reply("json", body=body))
+    seen = len(proxy.log())
+    r = httpx.post(f"{proxy.url()}/v1/chat/completions", json={"model": "gpt-4o", "messages": user()}, timeout=30)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "fine"
+    assert r.json()["usage"] == usage  # relayed verbatim
+    time.sleep(0.2)  # let the server finish the request after the response went out
+    after = proxy.log()[seen:]
+    assert "Traceback" not in after and "Exception in ASGI application" not in after, after

@@ -239,7 +239,7 @@ def test_a_span_too_large_to_ship_keeps_its_llm_attributes():
         span = _Span(1)
         huge = [{"role": "user", "content": "x" * (4 << 20)}]
         span.messages = huge
-        span.facts = ({"messages": huge, "temperature": 0.5}, (7, 2, 9, None, None, None),
+        span.facts = ((0.5, None, None, None, "lookup(...)"), (7, 2, 9, None, None, None),
                       ("gpt-4o", "chatcmpl-1", "stop"), 0.0123456, 321)
         shipper.ended(span)
         (_, _, records), = _frames(sidecar)
@@ -249,6 +249,7 @@ def test_a_span_too_large_to_ship_keeps_its_llm_attributes():
         assert attrs["llm.temperature"] == 0.5 and attrs["gen_ai.usage.input_tokens"] == 7
         assert attrs["gen_ai.response.finish_reasons"] == ("stop",) and attrs["gen_ai.response.id"] == "chatcmpl-1"
         assert attrs["llm.duration_ms"] == 12.346 and attrs["llm.response_bytes"] == 321
+        assert attrs["llm.tools"] == "lookup(...)"
     finally:
         worker.close()
         sidecar.close()
@@ -269,8 +270,10 @@ def test_an_llm_span_ships_the_conversation_only_when_signals_need_it(monkeypatc
     tel = Telemetry(cfg, access_log=False)
     try:
         assert tel.shipper is not None
+        schema = {"type": "object", "description": "a long tool schema that stays in the worker"}
         request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "a private conversation"}],
-                   "temperature": 0.2, "tools": [{"type": "function", "function": {"name": "lookup"}}]}
+                   "temperature": 0.2,
+                   "tools": [{"type": "function", "function": {"name": "lookup", "parameters": schema}}]}
         ctx = tel.start_request("llm", "model", "POST", "/v1/chat/completions", [], "rid-1")
         call = ctx.llm_call("openai", "gpt-4o", "gpt-4o", request=request)
         call.finish(200, completion={"model": "gpt-4o", "id": "c-1", "choices": [{"finish_reason": "stop"}]},
@@ -281,13 +284,69 @@ def test_an_llm_span_ships_the_conversation_only_when_signals_need_it(monkeypatc
         raw = sidecar.recv(1 << 22)
         (_, _, records) = marshal.loads(raw)
         (record,) = records
-        assert (b"a private conversation" in raw) is signals
+        assert (b"a private conversation" in raw) is signals  # for the sidecar's signals only
         assert (record[15] is not None) is signals
+        assert b"stays in the worker" not in raw  # tool schemas never ship: the names are enough
         attrs = expand_facts_of(record)
         assert attrs["llm.temperature"] == 0.2 and attrs["llm.tools"] == "lookup(...)"
         assert attrs["gen_ai.response.id"] == "c-1" and attrs["llm.response_bytes"] == 42
     finally:
         tel.shutdown(0.2)
+        worker.close()
+        sidecar.close()
+
+
+def _traced_telemetry(monkeypatch):
+    from gateway.config import load_config_text
+    from gateway.telemetry import Telemetry, shipping
+
+    worker, sidecar = shipping.channel_pair()
+    monkeypatch.setattr(shipping, "_channel", worker)
+    cfg = load_config_text(
+        "version: v0.4.0\nlisteners:\n  - {type: model, name: llm, port: 12000}\n"
+        "model_providers:\n  - {model: openai/gpt-4o, access_key: sk-test, default: true}\n"
+        "tracing: {random_sampling: 100, opentracing_grpc_endpoint: 'http://127.0.0.1:1'}\n")
+    return Telemetry(cfg, access_log=False), worker, sidecar
+
+
+def test_request_parameters_are_taken_when_the_call_starts(monkeypatch):
+    """Facts are recorded as the call starts: a later change to the body does not show, and a call
+    whose finish() never ran (the request failed around it) still exports its parameters."""
+    tel, worker, sidecar = _traced_telemetry(monkeypatch)
+    try:
+        request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
+        ctx = tel.start_request("llm", "model", "POST", "/v1/chat/completions", [], "rid-1")
+        ctx.llm_call("openai", "gpt-4o", "gpt-4o", request=request)
+        request["max_tokens"] = 4096
+        ctx.finish(500, bytes_in=10, error="the request failed before the call finished")
+        tel.tracing.force_flush()
+        sidecar.setblocking(False)
+        (_, _, (record,)) = marshal.loads(sidecar.recv(1 << 22))
+        attrs = expand_facts_of(record)
+        assert attrs["llm.max_tokens"] == attrs["gen_ai.request.max_tokens"] == 64
+        assert "llm.duration_ms" not in attrs and record[9] == 2  # no outcome recorded; status ERROR
+    finally:
+        tel.shutdown(0.2)
+        worker.close()
+        sidecar.close()
+
+
+def test_a_record_marshal_cannot_write_still_carries_its_llm_attributes():
+    from gateway.telemetry.shipping import SpanShipper, channel_pair
+
+    worker, sidecar = channel_pair()
+    try:
+        shipper = SpanShipper(worker)
+        span = _Span(1)
+        span.attrs["odd"] = object()  # e.g. a value from an odd config
+        span.facts = ((0.7, None, 32, None, None), (3, 4, 7, None, None, None), ("gpt-4o", "c-9", ["stop"]), 0.5, 9)
+        shipper.ended(span)
+        (_, _, (record,)), = _frames(sidecar)
+        attrs = record[12]
+        assert attrs["odd"].startswith("<object object") and record[16] is None
+        assert attrs["llm.temperature"] == 0.7 and attrs["llm.max_tokens"] == 32
+        assert attrs["llm.usage.total_tokens"] == 7 and attrs["gen_ai.response.finish_reasons"] == ("stop",)
+    finally:
         worker.close()
         sidecar.close()
 
@@ -298,11 +357,17 @@ def expand_facts_of(record) -> dict:
     return expand_facts(record[16], dict(record[12]))
 
 
+_DEEP: list = []
+for _ in range(3000):
+    _DEEP = [_DEEP]
+
+
 @pytest.mark.parametrize("facts", [
-    None, "garbage", (1, 2), ({"temperature": 0.5},) * 3,
-    ({"temperature": "hot", "tools": "x"}, ("a",) * 6, (5, ["x"], {"k": 1}), "1.5", 2.5),
+    None, "garbage", (1, 2), ((0.5,),) * 3, ({"temperature": 0.5}, None, None, None, None),
+    (("hot", [1], {"k": 1}, None, 7), ("a",) * 6, (5, ["x"], {"k": 1}), "1.5", 2.5),
     ([], [1, 2, 3], None, None, None),
-    ({"max_tokens": True}, (1.5, None, None, None, None, None), ("m", None, [None, "x"]), 7, "300"),
+    ((True, None, None, False, None), (1.5, None, None, None, None, None), ("m", None, [None, 3]), 7, "300"),
+    (None, None, ("m", "id", _DEEP), float("inf"), None), (None, None, ("m", "id", [_DEEP]), float("nan"), None),
 ])
 def test_facts_of_unexpected_types_are_skipped_not_raised(facts):
     from gateway.telemetry.genai import expand_facts
@@ -313,6 +378,7 @@ def test_facts_of_unexpected_types_are_skipped_not_raised(facts):
     assert "llm.temperature" not in attrs and "llm.max_tokens" not in attrs
     assert "llm.usage.prompt_tokens" not in attrs
     assert "llm.duration_ms" not in attrs and "llm.response_bytes" not in attrs
+    assert "gen_ai.response.finish_reasons" not in attrs and "llm.tools" not in attrs
 
 
 def test_shipper_survives_a_closed_sidecar_end():

@@ -415,11 +415,18 @@ def test_encoded_attributes_keep_each_values_type_across_the_field_cache():
         span = trace_pb2.Span.FromString(otlp.span_attributes(attrs))
         return {kv.key: (kv.value.WhichOneof("value"), value_of(kv.value)) for kv in span.attributes}
 
+    def element_kinds(attrs: dict) -> list:
+        (kv,) = trace_pb2.Span.FromString(otlp.span_attributes(attrs)).attributes
+        return [v.WhichOneof("value") for v in kv.value.array_value.values]
+
     for _ in range(2):  # the second round is served from the cache
         assert decoded({"x.typed": 1}) == {"x.typed": ("int_value", 1)}
         assert decoded({"x.typed": 1.0}) == {"x.typed": ("double_value", 1.0)}
         assert decoded({"x.typed": True}) == {"x.typed": ("bool_value", True)}
         assert decoded({"x.typed": ("stop",)})["x.typed"][1] == ["stop"]
+        assert element_kinds({"x.tuple": (1,)}) == ["int_value"]
+        assert element_kinds({"x.tuple": (True,)}) == ["bool_value"]  # (1,) == (True,): not served from (1,)
+        assert element_kinds({"x.tuple": (1.0,)}) == ["double_value"]
     for n in range(otlp._VALUES_PER_KEY + 20):  # past the per-key limit: still right, no longer cached
         assert decoded({"x.many": n * 0.5, "x.id": f"id-{n}"}) == {"x.many": ("double_value", n * 0.5),
                                                                     "x.id": ("string_value", f"id-{n}")}

@@ -108,42 +108,50 @@ def request_fixed(provider: str, requested: str | None, resolved: str, stream: b
     return found
 
 
-def request_params(request: dict | None, attrs: dict) -> dict:
-    """Add the request's sampling parameters and tool names to ``attrs``."""
-    if not request:
-        return attrs
-    for key, llm_key, gen_key in _PARAMS:
-        value = request.get(key)
-        if value is not None and (type(value) is int or type(value) is float):
-            attrs[llm_key] = value
-            attrs[gen_key] = value
-    tools = request.get("tools")
-    if isinstance(tools, list) and tools:
-        names = []
-        for tool in tools[:32]:
-            fn = tool.get("function") if isinstance(tool, dict) else None
-            name = (fn or tool).get("name") if isinstance(fn or tool, dict) else None
-            if isinstance(name, str):
-                names.append(f"{name}(...)")
-        if names:
-            attrs["llm.tools"] = "\n".join(names)
-    return attrs
+def request_facts(request: dict) -> tuple:
+    """What an LLM span keeps of the request body: ``(temperature, max_tokens, max_completion_tokens,
+    top_p, tool names)``, unchecked (see :func:`expand_facts`). Taken when the call starts, so a
+    later change to the body does not show; tool schemas and the conversation are not kept."""
+    get = request.get
+    tools = get("tools")
+    return (get("temperature"), get("max_tokens"), get("max_completion_tokens"), get("top_p"),
+            tool_names(tools) if tools else None)
 
 
-_PARAMS = (
-    ("temperature", "llm.temperature", "gen_ai.request.temperature"),
-    ("max_tokens", "llm.max_tokens", "gen_ai.request.max_tokens"),
-    ("max_completion_tokens", "llm.max_tokens", "gen_ai.request.max_tokens"),
-    ("top_p", "llm.top_p", "gen_ai.request.top_p"),
+def tool_names(tools) -> str | None:
+    """``name(...)`` per declared tool (the first 32), one per line, or None."""
+    if not isinstance(tools, list):
+        return None
+    names = []
+    for tool in tools[:32]:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        name = (fn or tool).get("name") if isinstance(fn or tool, dict) else None
+        if isinstance(name, str):
+            names.append(f"{name}(...)")
+    return "\n".join(names) or None
+
+
+# Attribute keys per sampling parameter of :func:`request_facts` (max_completion_tokens wins over max_tokens).
+_PARAM_KEYS = (
+    ("llm.temperature", "gen_ai.request.temperature"),
+    ("llm.max_tokens", "gen_ai.request.max_tokens"),
+    ("llm.max_tokens", "gen_ai.request.max_tokens"),
+    ("llm.top_p", "gen_ai.request.top_p"),
 )
 
 
 # --------------------------------------------------------------------------- raw facts -> attributes
 #
-# On the request path an LLM span records only raw facts (the request dict, the usage
-# numbers, three fields of the response, duration and size); they become ``llm.*``/``gen_ai.*`` attributes
-# where the span is encoded: the telemetry sidecar, or the exporter's batch in-process.
-# A worker thus spends a tuple per request instead of a few dozen dict writes.
+# On the request path an LLM span records only raw facts (the request's sampling parameters
+# and tool names, the usage numbers, three fields of the response, duration and size); they
+# become ``llm.*``/``gen_ai.*`` attributes where the span is encoded: the telemetry sidecar,
+# or the exporter's batch in-process. A worker spends a few tuples per request instead of a
+# few dozen dict writes.
+
+
+def milliseconds(seconds: float) -> float:
+    """Milliseconds to 3 decimals (``round(x, 3)`` goes through decimal conversion: several times slower)."""
+    return int(seconds * 1_000_000.0 + 0.5) / 1000.0
 
 
 # Attribute keys per field of a usage tuple (the order of :func:`usage_facts`).
@@ -155,15 +163,6 @@ _USAGE_KEYS = (
     ("llm.usage.cache_creation_tokens", "gen_ai.usage.cache_creation.input_tokens"),
     ("llm.usage.reasoning_tokens", "gen_ai.usage.reasoning.output_tokens"),
 )
-
-
-_REQUEST_FACT_KEYS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "tools")
-
-
-def request_facts(request: dict) -> dict:
-    """The part of a request body :func:`expand_facts` reads (sampling parameters, tools): what an LLM
-    span ships when the conversation itself is not wanted (signals off)."""
-    return {key: request[key] for key in _REQUEST_FACT_KEYS if key in request}
 
 
 def usage_facts(usage: Usage | None) -> tuple | None:
@@ -189,20 +188,26 @@ def response_facts(completion: dict) -> tuple:
 def expand_facts(facts, attrs: dict) -> dict:
     """Add the attributes an LLM span's raw facts stand for to ``attrs``.
 
-    ``facts``: ``(request, usage, response, seconds, response bytes)`` — the request body,
+    ``facts``: ``(request, usage, response, seconds, response bytes)`` — :func:`request_facts`,
     :func:`usage_facts`, :func:`response_facts`, the call's duration and the size of the
-    answer. Values come from clients and upstreams: anything of an unexpected type is left out.
+    answer (the last four None until the call finished). Values come from clients and
+    upstreams: anything of an unexpected type is left out.
     """
     try:
         request, usage, response, seconds, response_bytes = facts
     except (TypeError, ValueError):
         return attrs
-    if type(seconds) is float:
-        attrs["llm.duration_ms"] = int(seconds * 1_000_000.0 + 0.5) / 1000.0
+    if type(seconds) is float and 0.0 <= seconds < 1e9:
+        attrs["llm.duration_ms"] = milliseconds(seconds)
     if type(response_bytes) is int:
         attrs["llm.response_bytes"] = response_bytes
-    if type(request) is dict:
-        request_params(request, attrs)
+    if type(request) in (tuple, list) and len(request) == 5:
+        for value, keys in zip(request, _PARAM_KEYS):
+            if type(value) is int or type(value) is float:
+                attrs[keys[0]] = value
+                attrs[keys[1]] = value
+        if type(request[4]) is str and request[4]:
+            attrs["llm.tools"] = request[4]
     if type(usage) in (tuple, list) and len(usage) == 6:
         for value, keys in zip(usage, _USAGE_KEYS):
             if type(value) is int:
@@ -215,10 +220,12 @@ def expand_facts(facts, attrs: dict) -> dict:
             attrs["gen_ai.response.model"] = model
         if type(rid) is str:
             attrs["gen_ai.response.id"] = rid
-        if type(reasons) in (list, tuple):
-            reasons = tuple(str(r) for r in reasons if r)
-        elif reasons:
-            reasons = (reasons if type(reasons) is str else str(reasons),)
+        if type(reasons) is str:
+            reasons = (reasons,) if reasons else None
+        elif type(reasons) in (list, tuple):
+            reasons = tuple(r for r in reasons if type(r) is str and r)
+        else:
+            reasons = None
         if reasons:
             attrs["gen_ai.response.finish_reasons"] = reasons
     return attrs

@@ -90,7 +90,8 @@ def _span_attributes(attrs: dict, parts: list) -> None:
     scores repeat on every request — with at most :data:`_VALUES_PER_KEY` values per
     key; a key that exceeds it (request ids, durations, token counts) is marked
     high-cardinality and encoded directly from then on. Cached fields remember their
-    value's type: ``1``, ``1.0`` and ``True`` are equal dict keys but different OTLP values.
+    value's type: ``1``, ``1.0`` and ``True`` are equal dict keys but different OTLP values
+    (tuples are cached only when they hold strings alone, for the same reason).
     """
     cache = _FIELD_CACHE
     high = _HIGH_CARDINALITY
@@ -101,7 +102,7 @@ def _span_attributes(attrs: dict, parts: list) -> None:
         if value is None:
             continue
         t = type(value)
-        if key not in high and t in _CACHEABLE:
+        if key not in high and t in _CACHEABLE and (t is not tuple or _plain_strings(value)):
             per_key = cache.get(key)
             if per_key is None:
                 per_key = cache[key] = {}
@@ -129,6 +130,13 @@ def _span_attributes(attrs: dict, parts: list) -> None:
 
 
 _CACHEABLE = frozenset((str, bool, int, float, tuple))
+
+
+def _plain_strings(value: tuple) -> bool:
+    """A tuple the field cache may hold: strings only (``(1,)`` and ``(True,)`` are equal keys)."""
+    if len(value) == 1:
+        return type(value[0]) is str
+    return all(type(v) is str for v in value)
 
 
 def _key_prefix(key: str) -> bytes:

@@ -35,9 +35,7 @@ log = logging.getLogger("plano.telemetry")
 _perf = time.perf_counter
 
 
-def _ms(seconds: float) -> float:
-    """Milliseconds to 3 decimals (``round(x, 3)`` goes through decimal conversion: several times slower)."""
-    return int(seconds * 1_000_000.0 + 0.5) / 1000.0
+_ms = genai.milliseconds
 
 
 class RequestContext:
@@ -139,18 +137,19 @@ class RequestContext:
             else:
                 attrs = {**self.custom, "llm.model": resolved} if self.custom else {"llm.model": resolved}
                 span = self.child(name, LLM, attrs, kind=KIND_CLIENT, parent=parent, fixed=fixed)
-            if self.tel.capture_content and request is not None:
-                from gateway.telemetry.redact import redact_content
+            if request is not None and not span.end_ns:
+                # The request's parameters as the call starts; the rest of the facts come with finish().
+                span.facts = (genai.request_facts(request), None, None, None, None)
+                if self.tel.capture_content:
+                    from gateway.telemetry.redact import redact_content
 
-                preview = genai.last_user_text(request.get("messages"))
-                if preview:
-                    span.set("llm.user_message_preview", redact_content(preview, self.tel.preview_chars))
+                    preview = genai.last_user_text(request.get("messages"))
+                    if preview:
+                        span.set("llm.user_message_preview", redact_content(preview, self.tel.preview_chars))
         if use_root:
             self.model = resolved
             self.upstream = provider
-        if request is not None and not self.tel.signals_enabled:  # the conversation is not needed: ship less
-            request = genai.request_facts(request)
-        return LLMCall(self, span, provider, resolved, stream, owns_span=not use_root, request=request)
+        return LLMCall(self, span, provider, resolved, stream, owns_span=not use_root)
 
     def agent_call(self, agent_id: str, *, index: int | None = None, path: str = "/v1/chat/completions") -> AgentCall:
         """A call to one agent of the chain (span ``<agent_id> /v1/chat/completions``, service ``plano(agent)``)."""
@@ -240,13 +239,10 @@ class RequestContext:
 class LLMCall:
     """One call to a model provider: ``llm.*``/``gen_ai.*`` span attributes and the upstream LLM metrics."""
 
-    __slots__ = ("_done", "_owns_span", "ctx", "model", "provider", "request", "span", "started", "stream", "ttft",
-                 "usage")
+    __slots__ = ("_done", "_owns_span", "ctx", "model", "provider", "span", "started", "stream", "ttft", "usage")
 
-    def __init__(self, ctx: RequestContext, span, provider: str, model: str, stream: bool, *, owns_span: bool,
-                 request: dict | None = None) -> None:
+    def __init__(self, ctx: RequestContext, span, provider: str, model: str, stream: bool, *, owns_span: bool) -> None:
         self.ctx = ctx
-        self.request = request  # the request's sampling parameters and tools (see genai.request_facts)
         self.span = span
         self.provider = provider
         self.model = model
@@ -300,8 +296,8 @@ class LLMCall:
                 ctx.bytes_out = response_bytes
         if completion is not None and usage is None:
             usage = completion.get("usage")
-        if isinstance(usage, dict):
-            usage = genai.parse_usage(usage)
+        if usage is not None and type(usage) is not genai.Usage:
+            usage = genai.parse_usage(usage)  # None unless an object: an upstream may send anything
         if usage is None:
             usage = self.usage
         if error_class is None:
@@ -318,8 +314,11 @@ class LLMCall:
                 span.end()
             return
         # Raw facts only: attributes are derived from them where the span is encoded (off the request path).
-        span.facts = (self.request, genai.usage_facts(usage),
-                      genai.response_facts(completion) if completion is not None else None, seconds, response_bytes)
+        if not span.end_ns:
+            facts = span.facts
+            span.facts = (facts[0] if facts is not None else None, genai.usage_facts(usage),
+                          genai.response_facts(completion) if completion is not None else None, seconds,
+                          response_bytes)
         if error:
             span.error(error, error_class if error_class != "none" else None)
         elif status is not None and status >= 400:

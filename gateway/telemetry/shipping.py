@@ -73,7 +73,10 @@ def _settle(fields: list) -> None:
     """Turn a record's LLM facts into attributes here (rare paths: odd values, a span too large to ship)."""
     if fields[16] is not None:
         attrs = dict(fields[12] or {})
-        expand_facts(fields[16], attrs)
+        try:
+            expand_facts(fields[16], attrs)
+        except Exception:  # noqa: BLE001 - facts we cannot read are left out, the span still ships
+            log.debug("tracing: unreadable LLM facts dropped", exc_info=True)
         fields[12] = attrs
         fields[16] = None
 
