@@ -184,171 +184,152 @@ def _frames(sock: socket.socket) -> list:
             return out
 
 
-def test_shipper_splits_large_batches_and_keeps_every_span():
-    from gateway.telemetry.shipping import FORMAT, SpanShipper, _record, channel_pair
-
-    worker, sidecar = channel_pair()
-    try:
-        shipper = SpanShipper(worker)
-        shipper.max_frame = 20_000
-        for n in range(200):
-            shipper.ended(_Span(n, size=500))  # no event loop: each span goes out at once
-        for n in range(200, 400):
-            shipper._batch.append(_record(_Span(n)))
-        shipper.flush()  # one large batch: split into frames under the limit
-        frames = _frames(sidecar)
-        assert all(version == FORMAT and pid == os.getpid() for version, pid, _ in frames)
-        got = sorted(record[1] - 2 for _, _, records in frames for record in records)
-        assert got == list(range(400))
-        assert shipper.exported == 400 and shipper.dropped == 0
-    finally:
-        worker.close()
-        sidecar.close()
-
-
-def test_shipper_drops_conversation_of_an_oversized_span_and_counts_a_full_socket():
+@pytest.fixture
+def channel():
+    """A worker-side shipper and the sidecar's end of its socket."""
     from gateway.telemetry.shipping import SpanShipper, channel_pair
 
     worker, sidecar = channel_pair()
     try:
-        shipper = SpanShipper(worker)
-        shipper.max_frame = 16_384
-        huge = [{"role": "user", "content": "x" * 50_000}]
-        shipper.ended(_Span(1, messages=huge))
-        (_, _, records), = _frames(sidecar)
-        assert records[0][1] == 3 and records[0][15] is None  # the span went, its conversation stayed
-        # nobody reads the other end: frames pile up until the socket is full, then spans are dropped
-        sent = 0
-        while shipper.dropped == 0 and sent < 100_000:
-            shipper.ended(_Span(sent, size=2000))
-            sent += 1
-        assert shipper.dropped >= 1
-        assert shipper.exported + shipper.dropped == sent + 1
+        yield SpanShipper(worker), sidecar
     finally:
         worker.close()
         sidecar.close()
 
 
-def test_a_span_too_large_to_ship_keeps_its_llm_attributes():
+@pytest.fixture
+def traced(monkeypatch):
+    """``make(signals)`` -> (Telemetry shipping to a socket, the sidecar's end of it)."""
+    from gateway.config import load_config_text
+    from gateway.telemetry import Telemetry, shipping
+
+    made = []
+
+    def make(signals: bool = True):
+        worker, sidecar = shipping.channel_pair()
+        monkeypatch.setattr(shipping, "_channel", worker)
+        cfg = load_config_text(
+            "version: v0.4.0\nlisteners:\n  - {type: model, name: llm, port: 12000}\n"
+            "model_providers:\n  - {model: openai/gpt-4o, access_key: sk-test, default: true}\n"
+            "tracing: {random_sampling: 100, opentracing_grpc_endpoint: 'http://127.0.0.1:1'}\n"
+            f"overrides: {{disable_signals: {str(not signals).lower()}}}\n")
+        tel = Telemetry(cfg, access_log=False)
+        assert tel.shipper is not None
+        made.append((tel, worker, sidecar))
+        return tel, sidecar
+
+    yield make
+    for tel, worker, sidecar in made:
+        tel.shutdown(0.2)
+        worker.close()
+        sidecar.close()
+
+
+def _shipped(tel, sidecar) -> tuple[bytes, tuple]:
+    """The one frame the worker sent, raw, and its one record."""
+    tel.tracing.force_flush()
+    sidecar.setblocking(False)
+    raw = sidecar.recv(1 << 22)
+    (_, _, (record,)) = marshal.loads(raw)
+    return raw, record
+
+
+def test_shipper_splits_large_batches_and_keeps_every_span(channel):
+    from gateway.telemetry.shipping import FORMAT, _record
+
+    shipper, sidecar = channel
+    shipper.max_frame = 20_000
+    for n in range(200):
+        shipper.ended(_Span(n, size=500))  # no event loop: each span goes out at once
+    for n in range(200, 400):
+        shipper._batch.append(_record(_Span(n)))
+    shipper.flush()  # one large batch: split into frames under the limit
+    frames = _frames(sidecar)
+    assert all(version == FORMAT and pid == os.getpid() for version, pid, _ in frames)
+    got = sorted(record[1] - 2 for _, _, records in frames for record in records)
+    assert got == list(range(400))
+    assert shipper.exported == 400 and shipper.dropped == 0
+
+
+def test_shipper_drops_conversation_of_an_oversized_span_and_counts_a_full_socket(channel):
+    shipper, sidecar = channel
+    shipper.max_frame = 16_384
+    huge = [{"role": "user", "content": "x" * 50_000}]
+    shipper.ended(_Span(1, messages=huge))
+    (_, _, records), = _frames(sidecar)
+    assert records[0][1] == 3 and records[0][15] is None  # the span went, its conversation stayed
+    # nobody reads the other end: frames pile up until the socket is full, then spans are dropped
+    sent = 0
+    while shipper.dropped == 0 and sent < 100_000:
+        shipper.ended(_Span(sent, size=2000))
+        sent += 1
+    assert shipper.dropped >= 1
+    assert shipper.exported + shipper.dropped == sent + 1
+
+
+def test_a_span_too_large_to_ship_keeps_its_llm_attributes(channel):
     """A request too big for a frame: its conversation stays behind, its facts become attributes in the worker."""
-    from gateway.telemetry.shipping import SpanShipper, channel_pair
+    shipper, sidecar = channel
+    span = _Span(1, messages=[{"role": "user", "content": "x" * (4 << 20)}])
+    span.facts = ((0.5, None, None, None, "lookup(...)"), (7, 2, 9, None, None, None),
+                  ("gpt-4o", "chatcmpl-1", "stop"), 0.0123456, 321)
+    shipper.ended(span)
+    (_, _, (record,)), = _frames(sidecar)
+    assert record[15] is None and record[16] is None
+    attrs = record[12]
+    assert attrs["llm.temperature"] == 0.5 and attrs["gen_ai.usage.input_tokens"] == 7
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",) and attrs["gen_ai.response.id"] == "chatcmpl-1"
+    assert attrs["llm.duration_ms"] == 12.346 and attrs["llm.response_bytes"] == 321
+    assert attrs["llm.tools"] == "lookup(...)"
 
-    worker, sidecar = channel_pair()
-    try:
-        shipper = SpanShipper(worker)
-        span = _Span(1)
-        huge = [{"role": "user", "content": "x" * (4 << 20)}]
-        span.messages = huge
-        span.facts = ((0.5, None, None, None, "lookup(...)"), (7, 2, 9, None, None, None),
-                      ("gpt-4o", "chatcmpl-1", "stop"), 0.0123456, 321)
-        shipper.ended(span)
-        (_, _, records), = _frames(sidecar)
-        (record,) = records
-        assert record[15] is None and record[16] is None
-        attrs = record[12]
-        assert attrs["llm.temperature"] == 0.5 and attrs["gen_ai.usage.input_tokens"] == 7
-        assert attrs["gen_ai.response.finish_reasons"] == ("stop",) and attrs["gen_ai.response.id"] == "chatcmpl-1"
-        assert attrs["llm.duration_ms"] == 12.346 and attrs["llm.response_bytes"] == 321
-        assert attrs["llm.tools"] == "lookup(...)"
-    finally:
-        worker.close()
-        sidecar.close()
+
+def test_a_record_marshal_cannot_write_still_carries_its_llm_attributes(channel):
+    shipper, sidecar = channel
+    span = _Span(1)
+    span.attrs["odd"] = object()  # e.g. a value from an odd config
+    span.facts = ((0.7, None, 32, None, None), (3, 4, 7, None, None, None), ("gpt-4o", "c-9", ["stop"]), 0.5, 9)
+    shipper.ended(span)
+    (_, _, (record,)), = _frames(sidecar)
+    attrs = record[12]
+    assert attrs["odd"].startswith("<object object") and record[16] is None
+    assert attrs["llm.temperature"] == 0.7 and attrs["llm.max_tokens"] == 32
+    assert attrs["llm.usage.total_tokens"] == 7 and attrs["gen_ai.response.finish_reasons"] == ("stop",)
 
 
 @pytest.mark.parametrize("signals", [True, False])
-def test_an_llm_span_ships_the_conversation_only_when_signals_need_it(monkeypatch, signals):
-    from gateway.config import load_config_text
-    from gateway.telemetry import Telemetry, shipping
-
-    worker, sidecar = shipping.channel_pair()
-    monkeypatch.setattr(shipping, "_channel", worker)
-    cfg = load_config_text(
-        "version: v0.4.0\nlisteners:\n  - {type: model, name: llm, port: 12000}\n"
-        "model_providers:\n  - {model: openai/gpt-4o, access_key: sk-test, default: true}\n"
-        "tracing: {random_sampling: 100, opentracing_grpc_endpoint: 'http://127.0.0.1:1'}\n"
-        f"overrides: {{disable_signals: {str(not signals).lower()}}}\n")
-    tel = Telemetry(cfg, access_log=False)
-    try:
-        assert tel.shipper is not None
-        schema = {"type": "object", "description": "a long tool schema that stays in the worker"}
-        request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "a private conversation"}],
-                   "temperature": 0.2,
-                   "tools": [{"type": "function", "function": {"name": "lookup", "parameters": schema}}]}
-        ctx = tel.start_request("llm", "model", "POST", "/v1/chat/completions", [], "rid-1")
-        call = ctx.llm_call("openai", "gpt-4o", "gpt-4o", request=request)
-        call.finish(200, completion={"model": "gpt-4o", "id": "c-1", "choices": [{"finish_reason": "stop"}]},
-                    response_bytes=42)
-        ctx.finish(None, bytes_in=10, messages=request["messages"])
-        tel.tracing.force_flush()
-        sidecar.setblocking(False)
-        raw = sidecar.recv(1 << 22)
-        (_, _, records) = marshal.loads(raw)
-        (record,) = records
-        assert (b"a private conversation" in raw) is signals  # for the sidecar's signals only
-        assert (record[15] is not None) is signals
-        assert b"stays in the worker" not in raw  # tool schemas never ship: the names are enough
-        attrs = expand_facts_of(record)
-        assert attrs["llm.temperature"] == 0.2 and attrs["llm.tools"] == "lookup(...)"
-        assert attrs["gen_ai.response.id"] == "c-1" and attrs["llm.response_bytes"] == 42
-    finally:
-        tel.shutdown(0.2)
-        worker.close()
-        sidecar.close()
+def test_an_llm_span_ships_the_conversation_only_when_signals_need_it(traced, signals):
+    tel, sidecar = traced(signals)
+    schema = {"type": "object", "description": "a long tool schema that stays in the worker"}
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "a private conversation"}],
+               "temperature": 0.2,
+               "tools": [{"type": "function", "function": {"name": "lookup", "parameters": schema}}]}
+    ctx = tel.start_request("llm", "model", "POST", "/v1/chat/completions", [], "rid-1")
+    call = ctx.llm_call("openai", "gpt-4o", "gpt-4o", request=request)
+    call.finish(200, completion={"model": "gpt-4o", "id": "c-1", "choices": [{"finish_reason": "stop"}]},
+                response_bytes=42)
+    ctx.finish(None, bytes_in=10, messages=request["messages"])
+    raw, record = _shipped(tel, sidecar)
+    assert (b"a private conversation" in raw) is signals  # for the sidecar's signals only
+    assert (record[15] is not None) is signals
+    assert b"stays in the worker" not in raw  # tool schemas never ship: the names are enough
+    attrs = expand_facts_of(record)
+    assert attrs["llm.temperature"] == 0.2 and attrs["llm.tools"] == "lookup(...)"
+    assert attrs["gen_ai.response.id"] == "c-1" and attrs["llm.response_bytes"] == 42
 
 
-def _traced_telemetry(monkeypatch):
-    from gateway.config import load_config_text
-    from gateway.telemetry import Telemetry, shipping
-
-    worker, sidecar = shipping.channel_pair()
-    monkeypatch.setattr(shipping, "_channel", worker)
-    cfg = load_config_text(
-        "version: v0.4.0\nlisteners:\n  - {type: model, name: llm, port: 12000}\n"
-        "model_providers:\n  - {model: openai/gpt-4o, access_key: sk-test, default: true}\n"
-        "tracing: {random_sampling: 100, opentracing_grpc_endpoint: 'http://127.0.0.1:1'}\n")
-    return Telemetry(cfg, access_log=False), worker, sidecar
-
-
-def test_request_parameters_are_taken_when_the_call_starts(monkeypatch):
+def test_request_parameters_are_taken_when_the_call_starts(traced):
     """Facts are recorded as the call starts: a later change to the body does not show, and a call
     whose finish() never ran (the request failed around it) still exports its parameters."""
-    tel, worker, sidecar = _traced_telemetry(monkeypatch)
-    try:
-        request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
-        ctx = tel.start_request("llm", "model", "POST", "/v1/chat/completions", [], "rid-1")
-        ctx.llm_call("openai", "gpt-4o", "gpt-4o", request=request)
-        request["max_tokens"] = 4096
-        ctx.finish(500, bytes_in=10, error="the request failed before the call finished")
-        tel.tracing.force_flush()
-        sidecar.setblocking(False)
-        (_, _, (record,)) = marshal.loads(sidecar.recv(1 << 22))
-        attrs = expand_facts_of(record)
-        assert attrs["llm.max_tokens"] == attrs["gen_ai.request.max_tokens"] == 64
-        assert "llm.duration_ms" not in attrs and record[9] == 2  # no outcome recorded; status ERROR
-    finally:
-        tel.shutdown(0.2)
-        worker.close()
-        sidecar.close()
-
-
-def test_a_record_marshal_cannot_write_still_carries_its_llm_attributes():
-    from gateway.telemetry.shipping import SpanShipper, channel_pair
-
-    worker, sidecar = channel_pair()
-    try:
-        shipper = SpanShipper(worker)
-        span = _Span(1)
-        span.attrs["odd"] = object()  # e.g. a value from an odd config
-        span.facts = ((0.7, None, 32, None, None), (3, 4, 7, None, None, None), ("gpt-4o", "c-9", ["stop"]), 0.5, 9)
-        shipper.ended(span)
-        (_, _, (record,)), = _frames(sidecar)
-        attrs = record[12]
-        assert attrs["odd"].startswith("<object object") and record[16] is None
-        assert attrs["llm.temperature"] == 0.7 and attrs["llm.max_tokens"] == 32
-        assert attrs["llm.usage.total_tokens"] == 7 and attrs["gen_ai.response.finish_reasons"] == ("stop",)
-    finally:
-        worker.close()
-        sidecar.close()
+    tel, sidecar = traced()
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
+    ctx = tel.start_request("llm", "model", "POST", "/v1/chat/completions", [], "rid-1")
+    ctx.llm_call("openai", "gpt-4o", "gpt-4o", request=request)
+    request["max_tokens"] = 4096
+    ctx.finish(500, bytes_in=10, error="the request failed before the call finished")
+    _, record = _shipped(tel, sidecar)
+    attrs = expand_facts_of(record)
+    assert attrs["llm.max_tokens"] == attrs["gen_ai.request.max_tokens"] == 64
+    assert "llm.duration_ms" not in attrs and record[9] == 2  # no outcome recorded; status ERROR
 
 
 def expand_facts_of(record) -> dict:
@@ -381,18 +362,12 @@ def test_facts_of_unexpected_types_are_skipped_not_raised(facts):
     assert "gen_ai.response.finish_reasons" not in attrs and "llm.tools" not in attrs
 
 
-def test_shipper_survives_a_closed_sidecar_end():
-    from gateway.telemetry.shipping import SpanShipper, channel_pair
-
-    worker, sidecar = channel_pair()
+def test_shipper_survives_a_closed_sidecar_end(channel):
+    shipper, sidecar = channel
     sidecar.close()
-    try:
-        shipper = SpanShipper(worker)
-        shipper.ended(_Span(1))
-        shipper.shutdown(0.2)
-        assert shipper.dropped == 1 and shipper.exported == 0
-    finally:
-        worker.close()
+    shipper.ended(_Span(1))
+    shipper.shutdown(0.2)
+    assert shipper.dropped == 1 and shipper.exported == 0
 
 
 def test_processor_attaches_signals_and_tags_spans_with_the_worker():

@@ -175,6 +175,30 @@ def test_incoming_unsampled_parent_is_respected_and_propagated(receiver):
     assert receiver.spans() == []
 
 
+@pytest.mark.parametrize("headers, continued", [
+    ([(b"traceparent", f"00-{TRACE}-{PARENT}-01".encode()), (b"tracestate", b"vendor=1")], True),
+    ([(b"tracestate", b"vendor=1")], False),  # state without a parent: a new trace, the state dropped
+    ([(b"traceparent", b"00-not-a-valid-header-01")], False),
+    ([(b"traceparent", f"00-{'0' * 32}-{PARENT}-01".encode())], False),  # an all-zero trace id is invalid
+    ([(b"host", b"x"), (b"content-type", b"application/json")], False),
+])
+def test_root_span_continues_only_a_valid_incoming_trace(headers, continued):
+    tel = Telemetry(make_config("http://127.0.0.1:1"), access_log=False, environ=fast_env())
+    try:
+        ctx = tel.start_request("llm", "model", "POST", "/v1/chat/completions", headers, "r")
+        root = ctx.root
+        assert root.recording and len(ctx.trace_id) == 32 and ctx.trace_id != "0" * 32
+        assert (ctx.trace_id == TRACE) is continued
+        assert root.parent_id == (int(PARENT, 16) if continued else 0)
+        assert root.trace_state == ("vendor=1" if continued else None)
+        out = ctx.inject({})
+        assert out["traceparent"] == f"00-{ctx.trace_id}-{root.span_id_hex}-01"
+        assert ("tracestate" in out) is continued
+        ctx.finish(200)
+    finally:
+        tel.shutdown(0.2)
+
+
 def test_sampling_zero_exports_nothing_and_costs_no_tracer(receiver):
     tel = Telemetry(make_config(receiver.endpoint, sampling=0), access_log=False, environ=fast_env())
     assert tel.tracing is None
