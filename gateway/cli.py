@@ -232,25 +232,29 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def cmd_down(args) -> int:
-    pid = _read_pid()
+    return _stop_background("plano", _read_pid(), _pidfile(), args.timeout)
+
+
+def _stop_background(label: str, pid: int | None, pidfile: Path, timeout: float) -> int:
+    """Stop a background process group started by ``plano``: SIGTERM, then SIGKILL after ``timeout``."""
     if pid is None:
-        _pidfile().unlink(missing_ok=True)
-        print("plano is not running")
+        pidfile.unlink(missing_ok=True)
+        print(f"{label} is not running")
         return 0
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    deadline = time.monotonic() + args.timeout
+    deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
         _reap(pid)
     if _alive(pid):
         os.killpg(pid, signal.SIGKILL)
-        print(f"plano (pid {pid}) did not stop in {args.timeout:.0f}s; killed")
+        print(f"{label} (pid {pid}) did not stop in {timeout:.0f}s; killed")
     else:
-        print(f"plano (pid {pid}) stopped")
-    _pidfile().unlink(missing_ok=True)
+        print(f"{label} (pid {pid}) stopped")
+    pidfile.unlink(missing_ok=True)
     return 0
 
 
@@ -337,24 +341,7 @@ def _start_trace_listener(host: str, port: int, *, quiet: bool = False, wait: fl
 
 
 def _stop_trace_listener(timeout: float = 10.0) -> int:
-    pid = _trace_pid()
-    if pid is None:
-        _trace_pidfile().unlink(missing_ok=True)
-        print("plano trace listener is not running")
-        return 0
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        _reap(pid)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    _trace_pidfile().unlink(missing_ok=True)
-    print(f"plano trace listener (pid {pid}) stopped")
-    return 0
+    return _stop_background("plano trace listener", _trace_pid(), _trace_pidfile(), timeout)
 
 
 def _show_traces(args, target: str) -> int:

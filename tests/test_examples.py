@@ -3,75 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.support.gateway import free_port
+from tests.support.agent_procs import ExampleAgentProcess
 from tests.support.mock_llm import Reply
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_DATE = "2025-06-02"  # a Monday; pins "today" so answers are comparable
 FLIGHT_NO = re.compile(r"\b[A-Z]{2} \d{3}\b")
 CELSIUS = re.compile(r"-?\d+°C")
 
 
-class AgentProcess:
-    """``python -m examples.agents.<module> --port N`` in its own process group."""
+class AgentProcess(ExampleAgentProcess):
+    """A demo agent with "today" pinned to :data:`DEMO_DATE`, driven with the openai SDK."""
 
     def __init__(self, module: str, log_dir: Path, env: dict | None = None) -> None:
-        self.module, self.port = module, free_port()
-        self.log_path = log_dir / f"{module}-{self.port}.log"
-        base = {k: v for k, v in os.environ.items() if not k.startswith("PLANO_")}
-        self.env = {**base, "PYTHONUNBUFFERED": "1", "PLANO_DEMO_DATE": DEMO_DATE, **(env or {})}
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def spawn(self) -> "AgentProcess":
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"examples.agents.{self.module}", "--port", str(self.port)],
-            cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def wait_healthy(self, timeout: float = 20.0) -> "AgentProcess":
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.module} exited:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.module} not healthy:\n{self.log_path.read_text()}")
-            time.sleep(0.05)
+        super().__init__(module, log_dir, env={"PLANO_DEMO_DATE": DEMO_DATE, **(env or {})})
 
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0, timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
 
 
 @pytest.fixture(scope="module")

@@ -333,7 +333,7 @@ def test_incoming_traceparent_is_continued(t):
 # ---------------------------------------------------------------------------------------
 
 
-def _small_config(provider_url: str, agent_url: str, tracing: dict) -> tuple[dict, dict]:
+def _small_config(provider_url: str, agent_url: str, tracing: dict | None = None, **extra) -> tuple[dict, dict]:
     ports = {"llm": free_port(), "desk": free_port()}
     config = {
         "version": "v0.4.0",
@@ -345,7 +345,8 @@ def _small_config(provider_url: str, agent_url: str, tracing: dict) -> tuple[dic
             {"type": "agent", "name": "desk", "port": ports["desk"], "address": "127.0.0.1",
              "agents": [{"id": "solo", "description": "Answers everything."}]},
         ],
-        "tracing": tracing,
+        **({"tracing": tracing} if tracing is not None else {}),
+        **extra,
     }
     return config, {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
@@ -407,19 +408,7 @@ def test_metrics_count_every_request_across_two_workers(tmp_path):
     provider, agent = MockLLM().start(), MockLLM().start()
     admin = free_port()
     access_log = tmp_path / "access.log"
-    ports = {"llm": free_port(), "desk": free_port()}
-    config = {
-        "version": "v0.4.0",
-        "agents": [{"id": "solo", "url": agent.url}],
-        "model_providers": [{"model": "openai/gpt-4o", "access_key": "sk-test-provider",
-                             "base_url": f"{provider.url}/v1", "default": True}],
-        "listeners": [
-            {"type": "model", "name": "llm", "port": ports["llm"], "address": "127.0.0.1"},
-            {"type": "agent", "name": "desk", "port": ports["desk"], "address": "127.0.0.1",
-             "agents": [{"id": "solo", "description": "Answers everything."}]},
-        ],
-        "admin": {"address": "127.0.0.1", "port": admin},
-    }
+    config, urls = _small_config(provider.url, agent.url, admin={"address": "127.0.0.1", "port": admin})
     gw = Gateway(config, tmp_path, workers=2, env=gateway_env(PLANO_ADMIN_PORT="", PLANO_ACCESS_LOG=str(access_log)))
     model_n, agent_n = 20, 5
     streamed, completion_tokens = 0, 0
@@ -429,7 +418,7 @@ def test_metrics_count_every_request_across_two_workers(tmp_path):
             for i in range(model_n):
                 stream = i % 4 == 0
                 text = f"question number {i}"
-                r = post(f"http://127.0.0.1:{ports['llm']}", {"model": "gpt-4o", "messages": user(text),
+                r = post(urls["llm"], {"model": "gpt-4o", "messages": user(text),
                                                                "stream": stream}, {"x-request-id": f"m-{i}"})
                 assert r.status_code == 200, r.text
                 if stream:
@@ -442,7 +431,7 @@ def test_metrics_count_every_request_across_two_workers(tmp_path):
             for i in range(agent_n):
                 trace = uuid.uuid4().hex
                 agent_traces[f"a-{i}"] = trace
-                r = post(f"http://127.0.0.1:{ports['desk']}", {"messages": user(f"agent question {i}")},
+                r = post(urls["desk"], {"messages": user(f"agent question {i}")},
                          {"x-request-id": f"a-{i}", "traceparent": f"00-{trace}-{uuid.uuid4().hex[:16]}-01"})
                 assert r.status_code == 200, r.text
 
