@@ -36,87 +36,15 @@ def version_index(version: str) -> int:
 
 # --------------------------------------------------------------------------- scalars
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|us|µs|s|m|h)")
-_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_RE = re.compile(r"^(?:\s*(?:\d+(?:\.\d+)?|\.\d+)\s*(?:ms|us|µs|s|m|h))+\s*$")
-_NUMBER_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*$")
-
-
-def parse_duration(value: Any) -> float:
-    """``"30s"``, ``"5m"``, ``"100ms"``, ``"1h"``, ``"1m30s"`` or a number of seconds -> float seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"invalid duration {value!r}: must be a non-negative number of seconds")
-        return float(value)
-    if isinstance(value, str):
-        m = _NUMBER_RE.match(value)
-        if m:
-            return float(m.group(1))
-        if _DURATION_RE.match(value):
-            return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(value))
-        raise ValueError(
-            f"invalid duration '{value}' (expected e.g. '30s', '5m', '100ms', '1h' or a number of seconds)"
-        )
-    raise ValueError(f"invalid duration: expected a string like '30s' or a number, got {type(value).__name__}")
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
-    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
-}
-
-
-def parse_size(value: Any) -> int:
-    """Bytes from an int or ``"10MB"`` (SI), ``"512KiB"`` (IEC), ``"10M"`` (IEC)."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid size {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"invalid size {value}: must not be negative")
-        return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m:
-            unit = (m.group(2) or "b").lower()
-            return int(float(m.group(1)) * _SIZE_UNITS[unit])
-    raise ValueError(f"invalid size {value!r} (expected bytes or e.g. '10MB', '512KiB')")
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^\s*((\d+(\.\d+)?|\.\d+)\s*(ms|us|s|m|h)?\s*)+$"},
-                {"type": "number", "minimum": 0},
-            ],
-            "description": "Duration: '30s', '5m', '100ms', '1h' or a number of seconds.",
-        }
-    ),
-]
-
-Size = Annotated[
-    int,
-    BeforeValidator(parse_size),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$"},
-                {"type": "integer", "minimum": 0},
-            ],
-            "description": "Size in bytes, or e.g. '10MB' (SI) / '512KiB' (IEC).",
-        }
-    ),
-]
+from .scalars import Duration, Size, parse_duration, parse_size  # noqa: E402,F401 (re-exported)
+from .reliability import (  # noqa: E402
+    CircuitBreakerConfig,
+    ListenerRateLimit,
+    RetryConfig,
+    RetryPolicyProposal,
+    SharedState,
+    UpstreamPolicyFields,
+)
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -128,15 +56,30 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- agents / filters
 
 
-class Agent(_Model):
-    """An agent backend: an OpenAI chat-completions HTTP server."""
+class Agent(UpstreamPolicyFields):
+    """An agent backend: an OpenAI chat-completions HTTP server (one ``url`` or several ``urls``)."""
 
     id: str
-    url: str
-    timeout: Duration | None = Field(None, description="plano extension: per-call timeout for this agent.")
+    url: str | None = None
+    urls: list[str] | None = Field(None, min_length=1, description="plano extension: several endpoints, "
+                                   "load-balanced; 'url' is the one-endpoint form.")
+    timeout: Duration | None = Field(None, description="plano extension: the whole call, all attempts included.")
+    connect_timeout: Duration | None = Field(None, description="plano extension: TCP/TLS connect timeout.")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> "Agent":
+        if self.url is None and not self.urls:
+            raise ValueError("an agent needs 'url' (or 'urls')")
+        if self.url is not None and self.urls:
+            raise ValueError("give either 'url' or 'urls', not both")
+        return self
+
+    @property
+    def endpoints(self) -> list[str]:
+        return list(self.urls) if self.urls else [self.url]
 
 
-class Filter(_Model):
+class Filter(UpstreamPolicyFields):
     """A filter service (MCP tool or plain HTTP endpoint) usable in filter chains."""
 
     id: str
@@ -206,6 +149,20 @@ class Listener(_Model):
     output_filters: list[str] | None = None
     filter_chain: list[str] | None = Field(None, description="Alias of input_filters; normalised into input_filters.")
     max_body_bytes: Size = Field(DEFAULT_MAX_BODY_BYTES, description="plano extension: request body limit (default 10 MiB).")
+    # plano extensions: defaults for what this listener calls, overload protection, client limits.
+    retry: RetryConfig | None = Field(None, description="plano extension: default retry policy of its upstreams.")
+    circuit_breaker: CircuitBreakerConfig | None = Field(None, description="plano extension: default breaker.")
+    max_concurrency: int | None = Field(None, ge=1, description="plano extension: requests in flight; beyond: 503.")
+    requests_per_minute: int | None = Field(None, ge=1, description="plano extension: requests per minute, "
+                                            "whole listener (shared across workers/replicas with state.redis_url).")
+    rate_limits: list[ListenerRateLimit] | None = Field(None, description="plano extension: request limits per "
+                                                         "listener, API key or header value.")
+    read_timeout: Duration = Field(30.0, gt=0, description="plano extension: a client must send its headers "
+                                   "and body within this (else 408).")
+    keepalive_timeout: Duration = Field(75.0, gt=0, description="plano extension: idle keep-alive connections "
+                                        "are closed after this.")
+    max_connections: int | None = Field(None, ge=1, description="plano extension: open client connections per "
+                                        "listener and worker; beyond it new connections are refused with 503.")
 
     _implicit: bool = PrivateAttr(default=False)
 
@@ -278,6 +235,15 @@ class ModelProvider(_Model):
     )
     timeout: Duration | None = Field(None, description="plano extension: upstream request timeout.")
     connect_timeout: Duration | None = Field(None, description="plano extension: upstream connect timeout.")
+    base_urls: list[str] | None = Field(None, min_length=1, description="plano extension: several endpoints of "
+                                        "the same API, load-balanced (instead of base_url).")
+    fallback_models: list[str] | None = Field(None, description="plano extension: models tried in order when "
+                                              "this one fails before its first byte (429/5xx/timeout/breaker).")
+    retry_policy: RetryPolicyProposal | None = Field(None, description="Plano's proposed retry_policy shape.")
+    retry: RetryConfig | None = Field(None, description="plano extension: retries of this provider's calls.")
+    circuit_breaker: CircuitBreakerConfig | None = Field(None, description="plano extension: per-endpoint breaker.")
+    max_concurrency: int | None = Field(None, ge=1, description="plano extension: in-flight calls; beyond: 503.")
+    load_balancing: Literal["round_robin", "least_in_flight"] | None = None
 
     _access_key_env_missing: str | None = PrivateAttr(default=None)
 
@@ -330,6 +296,8 @@ class ModelProvider(_Model):
 
 class ModelAlias(_Model):
     target: str
+    fallbacks: list[str] | None = Field(None, description="plano extension: models tried in order when the "
+                                        "target fails before its first byte.")
 
 
 # --------------------------------------------------------------------------- routing
@@ -416,6 +384,8 @@ class Overrides(_Model):
     orchestrator_model_context_length: int = Field(8192, ge=1)
     #: How long the LLM orchestrator may take before the embedded router decides instead.
     agent_orchestration_timeout: Duration = 10.0
+    retry: RetryConfig | None = Field(None, description="plano extension: global default retry policy.")
+    circuit_breaker: CircuitBreakerConfig | None = Field(None, description="plano extension: global default breaker.")
 
 
 class StateStorage(_Model):
@@ -510,6 +480,8 @@ class PlanoConfig(_Model):
     ratelimits: list[RateLimit] = Field(default_factory=list)
     mode: Literal["llm", "prompt"] | None = None
     admin: Admin | None = Field(None, description="plano extension: metrics/admin server (127.0.0.1:9092).")
+    state: SharedState | None = Field(None, description="plano extension: Redis for breakers and limits shared "
+                                      "across workers and replicas.")
     # legacy prompt gateway (accepted, not supported)
     prompt_targets: list[dict[str, Any]] | None = Field(None, description="Legacy prompt gateway; not supported.")
     system_prompt: str | None = Field(None, description="Legacy prompt gateway; not supported.")

@@ -738,9 +738,13 @@ def _rules_agents(ctx: _Context, cfg: PlanoConfig) -> None:
                 ctx.error(base + ("id",), f"Duplicate agent id '{item.id}' (already declared in {seen[item.id]})")
             else:
                 seen[item.id] = format_path(ctx.original(base))
-            problem = _check_url(item.url)
-            if problem:
-                ctx.error(base + ("url",), f"Please provide a valid URL with scheme (http/https) and host: {problem}")
+            urls = [("url", item.url)] if item.url is not None else []
+            urls += [(("urls", k), u) for k, u in enumerate(getattr(item, "urls", None) or ())]
+            for key, url in urls:
+                problem = _check_url(url)
+                if problem:
+                    path = base + (key if isinstance(key, tuple) else (key,))
+                    ctx.error(path, f"Please provide a valid URL with scheme (http/https) and host: {problem}")
 
 
 def _rules_listeners(ctx: _Context, cfg: PlanoConfig) -> None:
