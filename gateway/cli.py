@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args):
+    """(path, config), or (None, None) after printing every error and every warning of the file."""
     from gateway.config import ConfigError, find_config_file, load_config
 
     try:
@@ -98,14 +100,22 @@ def _load(args):
         return path, load_config(path)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
+        for warning in err.warnings:
+            print(f"warning: {warning.format(err.source)}", file=sys.stderr)
         return None, None
+
+
+def _warnings(config) -> list[str]:
+    """The config's warnings, each naming the file they were found in (not a default name)."""
+    source = getattr(config, "source", None) or "plano.yaml"
+    return [w.format(source) if hasattr(w, "format") else str(w) for w in getattr(config, "warnings", []) or []]
 
 
 def cmd_validate(args) -> int:
     path, config = _load(args)
     if config is None:
         return 1
-    for warning in getattr(config, "warnings", []) or []:
+    for warning in _warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"OK: {path}")
     return 0
@@ -140,7 +150,7 @@ def cmd_up(args) -> int:
         from gateway.server.runner import serve
 
         setup_logging()
-        for warning in getattr(config, "warnings", []) or []:
+        for warning in _warnings(config):
             import logging
 
             logging.getLogger("plano.config").warning("%s", warning)
@@ -170,6 +180,12 @@ def _read_pid() -> int | None:
     return pid if _alive(pid) else None
 
 
+#: Environment variable carrying the id a background start gives its gateway; ``/healthz`` echoes it
+#: in the ``x-plano-instance`` header, so ``plano up`` knows the answer came from the process it started.
+INSTANCE_ENV = "PLANO_INSTANCE_ID"
+INSTANCE_HEADER = "x-plano-instance"
+
+
 def _start_background(path: Path, config, workers: int, args) -> int:
     from gateway.server.runner import served_listeners
 
@@ -177,13 +193,15 @@ def _start_background(path: Path, config, workers: int, args) -> int:
     if running:
         print(f"plano is already running (pid {running}); run 'plano down' first", file=sys.stderr)
         return 1
-    logs = run_dir() / "plano.log"
+    logs = _fresh_log(run_dir() / "plano.log")
+    instance = secrets.token_hex(8)
     cmd = [sys.executable, "-m", "gateway", "up", str(path), "--foreground", "--workers", str(workers),
            "--drain-timeout", str(args.drain_timeout)]
     started = time.monotonic()
-    with open(logs, "ab") as out:
+    with open(logs, "wb") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=str(Path(path).resolve().parent))
+                                start_new_session=True, cwd=str(Path(path).resolve().parent),
+                                env={**os.environ, INSTANCE_ENV: instance})
     _pidfile().write_text(str(proc.pid))
     listeners = served_listeners(config)
     pending = {(l.name, _probe_host(l.address), l.port) for l in listeners}
@@ -191,16 +209,22 @@ def _start_background(path: Path, config, workers: int, args) -> int:
     while pending and time.monotonic() < deadline:
         if proc.poll() is not None:
             _pidfile().unlink(missing_ok=True)
-            print(f"plano exited with code {proc.returncode} during start-up; last log lines ({logs}):", file=sys.stderr)
-            print(_tail(logs), file=sys.stderr)
+            _report_early_exit(proc.returncode, logs)
             return 1
-        pending = {p for p in pending if not _healthy(p[1], p[2])}
+        # Only this instance's answer counts: another process may answer /healthz on a port we failed to bind.
+        pending = {p for p in pending if not _healthy(p[1], p[2], instance)}
         if pending:
             time.sleep(0.02)
     if pending:
-        print(f"plano did not become healthy within {args.wait:.0f}s; see {logs}", file=sys.stderr)
+        if proc.poll() is not None:  # it died between the last check and the deadline
+            _pidfile().unlink(missing_ok=True)
+            _report_early_exit(proc.returncode, logs)
+            return 1
+        names = ", ".join(f"'{name}' ({host}:{port})" for name, host, port in sorted(pending))
         os.killpg(proc.pid, signal.SIGTERM)
         _pidfile().unlink(missing_ok=True)
+        print(f"plano: listener {names} did not become healthy within {args.wait:.0f}s; see {logs}",
+              file=sys.stderr)
         return 1
     took = time.monotonic() - started
     print(f"plano {__version__} is up (pid {proc.pid}, {took:.2f}s); config {path}")
@@ -210,16 +234,38 @@ def _start_background(path: Path, config, workers: int, args) -> int:
     return 0
 
 
+def _fresh_log(path: Path) -> Path:
+    """Each background run writes a fresh log; the previous run's is kept as ``<name>.1``."""
+    try:
+        if path.stat().st_size:
+            path.replace(path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
+    return path
+
+
+def _report_early_exit(code: int, logs: Path) -> None:
+    """The gateway exited during start-up: this run's log, with its fatal error (``plano: ...``) last."""
+    lines = _tail(logs).splitlines()
+    fatal = next((line for line in reversed(lines) if line.startswith("plano: ")), None)
+    print(f"plano exited with code {code} during start-up; log ({logs}):", file=sys.stderr)
+    for line in lines:
+        if line is not fatal:
+            print(f"  {line}", file=sys.stderr)
+    print(fatal or f"plano: start-up failed (exit code {code}); see {logs}", file=sys.stderr)
+
+
 def _probe_host(address: str | None) -> str:
     if not address or address in ("0.0.0.0", "::", "[::]"):
         return "127.0.0.1"
     return address
 
 
-def _healthy(host: str, port: int) -> bool:
+def _healthy(host: str, port: int, instance: str | None = None) -> bool:
+    """``/healthz`` answers 200 (and, with ``instance``, names that instance in ``x-plano-instance``)."""
     try:
         with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=0.5) as resp:
-            return resp.status == 200
+            return resp.status == 200 and (instance is None or resp.headers.get(INSTANCE_HEADER) == instance)
     except OSError:
         return False
 

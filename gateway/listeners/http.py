@@ -118,7 +118,27 @@ async def send_error(send: Send, err: GatewayError, rid: str | None = None) -> N
 
 
 async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
-    await send_body(send, 200, b'{"status":"ok"}', [JSON_CT])
+    """200 ``{"status":"ok"}``; with ``x-plano-instance: <$PLANO_INSTANCE_ID>`` when this process was given an
+    instance id (``plano up`` does), so a caller can tell this gateway from another process on the port."""
+    headers = _health_headers
+    if headers is None:
+        headers = _health_headers_from_env()
+    await send_body(send, 200, b'{"status":"ok"}', headers)
+
+
+_health_headers: Headers | None = None
+
+
+def _health_headers_from_env() -> Headers:
+    global _health_headers
+    import os
+
+    instance = os.environ.get("PLANO_INSTANCE_ID", "")
+    headers: Headers = [JSON_CT]
+    if instance and len(instance) <= 128 and instance.isascii() and instance.isprintable():
+        headers.append((b"x-plano-instance", instance.encode("ascii")))
+    _health_headers = headers
+    return headers
 
 
 async def drain(receive: Receive) -> None:

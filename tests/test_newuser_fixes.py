@@ -1,0 +1,148 @@
+"""Fixes for problems found by trying plano as a new user would (issue 11, item 11).
+
+Each test fails on the old behaviour: ``plano up`` trusting any ``/healthz`` answer, provider
+headers forwarded by deny-list, access-log lines that hid broken streams and error bytes,
+duplicate ``cache-control``, the scrubber eating words, ``plano validate`` naming the wrong
+file and hiding warnings, ``plano down`` forgetting the trace receiver, the demo's curl
+quoting, the README model, the schema generator's ``--help`` and the license table.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.gateway import REPO, free_port, healthy
+
+
+def plano(*args, home: Path, cwd=None, env=None, timeout=90):
+    full = {**os.environ, "PLANO_HOME": str(home), **(env or {})}
+    full.pop("PLANO_TRACE_PORT", None)
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd or REPO, capture_output=True,
+                          text=True, env=full, timeout=timeout, check=False)
+
+
+def model_config(port: int, base_url: str = "http://127.0.0.1:9/v1") -> dict:
+    return {
+        "version": "v0.4.0",
+        "listeners": [{"type": "model", "name": "llm", "port": port, "address": "127.0.0.1"}],
+        "model_providers": [{"model": "openai/gpt-4o", "access_key": "sk-x", "base_url": base_url,
+                             "default": True}],
+    }
+
+
+# --------------------------------------------------------------------------- plano up on a busy port
+
+
+class _Healthz(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        body = b'{"status":"ok"}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def impostor():
+    """Another process's HTTP server on a port, answering ``GET /healthz`` with 200 like plano does."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Healthz)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_up_on_a_busy_port_that_answers_healthz_fails_naming_the_port(tmp_path, impostor):
+    port = impostor
+    assert healthy(port)
+    cfg = tmp_path / "plano.yaml"
+    cfg.write_text(yaml.safe_dump(model_config(port)))
+    home = tmp_path / "home"
+    (home / "run").mkdir(parents=True)
+    (home / "run" / "plano.log").write_text("".join(f"stale line {i} from an earlier run\n" for i in range(60)))
+    for _ in range(3):  # every time, not by luck of timing
+        r = plano("up", str(cfg), home=home)
+        try:
+            assert r.returncode != 0, r.stdout + r.stderr
+            last = r.stderr.strip().splitlines()[-1]
+            assert str(port) in last and "cannot bind" in last, r.stderr
+            assert "stale line" not in r.stderr  # only this run's log lines
+            assert "is up" not in r.stdout
+            assert not (home / "run" / "plano.pid").exists()
+        finally:
+            if r.returncode == 0:
+                plano("down", home=home)
+    assert (home / "run" / "plano.log.1").exists()  # the earlier run's log is kept, not appended to
+
+
+def test_healthz_names_the_instance_it_was_given(tmp_path):
+    """``plano up`` hands its gateway an instance id; ``/healthz`` answers with it."""
+    import urllib.request
+
+    from tests.support.gateway import Gateway
+
+    port = free_port()
+    with Gateway(model_config(port), tmp_path, env={"PLANO_INSTANCE_ID": "inst-0123abcd"}):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            assert resp.status == 200 and resp.headers["x-plano-instance"] == "inst-0123abcd"
+
+
+def test_up_then_down_still_works_with_instance_check(tmp_path):
+    port = free_port()
+    cfg = tmp_path / "plano.yaml"
+    cfg.write_text(yaml.safe_dump(model_config(port)))
+    home = tmp_path / "home"
+    up = plano("up", str(cfg), home=home)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "is up" in up.stdout and healthy(port)
+    finally:
+        down = plano("down", home=home)
+    assert down.returncode == 0 and "stopped" in down.stdout
+
+
+# --------------------------------------------------------------------------- plano validate
+
+
+_WARN_ONLY = (
+    "version: v0.4.0\n"
+    "listeners:\n"
+    "  - {type: model, name: llm, port: 12000}\n"
+    "model_providers:\n"
+    "  - model: openai/gpt-4o\n"
+    "    access_key: $NEWUSER_UNSET_KEY_FOR_TEST\n"
+    "    default: true\n"
+)
+
+
+def test_validate_names_the_file_it_validated_in_warnings(tmp_path):
+    cfg = tmp_path / "my-gateway.yaml"
+    cfg.write_text(_WARN_ONLY)
+    r = plano("validate", str(cfg), home=tmp_path / "home")
+    assert r.returncode == 0, r.stderr
+    assert "my-gateway.yaml:6: model_providers[0].access_key" in r.stderr
+    assert "NEWUSER_UNSET_KEY_FOR_TEST" in r.stderr and "plano.yaml" not in r.stderr
+
+
+def test_validate_shows_warnings_alongside_errors(tmp_path):
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text(_WARN_ONLY.replace("port: 12000", "port: not-a-port"))
+    r = plano("validate", str(cfg), home=tmp_path / "home")
+    assert r.returncode == 1
+    assert "broken.yaml:3: listeners[0].port" in r.stderr
+    assert "warning: " in r.stderr and "broken.yaml:6: model_providers[0].access_key" in r.stderr
+    assert "NEWUSER_UNSET_KEY_FOR_TEST" in r.stderr and "plano.yaml" not in r.stderr
