@@ -278,7 +278,16 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def cmd_down(args) -> int:
-    return _stop_background("plano", _read_pid(), _pidfile(), args.timeout)
+    code = _stop_background("plano", _read_pid(), _pidfile(), args.timeout)
+    receiver = _trace_pid()
+    if receiver is None:
+        _trace_owner_file().unlink(missing_ok=True)
+    elif _trace_owner_file().exists():  # started by 'plano up --with-tracing': it goes with the gateway
+        _stop_trace_listener()
+    else:
+        print(f"plano trace listener (pid {receiver}) is still running (started by 'plano trace listen'); "
+              "stop it with 'plano trace down'")
+    return code
 
 
 def _stop_background(label: str, pid: int | None, pidfile: Path, timeout: float) -> int:
@@ -349,10 +358,20 @@ def cmd_trace(args) -> int:
     return _show_traces(args, target)
 
 
+def _trace_owner_file() -> Path:
+    """Present while the running trace receiver was started by ``plano up --with-tracing`` (``plano down``
+    then stops it too); a receiver started by ``plano trace listen`` is left to ``plano trace down``."""
+    return run_dir() / "trace.by-up"
+
+
 def _ensure_trace_listener(port: int) -> int:
     if _trace_pid() and _receiver_answers(port):
         return 0
-    return _start_trace_listener("127.0.0.1", port, quiet=True)
+    started_here = _trace_pid() is None
+    code = _start_trace_listener("127.0.0.1", port, quiet=True)
+    if code == 0 and started_here:
+        _trace_owner_file().write_text("plano up --with-tracing\n")
+    return code
 
 
 def _start_trace_listener(host: str, port: int, *, quiet: bool = False, wait: float = 15.0) -> int:
@@ -387,6 +406,7 @@ def _start_trace_listener(host: str, port: int, *, quiet: bool = False, wait: fl
 
 
 def _stop_trace_listener(timeout: float = 10.0) -> int:
+    _trace_owner_file().unlink(missing_ok=True)
     return _stop_background("plano trace listener", _trace_pid(), _trace_pidfile(), timeout)
 
 

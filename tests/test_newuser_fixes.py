@@ -146,3 +146,53 @@ def test_validate_shows_warnings_alongside_errors(tmp_path):
     assert "broken.yaml:3: listeners[0].port" in r.stderr
     assert "warning: " in r.stderr and "broken.yaml:6: model_providers[0].access_key" in r.stderr
     assert "NEWUSER_UNSET_KEY_FOR_TEST" in r.stderr and "plano.yaml" not in r.stderr
+
+
+# --------------------------------------------------------------------------- plano down and the trace receiver
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_down_stops_the_receiver_that_up_with_tracing_started(tmp_path):
+    port, trace_port = free_port(), free_port()
+    cfg = tmp_path / "plano.yaml"
+    cfg.write_text(yaml.safe_dump(model_config(port)))
+    home = tmp_path / "home"
+    try:
+        up = plano("up", str(cfg), "--with-tracing", "--tracing-port", str(trace_port), home=home)
+        assert up.returncode == 0, up.stderr + up.stdout
+        receiver = int((home / "run" / "trace.pid").read_text())
+        down = plano("down", home=home)
+        assert down.returncode == 0
+        assert "plano (pid" in down.stdout and "plano trace listener" in down.stdout, down.stdout
+        assert not _alive(receiver)
+        assert not (home / "run" / "trace.pid").exists()
+    finally:
+        plano("down", home=home)
+        plano("trace", "down", home=home)
+
+
+def test_down_says_when_a_separately_started_receiver_keeps_running(tmp_path):
+    port, trace_port = free_port(), free_port()
+    cfg = tmp_path / "plano.yaml"
+    cfg.write_text(yaml.safe_dump(model_config(port)))
+    home = tmp_path / "home"
+    try:
+        listen = plano("trace", "listen", "--port", str(trace_port), home=home)
+        assert listen.returncode == 0, listen.stderr
+        receiver = int((home / "run" / "trace.pid").read_text())
+        up = plano("up", str(cfg), "--with-tracing", "--tracing-port", str(trace_port), home=home)
+        assert up.returncode == 0, up.stderr + up.stdout
+        down = plano("down", home=home)
+        assert down.returncode == 0
+        assert "still running" in down.stdout and "plano trace down" in down.stdout, down.stdout
+        assert _alive(receiver)
+    finally:
+        plano("down", home=home)
+        plano("trace", "down", home=home)
