@@ -1,0 +1,1 @@
+"""State shared across worker processes and replicas (Redis), see :mod:`gateway.state.redis`."""
