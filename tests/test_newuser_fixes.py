@@ -196,3 +196,34 @@ def test_down_says_when_a_separately_started_receiver_keeps_running(tmp_path):
     finally:
         plano("down", home=home)
         plano("trace", "down", home=home)
+
+
+# --------------------------------------------------------------------------- the secret scrubber and ordinary words
+
+
+def test_startup_warning_about_an_unset_key_keeps_its_words(tmp_path):
+    from tests.support.gateway import Gateway
+    from tests.support.telemetry_checks import gateway_env
+
+    config = model_config(free_port())
+    config["model_providers"][0]["access_key"] = "$NEWUSER_UNSET_KEY_FOR_TEST"
+    with Gateway(config, tmp_path, env=gateway_env()) as gw:
+        pass
+    log = gw.log()
+    assert "access_key: environment variable 'NEWUSER_UNSET_KEY_FOR_TEST' is not set" in log, log
+    assert "[REDACTED]" not in log
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("access_key: environment variable 'K' is not set", "access_key: environment variable 'K' is not set"),
+    ("password: hunter2 and more", "password: [REDACTED] and more"),
+    ("password: letmein", "password: [REDACTED]"),
+    ("password=letmein now", "password=[REDACTED] now"),
+    ("x-api-key: abcdefgh", "x-api-key: [REDACTED]"),
+    ('{"api_key": "plain words"}', '{"api_key": [REDACTED]}'),
+    ("authorization: Bearer abcdef123 sent", "authorization: [REDACTED] sent"),
+])
+def test_scrubber_keeps_prose_and_still_scrubs_values(text, expected):
+    from gateway.telemetry.redact import redact_secrets
+
+    assert redact_secrets(text) == expected

@@ -108,7 +108,7 @@ def redact_secrets(text: str) -> str:
     for literal in _literals:
         if literal in text:
             text = text.replace(literal, REDACTED)
-    text = _KEY_VALUE_RE.sub(_keep_name, text)
+    text = _KEY_VALUE_RE.sub(_scrub_value, text)
     if "=" in text:
         text = _QUERY_RE.sub(_keep_name, text)
     return _SECRETS_RE.sub(REDACTED, text)
@@ -131,6 +131,26 @@ def redact_content(text: str, limit: int | None = 200) -> str:
 
 def _keep_name(match: re.Match) -> str:
     return match.group("name") + REDACTED
+
+
+#: An ordinary word (``environment``, ``Missing``): letters only, capitalised at most.
+_WORD_RE = re.compile(r"[A-Za-z][a-z]*")
+_PROSE_NEXT_RE = re.compile(r"[ \t]+[A-Za-z'\"(]")
+
+
+def _scrub_value(match: re.Match) -> str:
+    """``name: value`` / ``name=value``: the value is replaced, unless the "value" is prose.
+
+    In ``access_key: environment variable 'X' is not set`` the colon introduces a sentence,
+    not a credential: an ordinary word after ``name:`` that the sentence carries on from is
+    left alone (``name=value`` is always an assignment and always scrubbed).
+    """
+    name = match.group("name")
+    value = match.group("value")
+    if (name.rstrip().endswith(":") and _WORD_RE.fullmatch(value)
+            and _PROSE_NEXT_RE.match(match.string, match.end())):
+        return match.group(0)
+    return name + REDACTED
 
 
 def _card(match: re.Match) -> str:
