@@ -36,7 +36,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
 
@@ -387,89 +386,52 @@ class TTLStore:
 
 
 class RedisStore:
-    """A shared ``key -> JSON state`` store on Redis (``redis://[:password@]host:port/db``).
+    """A shared ``key -> JSON state`` store on Redis (``redis://[:password@]host:port/db``,
+    ``rediss://`` for TLS, ``unix://``), so several filter replicas can share PII mappings
+    without sticky routing.
 
-    A minimal asyncio RESP2 client (GET / SET PX) with a small connection pool, so several
-    filter replicas can share PII mappings without sticky routing.
+    Built on ``redis.asyncio`` with a bounded connection pool. The client is created on
+    first use inside the running event loop (a filter process forks workers and starts its
+    loop after the store is built) and again if the loop changes.
     """
 
-    def __init__(self, url: str, ttl: float = 600.0, prefix: str = "plano:filters:", pool: int = 8) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", ""):
-            raise ValueError(f"unsupported redis URL scheme {parts.scheme!r} (use redis://)")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
-        self.password = unquote(parts.password) if parts.password else None
-        self.username = unquote(parts.username) if parts.username else None
-        self.db = int(parts.path.strip("/") or 0)
+    _SCHEMES = ("redis", "rediss", "unix")
+
+    def __init__(self, url: str, ttl: float = 600.0, prefix: str = "plano:filters:", pool: int = 8,
+                 timeout: float = 5.0) -> None:
+        if "://" not in url:
+            url = "redis://" + url
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in self._SCHEMES:
+            raise ValueError(f"unsupported redis URL scheme {scheme!r} (use redis://, rediss:// or unix://)")
+        from redis.asyncio.connection import parse_url
+
+        parse_url(url)  # a malformed URL fails here, at start-up
+        self.url = url
         self.ttl = ttl
         self.prefix = prefix
-        self._free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.timeout = timeout
         self._pool = pool
+        self._client = None
+        self._loop = None
 
-    async def _connect(self):
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        conn = (reader, writer)
-        if self.password:
-            auth = ["AUTH", self.username, self.password] if self.username else ["AUTH", self.password]
-            await self._roundtrip(conn, auth)
-        if self.db:
-            await self._roundtrip(conn, ["SELECT", str(self.db)])
-        return conn
+    def _redis(self):
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            import redis.asyncio as aioredis
 
-    async def _command(self, *args: str | bytes) -> Any:
-        conn = self._free.pop() if self._free else await self._connect()
-        try:
-            reply = await self._roundtrip(conn, list(args))
-        except BaseException:
-            conn[1].close()
-            raise
-        if len(self._free) < self._pool:
-            self._free.append(conn)
-        else:
-            conn[1].close()
-        return reply
-
-    @staticmethod
-    async def _roundtrip(conn, args: list) -> Any:
-        reader, writer = conn
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        writer.write(b"".join(out))
-        await writer.drain()
-        return await RedisStore._read(reader)
-
-    @staticmethod
-    async def _read(reader: asyncio.StreamReader) -> Any:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("redis closed the connection")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RuntimeError(f"redis error: {rest.decode(errors='replace')}")
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = await reader.readexactly(n + 2)
-            return data[:-2]
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [await RedisStore._read(reader) for _ in range(n)]
-        raise RuntimeError(f"unexpected redis reply {line!r}")
+            self._client = aioredis.Redis.from_url(self.url, max_connections=self._pool,
+                                                   socket_timeout=self.timeout,
+                                                   socket_connect_timeout=self.timeout)
+            self._loop = loop
+        return self._client
 
     async def aget(self, key: str) -> Any:
-        raw = await self._command("GET", self.prefix + key)
+        raw = await self._redis().get(self.prefix + key)
         return None if raw is None else orjson.loads(raw)
 
     async def aput(self, key: str, value: Any) -> None:
-        await self._command("SET", self.prefix + key, orjson.dumps(value), "PX", str(int(self.ttl * 1000)))
+        await self._redis().set(self.prefix + key, orjson.dumps(value), px=max(1, int(self.ttl * 1000)))
 
     def get(self, key: str) -> Any:  # pragma: no cover - the sync path is for the in-memory store
         raise RuntimeError("RedisStore is async-only; call the filter's acall()")
@@ -477,8 +439,9 @@ class RedisStore:
     put = get
 
     async def close(self) -> None:
-        while self._free:
-            self._free.pop()[1].close()
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
 
 
 # --------------------------------------------------------------------------- server-sent events

@@ -607,3 +607,25 @@ def test_memory_and_state_without_url():
         SharedRedis("http://nope")
     assert isinstance(RateLimits.from_config(config("requests_per_minute: 1")).backend, MemoryWindows)
     assert Rule("k", 3, "day", "d").window_ms == 86_400_000
+
+
+# =========================================================================== filters' RedisStore on redis.asyncio
+
+
+def test_filters_redis_store_round_trip_and_ttl(shared):
+    from filters.common import RedisStore
+
+    url, prefix = shared
+    with pytest.raises(ValueError):
+        RedisStore("http://127.0.0.1:6379")
+
+    async def scenario():
+        store = RedisStore(url, ttl=30, prefix=prefix + "pii:")
+        assert await store.aget("rid-1") is None
+        await store.aput("rid-1", {"map": {"<EMAIL_1>": "a@b.c"}})
+        assert await store.aget("rid-1") == {"map": {"<EMAIL_1>": "a@b.c"}}
+        ttl = await store._redis().pttl(prefix + "pii:rid-1")
+        assert 0 < ttl <= 30_000
+        await store.close()
+
+    run(scenario())
