@@ -227,3 +227,30 @@ def test_scrubber_keeps_prose_and_still_scrubs_values(text, expected):
     from gateway.telemetry.redact import redact_secrets
 
     assert redact_secrets(text) == expected
+
+
+# --------------------------------------------------------------------------- agent SSE headers
+
+
+def test_agent_listener_sse_sends_cache_control_once(tmp_path, llm):
+    import httpx
+
+    from tests.support.gateway import Gateway
+    from tests.support.mock_llm import Reply
+    from tests.support.telemetry_checks import gateway_env
+
+    port = free_port()
+    config = {
+        "version": "v0.4.0",
+        "agents": [{"id": "agent", "url": llm.url}],
+        "listeners": [{"type": "agent", "name": "travel", "port": port, "address": "127.0.0.1",
+                       "agents": [{"id": "agent", "description": "answers"}]}],
+    }
+    llm.enqueue(Reply("sse", tokens=["a", "b"], headers={"Cache-Control": "no-cache"}))
+    with Gateway(config, tmp_path, env=gateway_env()):
+        with httpx.Client(timeout=10) as client:
+            with client.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions",
+                               json={"messages": [{"role": "user", "content": "hi"}], "stream": True}) as resp:
+                body = resp.read()
+    assert resp.status_code == 200 and b"data: [DONE]" in body
+    assert resp.headers.get_list("cache-control") == ["no-cache"]

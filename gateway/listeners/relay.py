@@ -149,7 +149,8 @@ def client_headers(resp, content_type: tuple[bytes, bytes], rid: str) -> list[tu
     """Response headers for the client: the upstream's worth keeping, our content type and request id."""
     out = response_headers(resp.headers, keep_type=False)
     out.append(content_type)
-    if content_type is SSE_CT:
+    if content_type is SSE_CT:  # ours replaces the upstream's (agents commonly send one too)
+        out = [h for h in out if h[0] != b"cache-control"]
         out.append((b"cache-control", b"no-cache"))
     out.append((b"x-request-id", rid.encode()))
     return out
