@@ -101,6 +101,8 @@ def test_requests_per_minute_admits_exactly_n_then_429_with_headers():
     err = refused.error()
     assert err.status == 429 and err.code == "rate_limit_exceeded"
     assert orjson.loads(err.openai_body())["error"]["type"] == "rate_limit_error"
+    if hasattr(err, "headers"):
+        assert dict(err.headers)[b"retry-after"] == headers[b"retry-after"]
 
 
 def test_admitted_verdict_reports_remaining_and_reset():

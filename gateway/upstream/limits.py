@@ -71,9 +71,14 @@ log = logging.getLogger("plano.ratelimit")
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
+_HASHER = hashlib.blake2b(digest_size=12, person=b"plano-ratelimit")
+
+
 def _hash(value: bytes) -> str:
-    """A short keyed digest for bucket keys (header values, API keys): never the raw value."""
-    return hashlib.blake2b(value, digest_size=12, person=b"plano-ratelimit").hexdigest()
+    """A short personalised digest for bucket keys (header values, API keys): never the raw value."""
+    h = _HASHER.copy()
+    h.update(value)
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -111,10 +116,14 @@ class Verdict:
         return out
 
     def error(self):
-        """The :class:`~gateway.listeners.errors.GatewayError` (429, OpenAI envelope) to answer with."""
+        """The :class:`~gateway.listeners.errors.GatewayError` (429, OpenAI envelope) to answer with,
+        carrying :meth:`headers` (``retry-after`` and ``x-ratelimit-*``)."""
         from gateway.listeners.errors import GatewayError
 
-        return GatewayError(429, self.message, code=self.code)
+        try:
+            return GatewayError(429, self.message, code=self.code, headers=tuple(self.headers()))
+        except TypeError:  # a GatewayError without extra response headers
+            return GatewayError(429, self.message, code=self.code)
 
     def __repr__(self) -> str:
         return (f"Verdict(allowed={self.allowed}, limit={self.limit}, remaining={self.remaining}, "
@@ -199,9 +208,8 @@ def _verdict(rules: list[Rule], states: list[tuple[int, int]], now_ms: int, cost
                    "token_rate_limit_exceeded" if what == "tokens" else "rate_limit_exceeded")
 
 
-def _open(rules: list[Rule]) -> Verdict:
-    """Admitted without counting (shared state unreachable): no headers."""
-    return Verdict(True, None, None, None)
+#: Admitted without counting (shared state unreachable): no headers.
+_OPEN = Verdict(True, None, None, None)
 
 
 # --------------------------------------------------------------------------- backends
@@ -217,10 +225,13 @@ class MemoryWindows:
         self.buckets: dict[str, list[int]] = {}
         self.clock = clock
 
-    async def hit(self, rules: list[Rule], keys: list[str], cost: int, what: str) -> Verdict:
-        return self.hit_now(rules, keys, cost, what)
+    async def hit(self, rules: list[Rule], keys: list[str], cost: int, what: str,
+                  want: bool = True) -> Verdict | None:
+        return self.hit_now(rules, keys, cost, what, want)
 
-    def hit_now(self, rules: list[Rule], keys: list[str], cost: int, what: str) -> Verdict:
+    def hit_now(self, rules: list[Rule], keys: list[str], cost: int, what: str,
+                want: bool = True) -> Verdict | None:
+        """Count ``cost`` against every bucket, or refuse; None when admitted and ``want`` is False."""
         now = int(self.clock() * 1000)
         buckets = self.buckets
         states = []
@@ -246,6 +257,8 @@ class MemoryWindows:
                 states[i] = (entry[1], entry[2])
             if len(buckets) > self.MAX_BUCKETS:
                 self._sweep(now)
+            if not want:
+                return None
         return _verdict(rules, states, now, cost, allowed, what)
 
     async def add(self, rules: list[Rule], keys: list[str], delta: int) -> None:
@@ -322,10 +335,11 @@ class RedisWindows:
         self.script = redis.register_script(_LUA)
         self._pending: set[asyncio.Task] = set()
 
-    async def hit(self, rules: list[Rule], keys: list[str], cost: int, what: str) -> Verdict:
+    async def hit(self, rules: list[Rule], keys: list[str], cost: int, what: str,
+                  want: bool = True) -> Verdict | None:
         redis = self.redis
         if not redis.available:
-            return _open(rules)
+            return _OPEN if want else None
         args: list = [cost, 0]
         for rule in rules:
             args.append(rule.limit)
@@ -335,8 +349,10 @@ class RedisWindows:
             out = await self.script([prefix + k for k in keys], args)
         except Exception as exc:  # fail open: a rate limiter must never turn into an outage
             redis.failed("rate-limit check", exc)
-            return _open(rules)
+            return _OPEN if want else None
         redis.succeeded()
+        if out[1] == 1 and not want:
+            return None
         states = [(int(out[i]), int(out[i + 1])) for i in range(2, len(out), 2)]
         return _verdict(rules, states, int(out[0]), cost, out[1] == 1, what)
 
@@ -377,23 +393,30 @@ _LISTENER, _API_KEY, _HEADER = 0, 1, 2
 class ListenerLimits:
     """The request limits of one listener. ``await admit(headers)`` -> :class:`Verdict` (429) or None."""
 
-    __slots__ = ("_fixed_keys", "_kinds", "_needs_headers", "backend", "listener", "rules")
+    __slots__ = ("_fixed_keys", "_kinds", "_needed", "backend", "listener", "rules")
 
     def __init__(self, listener: str, rules: list[tuple[Rule, int, bytes | None]], backend) -> None:
         self.listener = listener
         self.backend = backend
         self.rules = [r for r, _, _ in rules]
         self._kinds = [(kind, header) for _, kind, header in rules]
-        self._needs_headers = any(kind != _LISTENER for kind, _ in self._kinds)
-        self._fixed_keys = None if self._needs_headers else [r.key for r in self.rules]
+        needed: set[bytes] = set()
+        for kind, header in self._kinds:
+            if kind == _API_KEY:
+                needed.update((b"authorization", b"x-api-key"))
+            elif kind == _HEADER:
+                needed.add(header)
+        self._needed = frozenset(needed)
+        self._fixed_keys = None if needed else [r.key for r in self.rules]
 
     def keys(self, headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
         """The bucket of each rule for a request with these (lower-case, ASGI) headers."""
         if self._fixed_keys is not None:
             return self._fixed_keys
         found: dict[bytes, bytes] = {}
+        needed = self._needed
         for k, v in headers:
-            if k not in found:
+            if k in needed and k not in found:
                 found[k] = v
         out = []
         for rule, (kind, header) in zip(self.rules, self._kinds):
@@ -409,12 +432,12 @@ class ListenerLimits:
 
     async def check(self, headers: Iterable[tuple[bytes, bytes]]) -> Verdict:
         """Count the request against every limit; the verdict either way (its headers for admitted responses)."""
-        return await self.backend.hit(self.rules, self.keys(headers), 1, "requests")
+        return await self.backend.hit(self.rules, self.keys(headers), 1, "requests", True)
 
     async def admit(self, headers: Iterable[tuple[bytes, bytes]]) -> Verdict | None:
         """Count the request; a refusal :class:`Verdict` (429), or None when admitted."""
-        verdict = await self.backend.hit(self.rules, self.keys(headers), 1, "requests")
-        return None if verdict.allowed else verdict
+        verdict = await self.backend.hit(self.rules, self.keys(headers), 1, "requests", False)
+        return verdict if verdict is not None and not verdict.allowed else None
 
 
 def _credential(found: dict[bytes, bytes]) -> bytes | None:
