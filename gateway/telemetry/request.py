@@ -49,6 +49,7 @@ class RequestContext:
         "bytes_in",
         "bytes_out",
         "custom",
+        "failure",
         "handler",
         "kind",
         "listener",
@@ -82,6 +83,7 @@ class RequestContext:
         self.model: str | None = None
         self.agents = None
         self.custom: dict | None = None
+        self.failure: str | None = None  # what went wrong after the status was sent (a stream that broke)
         self._lm = None
         self._finished = False
         self._child_default = NOOP_SPAN
@@ -205,6 +207,8 @@ class RequestContext:
         duration = _perf() - self.started
         if status is None:
             status = self.status
+        if error is None:
+            error = self.failure
         if bytes_in is not None:
             self.bytes_in = bytes_in
         if bytes_out is not None:
@@ -294,6 +298,8 @@ class LLMCall:
                 ctx.status = status
             if response_bytes and not ctx.bytes_out:
                 ctx.bytes_out = response_bytes
+            if error and ctx.failure is None:  # e.g. the stream broke after a 200 went out
+                ctx.failure = error
         if completion is not None and usage is None:
             usage = completion.get("usage")
         if usage is not None and type(usage) is not genai.Usage:
@@ -351,6 +357,8 @@ class AgentCall:
         seconds = _perf() - self.started
         if outcome is None:
             outcome = "ok" if status is not None and status < 400 and not error else "error"
+        if error and self.ctx.failure is None:  # an agent's failure is the request's (e.g. its stream broke)
+            self.ctx.failure = error
         tel = self.ctx.tel
         if tel.metrics is not None:
             series = tel.metrics.agent(self.ctx.listener, self.agent_id)
