@@ -167,18 +167,23 @@ def _run_worker(config, sockets, drain_timeout: float) -> int:
     import uvicorn
 
     from gateway.server.app import GatewayApp
+    from gateway.server.protocol import protocol_for
 
+    listeners = served_listeners(config)
+    # httptools plus per-listener read timeout (408), keep-alive idle limit and connection cap;
+    # raises here, at start-up, if this uvicorn lacks a hook it relies on.
+    http_protocol = protocol_for(listeners)
     app = GatewayApp(config)
     tune_gc()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             loop="uvloop" if _has_uvloop() else "asyncio",
-            http="httptools",
+            http=http_protocol,
             lifespan="on",
             access_log=False,
             log_config=None,
-            timeout_keep_alive=75,
+            timeout_keep_alive=min(l.keepalive_timeout for l in listeners),  # each connection uses its listener's
             timeout_graceful_shutdown=drain_timeout,
             backlog=2048,
             server_header=False,
