@@ -441,3 +441,27 @@ def test_access_log_counts_the_bytes_of_an_error_the_gateway_sent(access_gw, cas
     line = _access_line(log, rid)
     assert line["status"] == resp.status_code and line.get("error")
     assert line["bytes_out"] == len(resp.content)
+
+
+# --------------------------------------------------------------------------- the demo's curl examples
+
+
+def test_demo_curl_examples_survive_a_real_shell():
+    """Every printed command, pasted into bash, posts the JSON body it means (the demo question has an apostrophe)."""
+    import json
+
+    from examples import run_demo
+
+    text = run_demo.banner()
+    commands = [c for _, c in run_demo.examples()]
+    assert len(commands) == 5 and all(c.replace("\n", "\n  ") in text for c in commands)
+    shim = 'curl() { while [ $# -gt 0 ]; do if [ "$1" = -d ]; then printf "%s" "$2"; fi; shift; done; }\n'
+    bodies = []
+    for command in commands:
+        out = subprocess.run(["bash", "-c", shim + command], capture_output=True, text=True, timeout=10)
+        assert out.returncode == 0, out.stderr
+        bodies.append(json.loads(out.stdout))
+    assert bodies[0] == {"messages": [{"role": "user", "content": run_demo.QUESTION}]}
+    assert "'" in run_demo.QUESTION
+    assert bodies[3]["messages"][0]["content"] == run_demo.INJECTION
+    assert bodies[4] == {"model": "demo", "messages": [{"role": "user", "content": f"my key is {run_demo.SECRET}"}]}
