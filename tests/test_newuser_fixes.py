@@ -465,3 +465,38 @@ def test_demo_curl_examples_survive_a_real_shell():
     assert "'" in run_demo.QUESTION
     assert bodies[3]["messages"][0]["content"] == run_demo.INJECTION
     assert bodies[4] == {"model": "demo", "messages": [{"role": "user", "content": f"my key is {run_demo.SECRET}"}]}
+
+
+# --------------------------------------------------------------------------- the schema generator's command line
+
+
+def _schema_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "gateway.config.jsonschema", *args], cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_schema_generator_help_writes_nothing():
+    from gateway.config.jsonschema import SCHEMA_PATH
+
+    before = (SCHEMA_PATH.read_bytes(), SCHEMA_PATH.stat().st_mtime_ns) if SCHEMA_PATH.exists() else None
+    r = _schema_cli("--help")
+    assert r.returncode == 0 and "usage:" in r.stdout and "--check" in r.stdout
+    assert "wrote" not in r.stdout
+    bad = _schema_cli("--no-such-option")
+    assert bad.returncode == 2 and "unrecognized arguments" in bad.stderr
+    after = (SCHEMA_PATH.read_bytes(), SCHEMA_PATH.stat().st_mtime_ns) if SCHEMA_PATH.exists() else None
+    assert after == before
+
+
+def test_schema_generator_output_check_and_stdout(tmp_path):
+    import json
+
+    from gateway.config.jsonschema import render_schema
+
+    out = tmp_path / "schema.json"
+    assert _schema_cli("--check", "--output", str(out)).returncode == 1 and not out.exists()
+    r = _schema_cli("--output", str(out))
+    assert r.returncode == 0 and out.read_text() == render_schema()
+    assert _schema_cli("--check", "--output", str(out)).returncode == 0
+    printed = _schema_cli("--stdout")
+    assert printed.returncode == 0 and json.loads(printed.stdout)["title"] == "plano configuration"

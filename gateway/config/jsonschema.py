@@ -5,10 +5,12 @@ object form.  Regenerate with::
 
     python -m gateway.config.jsonschema            # rewrite config/plano.schema.json
     python -m gateway.config.jsonschema --check    # exit 1 if the file is stale
+    python -m gateway.config.jsonschema --stdout   # print it instead
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -52,17 +54,31 @@ def render_schema() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.config.jsonschema",
+        description="Generate the JSON Schema of plano.yaml (for editors) from the config models.",
+    )
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the schema file is out of date")
+    parser.add_argument("--output", "-o", type=Path, default=SCHEMA_PATH, metavar="FILE",
+                        help=f"schema file to write or check (default: {SCHEMA_PATH})")
+    parser.add_argument("--stdout", action="store_true", help="print the schema instead of writing a file")
+    args = parser.parse_args(argv)
     text = render_schema()
-    if "--check" in args:
-        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-        if current != text:
-            print(f"{SCHEMA_PATH} is out of date; run python -m gateway.config.jsonschema", file=sys.stderr)
-            return 1
+    if args.stdout:
+        sys.stdout.write(text)
         return 0
-    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    path: Path = args.output
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            print(f"{path} is out of date; run python -m gateway.config.jsonschema", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
     return 0
 
 
