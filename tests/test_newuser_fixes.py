@@ -500,3 +500,19 @@ def test_schema_generator_output_check_and_stdout(tmp_path):
     assert _schema_cli("--check", "--output", str(out)).returncode == 0
     printed = _schema_cli("--stdout")
     assert printed.returncode == 0 and json.loads(printed.stdout)["title"] == "plano configuration"
+
+
+# --------------------------------------------------------------------------- packaging metadata
+
+
+def test_license_is_an_spdx_string_with_a_setuptools_that_reads_it():
+    """A ``license = {text = ...}`` table makes setuptools print a deprecation warning on every install."""
+    import re
+    import tomllib
+
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert data["project"]["license"] == "Apache-2.0"
+    setuptools_req = next(r for r in data["build-system"]["requires"] if r.startswith("setuptools"))
+    minimum = re.search(r">=\s*(\d+)", setuptools_req)
+    assert minimum and int(minimum.group(1)) >= 77, setuptools_req  # SPDX strings need setuptools 77+
+    assert not any(c.startswith("License ::") for c in data["project"].get("classifiers", []))
