@@ -516,3 +516,25 @@ def test_license_is_an_spdx_string_with_a_setuptools_that_reads_it():
     minimum = re.search(r">=\s*(\d+)", setuptools_req)
     assert minimum and int(minimum.group(1)) >= 77, setuptools_req  # SPDX strings need setuptools 77+
     assert not any(c.startswith("License ::") for c in data["project"].get("classifiers", []))
+
+
+# --------------------------------------------------------------------------- the README's Python example
+
+
+def test_readme_python_example_uses_a_model_the_shipped_config_serves():
+    import re
+
+    from gateway.config import load_config
+    from gateway.llm.resolver import ModelResolver
+
+    readme = (REPO / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "base_url=" in b)
+    port = int(re.search(r"base_url=\"http://127\.0\.0\.1:(\d+)/v1\"", block).group(1))
+    models = re.findall(r"\bmodel=\"([^\"]+)\"", block)
+    assert models, block
+    config = load_config(REPO / "plano.yaml", env={})
+    assert any(l.type == "model" and l.port == port for l in config.listeners), "example points at no model listener"
+    resolver = ModelResolver(config.model_providers or [], config.model_aliases or {}, default_timeout=None)
+    for model in models:
+        target = resolver.resolve(model)  # raises (404 model_not_found) for a model plano.yaml does not serve
+        assert target.missing_key_env is None, f"{model} needs an API key the offline demo does not have"
