@@ -10,7 +10,9 @@ event loop for the GIL (waking it per request cost ~10% throughput in a wrk run)
 
 Line fields: ``time`` (UTC, ms), ``type`` ("access"), ``listener``, ``method``, ``path``,
 ``status``, ``duration_ms``, ``upstream``, ``model``, ``agents``, ``request_id``,
-``trace_id``, ``bytes_in``, ``bytes_out`` (and ``error`` when the request failed).
+``trace_id``, ``bytes_in``, ``bytes_out`` (and ``error`` when the request failed, including a
+stream that broke after its 200 went out: ``status`` is what the client was sent, ``error`` says
+how it ended).
 Client-controlled strings (path, model) go through the secret scrubber.
 """
 
