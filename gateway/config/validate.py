@@ -850,6 +850,41 @@ def _rules_listeners(ctx: _Context, cfg: PlanoConfig) -> None:
         )
 
 
+#: Sections plano accepts (Plano compatibility) but does not act on yet, and what will act on them.
+_NOT_YET = {
+    "state_storage": "Responses API state arrives with /v1/responses",
+    "routing_preferences": "preference-based model routing is not implemented yet",
+    "model_metrics_sources": "cost/latency sources are used only by preference routing, not implemented yet",
+}
+
+
+def _rules_inert(ctx: _Context, cfg: PlanoConfig, idx) -> None:
+    """No silent config: a section that validates but changes nothing is said at start-up."""
+    for key, why in _NOT_YET.items():
+        if getattr(cfg, key, None):
+            ctx.warn((key,), f"'{key}' is accepted but has no effect in this version of plano ({why})")
+    if cfg.prompt_caching.enabled:
+        ctx.warn(("prompt_caching",), "'prompt_caching' is accepted but has no effect in this version of plano")
+    if cfg.tracing is not None and cfg.tracing.exporters:
+        ctx.warn(("tracing", "exporters"), "PostHog exporters are accepted but not implemented; spans go to OTLP only")
+    if idx is not None:
+        for i, p in enumerate(cfg.model_providers):
+            for k, name in enumerate(p.fallback_models or ()):
+                if not (idx.defined(name) or name in cfg.model_aliases):
+                    ctx.warn(("model_providers", i, "fallback_models", k),
+                             f"fallback model '{name}' is not a configured model or alias; it is skipped")
+        for alias, a in cfg.model_aliases.items():
+            for k, name in enumerate(a.fallbacks or ()):
+                if not (idx.defined(name) or name in cfg.model_aliases):
+                    ctx.warn(("model_aliases", alias, "fallbacks", k),
+                             f"fallback model '{name}' is not a configured model or alias; it is skipped")
+    state = cfg.state
+    if state is not None and state.redis_url:
+        problem = _check_url(state.redis_url, ("redis", "rediss", "unix"))
+        if problem:
+            ctx.error(("state", "redis_url"), f"invalid redis url: {problem}")
+
+
 def _rules_misc(ctx: _Context, cfg: PlanoConfig) -> None:
     # endpoints
     name_re = _ENDPOINT_NAME
@@ -941,6 +976,7 @@ def build_config(loaded: LoadedYaml, source: str, base_dir: Path | None = None) 
     _rules_agents(ctx, cfg)
     _rules_listeners(ctx, cfg)
     _rules_misc(ctx, cfg)
+    _rules_inert(ctx, cfg, idx)
 
     if ctx.errors:
         raise ConfigError(_sorted(ctx.errors), _sorted(ctx.warnings), source)

@@ -13,28 +13,36 @@ import orjson
 
 from gateway.filters.outcome import FilterBlocked, FilterFailed
 from gateway.filters.spec import FilterSpec
-from gateway.upstream import Upstream, UpstreamError, timeout_policy
+from gateway.upstream import SINGLE, CallPolicy, Pool, Upstream, UpstreamError, timeout_policy
 
 MAX_MESSAGE = 500
 
 
 class HttpFilter:
-    __slots__ = ("base", "policy", "spec", "target", "upstream")
+    __slots__ = ("base", "policy", "pool", "retry", "spec", "target", "upstream")
 
-    def __init__(self, spec: FilterSpec, upstream: Upstream) -> None:
+    def __init__(self, spec: FilterSpec, upstream: Upstream, pool: Pool | None = None,
+                 retry: CallPolicy = SINGLE) -> None:
         self.spec = spec
         self.upstream = upstream
         self.base = spec.url.rstrip("/")
         self.policy = _policy(spec.timeout)
         self.target = f"filter '{spec.id}'"
+        self.pool = pool or Pool(f"filter:{spec.id}", [self.base])
+        self.retry = retry
+
+    @property
+    def endpoint(self) -> str:
+        """The base its pool calls (the API path is appended per call)."""
+        return self.base
 
     async def call(self, payload: dict, path: str, headers: dict[str, str],
                    limit: float | None = None) -> tuple[dict, int]:
         """The new payload and the filter's status; raises FilterBlocked / FilterFailed."""
         policy = self.policy if limit is None or limit >= self.spec.timeout else _policy(limit)
         try:
-            async with self.upstream.open("POST", self.base + path, headers=headers, body=orjson.dumps(payload),
-                                          timeout=policy, target=self.target) as resp:
+            async with self.upstream.call(self.pool, None, path=path, headers=headers, body=orjson.dumps(payload),
+                                          timeout=policy, policy=self.retry, target=self.target) as resp:
                 status = resp.status
                 data = await resp.read()
         except UpstreamError as err:
@@ -57,6 +65,9 @@ def transport_failure(err: UpstreamError, timeout: float | None) -> FilterFailed
         return FilterFailed("timeout", f"did not answer within {timeout:g}s" if timeout else "timed out")
     if err.kind == "connect":
         return FilterFailed("connect", "could not be reached")
+    if err.kind in ("open", "overloaded"):
+        return FilterFailed("connect", "is unavailable (circuit breaker open)" if err.kind == "open"
+                            else "is at its concurrency limit")
     return FilterFailed("broken", "broke the connection mid-answer")
 
 

@@ -36,7 +36,7 @@ from gateway.filters.http import filter_message, transport_failure
 from gateway.filters.outcome import FilterBlocked, FilterFailed
 from gateway.filters.spec import FilterSpec
 from gateway.listeners.sse import EventAligner, event_data, split_events
-from gateway.upstream import Upstream, UpstreamError, timeout_policy
+from gateway.upstream import SINGLE, Pool, Upstream, UpstreamError, timeout_policy
 
 log = logging.getLogger("plano.filters")
 
@@ -70,7 +70,8 @@ class _SessionLost(Exception):
 
 
 class McpFilter:
-    __slots__ = ("_ids", "_lock", "_session", "initializations", "policy", "spec", "target", "upstream", "url")
+    __slots__ = ("_ids", "_lock", "_session", "initializations", "policy", "pool", "retry", "spec", "target",
+                 "upstream", "url")
 
     def __init__(self, spec: FilterSpec, upstream: Upstream) -> None:
         self.spec = spec
@@ -79,10 +80,17 @@ class McpFilter:
         # The filter's timeout bounds the whole exchange (asyncio.timeout below); per HTTP call only connect.
         self.policy = timeout_policy(None, min(5.0, spec.timeout))
         self.target = f"filter '{spec.id}'"
+        self.pool = Pool(f"filter:{spec.id}", [self.url])  # replaced by the registry's shared pool
+        self.retry = SINGLE
         self.initializations = 0
         self._session: _Session | None = None
         self._lock = asyncio.Lock()
         self._ids = itertools.count(1)
+
+    @property
+    def endpoint(self) -> str:
+        """The MCP endpoint its pool calls."""
+        return self.url
 
     async def call(self, payload: dict, path: str, headers: dict[str, str],
                    limit: float | None = None) -> tuple[dict, int]:
@@ -148,8 +156,8 @@ class McpFilter:
                     session_id: str | None = None) -> tuple[str | None, dict | None]:
         """POST one JSON-RPC message; (the session id the server gave, the response with our id or None)."""
         try:
-            async with self.upstream.open("POST", self.url, headers=headers, body=orjson.dumps(message),
-                                          timeout=self.policy, target=self.target) as resp:
+            async with self.upstream.call(self.pool, None, headers=headers, body=orjson.dumps(message),
+                                          timeout=self.policy, policy=self.retry, target=self.target) as resp:
                 status = resp.status
                 if status >= 300:
                     data = await resp.read()
@@ -169,7 +177,7 @@ async def _read_reply(resp, request_id) -> dict:
     """The JSON-RPC response to ``request_id`` from a JSON or an SSE answer."""
     if "text/event-stream" in resp.headers.get("content-type", ""):
         aligner = EventAligner()
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             ready = aligner.feed(chunk)
             if ready:
                 for block in split_events(ready):

@@ -66,7 +66,7 @@ async def relay_stream_filtered(send: Send, resp, rid: str, chain: FilterChain, 
     await send({"type": "http.response.start", "status": resp.status, "headers": client_headers(resp, SSE_CT, rid)})
     aligner = EventAligner()
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             ready = aligner.feed(chunk)
             if ready:
                 if call is not None:

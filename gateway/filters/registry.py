@@ -10,14 +10,17 @@ from gateway.filters.chain import ChainEntry, FilterChain
 from gateway.filters.http import HttpFilter
 from gateway.filters.mcp import McpFilter
 from gateway.filters.spec import FilterSpec, filter_spec
-from gateway.upstream import Upstream
+from gateway.upstream import PoolRegistry, Upstream, resolve_policy
 
 
 class FilterRegistry:
-    def __init__(self, config, upstream: Upstream) -> None:
+    def __init__(self, config, upstream: Upstream, pools: PoolRegistry | None = None) -> None:
         self.upstream = upstream
-        self.specs: dict[str, FilterSpec] = {a.id: filter_spec(a) for a in getattr(config, "agents", None) or []}
-        self.specs.update({f.id: filter_spec(f) for f in getattr(config, "filters", None) or []})
+        self.pools = pools if pools is not None else PoolRegistry(config)
+        self.entries = {a.id: a for a in getattr(config, "agents", None) or []}
+        self.entries.update({f.id: f for f in getattr(config, "filters", None) or []})
+        self.specs: dict[str, FilterSpec] = {i: filter_spec(e) for i, e in self.entries.items()}
+        self._global_retry = getattr(getattr(config, "overrides", None), "retry", None)
         self.clients: dict[str, HttpFilter | McpFilter] = {}
 
     def chain(self, ids: list[str] | None, stage: str) -> FilterChain | None:
@@ -32,6 +35,12 @@ class FilterRegistry:
             spec = self.specs.get(filter_id)
             if spec is None:
                 raise ValueError(f"filter '{filter_id}' is not defined in filters or agents")
-            client = HttpFilter(spec, self.upstream) if spec.kind == "http" else McpFilter(spec, self.upstream)
+            entry = self.entries[filter_id]
+            cls = HttpFilter if spec.kind == "http" else McpFilter
+            client = cls(spec, self.upstream)
+            # Filters transform payloads without side effects: idempotent by default.
+            client.pool = self.pools.filter(entry, client.endpoint)
+            client.retry = resolve_policy(getattr(entry, "retry", None) if entry.__class__.__name__ == "Filter"
+                                          else None, self._global_retry, idempotent=True)
             self.clients[filter_id] = client
         return client

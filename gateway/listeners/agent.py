@@ -37,7 +37,9 @@ from gateway.listeners.relay import relay_json, relay_stream
 from gateway.llm.resolver import ModelResolver
 from gateway.orchestration.chain import (
     Deadline,
+    agent_call,
     agent_endpoint,
+    agent_upstream_error,
     agent_failed,
     collect_answer,
     filter_answer,
@@ -46,7 +48,7 @@ from gateway.orchestration.chain import (
 )
 from gateway.routing.selector import AgentSelector
 from gateway.telemetry import Telemetry
-from gateway.upstream import Upstream, UpstreamError, forward_headers
+from gateway.upstream import PoolRegistry, Upstream, UpstreamError, forward_headers
 
 log = logging.getLogger("plano.agent")
 
@@ -57,20 +59,26 @@ class AgentListener:
     """ASGI app for one ``type: agent`` listener."""
 
     def __init__(self, config, listener, upstream: Upstream, resolver: ModelResolver | None = None,
-                 filters: FilterRegistry | None = None, telemetry: Telemetry | None = None) -> None:
+                 filters: FilterRegistry | None = None, telemetry: Telemetry | None = None,
+                 pools: PoolRegistry | None = None, limits=None) -> None:
         self.name = listener.name
         self.tel = telemetry or Telemetry(None, metrics=False)
         self.timeout = listener.timeout
         self.max_body = listener.max_body_bytes or 10 * 1024 * 1024
         self.upstream = upstream
+        self.limits = limits.for_listener(self.name) if limits is not None else None  # request limits
         if resolver is None:
             resolver = ModelResolver(config.model_providers or [], config.model_aliases or {}, default_timeout=None)
         self.selector = AgentSelector(listener, config, resolver, upstream)
+        if pools is None:
+            pools = filters.pools if filters is not None else PoolRegistry(config)
         if filters is None:
-            filters = FilterRegistry(config, upstream)
+            filters = FilterRegistry(config, upstream, pools)
+        retry_defaults = (getattr(listener, "retry", None), getattr(getattr(config, "overrides", None), "retry", None))
         self.endpoints = {
             a.id: agent_endpoint(config.agent_by_id(a.id), filters.chain(a.input_filters, "input"),
-                                 filters.chain(a.output_filters, "output"))
+                                 filters.chain(a.output_filters, "output"), pools=pools,
+                                 retry_defaults=retry_defaults)
             for a in listener.agents or []
         }
         self._models_body = orjson.dumps({"object": "list", "data": [
@@ -101,6 +109,10 @@ class AgentListener:
             body = await read_body(scope, receive, self.max_body)
             size = len(body)
             request = parse_chat_request(body)
+            if self.limits is not None:
+                verdict = await self.limits.admit(scope["headers"])
+                if verdict is not None:
+                    raise verdict.error()
             deadline = Deadline(self.timeout)
             headers = self._agent_headers(scope, rid)
             with ctx.routing() as routing:
@@ -125,7 +137,8 @@ class AgentListener:
                                                              deadline, rid)
                     else:
                         payload = orjson.dumps({**request, "messages": messages})
-                        answer = await collect_answer(self.upstream, agent, payload, agent_headers, deadline)
+                        answer = await collect_answer(self.upstream, agent, payload, agent_headers, deadline,
+                                                      _attempt_spans(call))
                 except GatewayError as err:
                     call.finish(err.status, outcome=_outcome(err), error=err.message)
                     raise
@@ -181,8 +194,8 @@ class AgentListener:
             return agent_failed(agent.id, status, message)
 
         try:
-            async with self.upstream.open("POST", agent.url, headers=headers, body=payload,
-                                          timeout=deadline.policy(agent), target=f"agent '{agent.id}'") as resp:
+            async with agent_call(self.upstream, agent, payload, headers, deadline,
+                                  _attempt_spans(observer.call)) as resp:
                 output = agent.output_filters
                 if request.get("stream") is True:
                     if output is None:
@@ -198,7 +211,7 @@ class AgentListener:
                     await relay_json_filtered(send, resp, rid, output, self._filter_run(scope, rid), invalid,
                                               describe, call=observer)
         except UpstreamError as err:
-            raise GatewayError(err.status, f"Agent '{agent.id}': {err}", code=f"agent_{err.kind}") from None
+            raise agent_upstream_error(agent, err) from None
 
     def _agent_headers(self, scope: Scope, rid: str) -> dict[str, str]:
         """Client headers minus hop-by-hop ones, plus correlation and listener identity (never provider keys)."""
@@ -210,6 +223,20 @@ class AgentListener:
 
 
 _TELEMETRY_KEY = "plano.telemetry"
+
+
+def _attempt_spans(call):
+    """Attempt spans under an agent call's span (only recorded for calls that may retry)."""
+    span = getattr(call, "span", None)
+    if span is None or not span.recording:
+        return None
+    from gateway.telemetry.tracing import AGENT, KIND_CLIENT
+
+    def start(number: int, endpoint: str):
+        return call.ctx.child(f"attempt {number}", AGENT, {"plano.attempt": number, "plano.endpoint": endpoint},
+                              kind=KIND_CLIENT, parent=span)
+
+    return start
 
 
 def _outcome(err: GatewayError) -> str:

@@ -44,8 +44,10 @@ class GatewayError(Exception):
         code: str | None = None,
         param: str | None = None,
         type: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         super().__init__(message)
+        self.headers = headers  # extra response headers, e.g. Retry-After
         self.status = status
         self.message = message
         self.code = code

@@ -114,6 +114,8 @@ async def send_error(send: Send, err: GatewayError, rid: str | None = None) -> N
     headers: Headers = [JSON_CT]
     if rid:
         headers.append((b"x-request-id", rid.encode()))
+    if err.headers:
+        headers.extend(err.headers)
     await send_body(send, err.status, err.openai_body(), headers)
 
 

@@ -37,8 +37,11 @@ from gateway.listeners.relay import relay_json, relay_stream
 from gateway.llm.resolver import ModelResolver
 from gateway.llm.targets import Target, client_credential, passthrough_headers
 from gateway.telemetry import Telemetry
-from gateway.upstream import Upstream, UpstreamError, forward_headers
-from gateway.upstream.headers import CREDENTIALS
+from gateway.llm.call import LLMCaller
+from gateway.upstream.limits import RateLimits
+from gateway.upstream.usage import estimate_tokens
+from gateway.upstream import Upstream, UpstreamError
+from gateway.upstream.headers import provider_headers
 
 log = logging.getLogger("plano.model")
 
@@ -48,12 +51,16 @@ class ModelListener:
     """ASGI app for one ``type: model`` listener."""
 
     def __init__(self, listener, resolver: ModelResolver, upstream: Upstream,
-                 filters: FilterRegistry | None = None, telemetry: Telemetry | None = None) -> None:
+                 filters: FilterRegistry | None = None, telemetry: Telemetry | None = None,
+                 caller: LLMCaller | None = None, limits: RateLimits | None = None) -> None:
         self.name = listener.name
         self.tel = telemetry or Telemetry(None, metrics=False)
         self.max_body = getattr(listener, "max_body_bytes", None) or 10 * 1024 * 1024
         self.resolver = resolver
         self.upstream = upstream
+        self.caller = caller or LLMCaller(upstream)
+        self.rate_limits = limits  # token limits (``ratelimits``), asked per resolved model
+        self.limits = limits.for_listener(self.name) if limits is not None else None  # request limits
         self.input_chain = filters.chain(listener.input_filters, "input") if filters else None
         self.output_chain = filters.chain(listener.output_filters, "output") if filters else None
         self.filtered = self.input_chain is not None or self.output_chain is not None
@@ -83,46 +90,85 @@ class ModelListener:
             body = await read_body(scope, receive, self.max_body)
             size = len(body)
             request = parse_chat_request(body)
+            if self.limits is not None:
+                verdict = await self.limits.admit(scope["headers"])
+                if verdict is not None:
+                    raise verdict.error()
             if self.filtered:
                 await self._chat_filtered(scope, send, request, rid, ctx)
                 return
-            target, headers, payload, stream, call = self._prepare(scope, request, request.get("model"), rid, ctx)
-            try:
-                async with self.upstream.open(
-                    "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
-                ) as resp:
-                    if stream:
-                        await relay_stream(send, resp, rid, invalid_json=target_invalid(target),
-                                           target=target.name, call=call)
-                    else:
-                        await relay_json(send, resp, rid, target_invalid(target), call=call)
-            except BaseException as exc:
-                _failed(call, exc)
-                raise
+            await self._call(scope, send, request, request.get("model"), rid, ctx, None, None)
         except GatewayError as err:
             error, status = err.message, err.status
-            await send_error(send, err, rid)
+            await send_error(ctx.wrap_send(send), err, rid)
         except UpstreamError as err:
             error, status = str(err), err.status
             log.warning("request_id=%s upstream=%s %s", rid, err.target, err)
-            await send_error(send, GatewayError(err.status, error, code=f"upstream_{err.kind}"), rid)
+            await send_error(ctx.wrap_send(send), GatewayError(err.status, error, code=f"upstream_{err.kind}",
+                                                headers=err.response_headers()), rid)
         except ClientDisconnected:
             error = "client disconnected"
         finally:
             ctx.finish(status, bytes_in=size, messages=request.get("messages") if request else None, error=error)
 
-    def _prepare(self, scope: Scope, request: dict, requested: str | None, rid: str, ctx):
-        """Resolve the request's model and build the upstream call: (target, headers, body, stream, LLM call).
+    async def _call(self, scope: Scope, send: Send, request: dict, requested: str | None, rid: str, ctx,
+                    output, run) -> None:
+        """Resolve the request's model, call it (with failover) and relay the answer.
 
-        ``requested`` is the model the client asked for (an input filter may have changed ``request``'s).
+        ``requested`` is the model the client asked for (an input filter may have changed ``request``'s);
+        ``output``/``run``: the listener's output filters, when it has any.
         """
         target = self._resolve(request.get("model"))
-        request["model"] = target.model_id
-        headers = self._upstream_headers(scope, target, rid)
+        fallbacks = [t for t in self.resolver.fallbacks(request.get("model"), target) if t.is_openai_compatible] \
+            if target.fallbacks or self.resolver.alias_fallbacks else []
         stream = request.get("stream") is True
+        charge = None
+        if self.rate_limits is not None and self.rate_limits.token_rules:
+            charge = self.rate_limits.tokens(f"{target.provider}/{target.model_id}", target.model_id,
+                                             scope["headers"], name=target.name)
+            if charge is not None:
+                verdict = await charge.admit(estimate_tokens(request))
+                if verdict is not None:
+                    raise verdict.error()
         call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
-        call.inject(headers)
-        return target, headers, orjson.dumps(request), stream, call
+        # What the relay reports to: telemetry, plus token usage when a token limit applies.
+        observer = call if charge is None else charge.observe(call)
+        forwarded = provider_headers(scope["headers"])  # an allow-list: no cookies, no oversized headers
+
+        def build(current: Target) -> tuple[dict[str, str], bytes]:
+            # With fallbacks each model gets its own copy: one provider's key never reaches another.
+            headers = self._upstream_headers(scope, current, rid, dict(forwarded) if fallbacks else forwarded)
+            call.inject(headers)
+            request["model"] = current.model_id
+            return headers, orjson.dumps(request)
+
+        def moved(current: Target, following: Target, reason: str) -> None:
+            call.provider, call.model = following.provider, following.model_id
+            span = call.span
+            if span.recording:
+                span.set("llm.model", following.model_id)
+                span.set("plano.failover.from", current.name)
+                span.set("plano.failover.reason", reason)
+            if not call._owns_span:
+                ctx.model, ctx.upstream = following.model_id, following.provider
+
+        try:
+            async with self.caller.open(target, fallbacks, build, on_failover=moved,
+                                        attempt_spans=_attempt_spans(ctx, call.span)) as (current, resp):
+                invalid = target_invalid(current)
+                if stream:
+                    if output is None:
+                        await relay_stream(send, resp, rid, invalid_json=invalid, target=current.name, call=observer)
+                    else:
+                        await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid,
+                                                    target=current.name, call=observer)
+                elif output is None:
+                    await relay_json(send, resp, rid, invalid, call=observer)
+                else:
+                    await relay_json_filtered(send, resp, rid, output, run, invalid, call=observer)
+        except BaseException as exc:
+            _failed(observer, exc)
+            raise
 
     def _resolve(self, model: str | None) -> Target:
         target = self.resolver.resolve(model)
@@ -142,30 +188,11 @@ class ModelListener:
         requested = request.get("model")
         if self.input_chain is not None:
             request = await self.input_chain.run(request, CHAT_PATH, run, shapes.chat_request)
-        target, headers, payload, stream, call = self._prepare(scope, request, requested, rid, ctx)
-        output = self.output_chain
         send = ctx.wrap_send(send)  # output filters change the body: count what the client really gets
-        try:
-            async with self.upstream.open(
-                "POST", target.url, headers=headers, body=payload, timeout=target.timeout, target=target.name
-            ) as resp:
-                invalid = target_invalid(target)
-                if stream:
-                    if output is None:
-                        await relay_stream(send, resp, rid, invalid_json=invalid, target=target.name, call=call)
-                    else:
-                        await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid,
-                                                    target=target.name, call=call)
-                elif output is None:
-                    await relay_json(send, resp, rid, invalid, call=call)
-                else:
-                    await relay_json_filtered(send, resp, rid, output, run, invalid, call=call)
-        except BaseException as exc:
-            _failed(call, exc)
-            raise
+        await self._call(scope, send, request, requested, rid, ctx, self.output_chain, run)
 
-    def _upstream_headers(self, scope: Scope, target: Target, rid: str) -> dict[str, str]:
-        headers = forward_headers(scope["headers"], CREDENTIALS)
+    def _upstream_headers(self, scope: Scope, target: Target, rid: str, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` (the client's forwardable ones, updated in place) plus ours and ``target``'s auth."""
         headers["x-request-id"] = rid
         headers["content-type"] = "application/json"
         if target.passthrough_auth:
@@ -197,6 +224,19 @@ def _failed(call, exc: BaseException) -> None:
         call.finish(exc.status, error=exc.message, error_class="parse")
     else:
         call.finish(None, error=type(exc).__name__, error_class="other")
+
+
+def _attempt_spans(ctx, parent):
+    """Attempt spans (children of the LLM span) for calls that may retry; None with tracing off."""
+    if not parent.recording:
+        return None
+    from gateway.telemetry.tracing import KIND_CLIENT, LLM
+
+    def start(number: int, endpoint: str):
+        return ctx.child(f"attempt {number}", LLM, {"plano.attempt": number, "plano.endpoint": endpoint},
+                         kind=KIND_CLIENT, parent=parent)
+
+    return start
 
 
 def _invalid_response(target: Target) -> GatewayError:

@@ -89,7 +89,7 @@ async def relay_stream(send: Send, resp, rid: str, *, invalid_json: Invalid,
     aligner = EventAligner()
     sent = 0
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             ready = aligner.feed(chunk)
             if ready:
                 if call is not None:

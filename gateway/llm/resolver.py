@@ -15,7 +15,8 @@ _WILDCARD_CACHE_MAX = 4096
 
 
 class ModelResolver:
-    def __init__(self, providers, aliases, *, default_timeout: float | None, connect_timeout: float = 5.0) -> None:
+    def __init__(self, providers, aliases, *, default_timeout: float | None, connect_timeout: float = 5.0,
+                 pools=None, retry_defaults: tuple = ()) -> None:
         self.targets: list[Target] = []
         self._exact: dict[str, Target] = {}
         self._bare: dict[str, Target] = {}
@@ -23,7 +24,8 @@ class ModelResolver:
         self._specialised: dict[str, Target] = {}
         self.default: Target | None = None
         for entry in providers:
-            target = build_target(entry, default_timeout=default_timeout, connect_timeout=connect_timeout)
+            target = build_target(entry, default_timeout=default_timeout, connect_timeout=connect_timeout,
+                                  pools=pools, retry_defaults=retry_defaults)
             prefix, _, model_id = entry.model.partition("/")
             if model_id == "*":
                 self._wildcards[prefix] = target
@@ -37,6 +39,27 @@ class ModelResolver:
             if entry.default:
                 self.default = target
         self.aliases: dict[str, str] = {name: _alias_target(a) for name, a in (aliases or {}).items()}
+        self.alias_fallbacks: dict[str, tuple[str, ...]] = {
+            name: tuple(a.fallbacks) for name, a in (aliases or {}).items()
+            if not isinstance(a, str) and getattr(a, "fallbacks", None)}
+
+    def fallbacks(self, requested: str | None, target: Target) -> list[Target]:
+        """The models to try, in order, when ``target`` (resolved from ``requested``) fails before
+        its first byte: the alias's ``fallbacks``, else the provider's ``fallback_models``, filtered
+        by the provider's ``retry_policy.strategy``. Unknown names are skipped (validation warns)."""
+        names = self.alias_fallbacks.get(requested or "") or target.fallbacks
+        if not names or target.strategy == "same_model":
+            return []
+        out: list[Target] = []
+        for name in names:
+            found = self._lookup(self.aliases.get(name, name))
+            if found is not None and found is not target and found not in out:
+                out.append(found)
+        if target.strategy == "same_provider":
+            out = [t for t in out if t.provider == target.provider]
+        elif target.strategy == "different_provider":
+            out.sort(key=lambda t: t.provider == target.provider)
+        return out
 
     def resolve(self, requested: str | None) -> Target:
         """The target for a request's ``model`` or a :class:`GatewayError` (400/404)."""

@@ -19,7 +19,9 @@ from gateway.config.providers import (
     ProviderSpec,
     canonical_provider,
 )
-from gateway.upstream.client import TimeoutPolicy, timeout_policy
+from gateway.upstream.policy import SINGLE, CallPolicy
+from gateway.upstream.pool import Pool
+from gateway.upstream.transport import TimeoutPolicy, timeout_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +43,26 @@ class Target:
     base_url: str | None
     spec: ProviderSpec | None
     internal: bool = False
+    #: One chat URL per endpoint of ``pool`` (``base_urls``), ``urls[0] == url``.
+    urls: tuple[str, ...] = ()
+    pool: Pool | None = None
+    policy: CallPolicy = SINGLE
+    #: Models tried in order when this one fails before its first byte (provider ``fallback_models``).
+    fallbacks: tuple[str, ...] = ()
+    #: Statuses that move on to the next model (default: 408, 429, 5xx).
+    failover_statuses: frozenset[int] = frozenset()
+    #: ``retry_policy.strategy`` of Plano's proposal: same_model | same_provider | different_provider.
+    strategy: str | None = None
+    base_urls: tuple[str, ...] = ()
 
     def for_model(self, model_id: str) -> "Target":
-        """A wildcard entry's target specialised to a concrete model id."""
-        url = chat_url(self.spec, self.base_url, model_id) if self.spec else self.url
-        return replace(self, model_id=model_id, url=url, name=f"{self.name.rsplit('/', 1)[0]}/{model_id}")
+        """A wildcard entry's target specialised to a concrete model id (same pool and policy)."""
+        if self.spec:
+            urls = tuple(chat_url(self.spec, base, model_id) for base in (self.base_urls or (self.base_url,)))
+        else:
+            urls = self.urls
+        return replace(self, model_id=model_id, url=urls[0], urls=urls,
+                       name=f"{self.name.rsplit('/', 1)[0]}/{model_id}")
 
     @property
     def is_openai_compatible(self) -> bool:
@@ -87,8 +104,16 @@ def chat_url(spec: ProviderSpec, base_url: str | None, model_id: str) -> str:
     return f"{url}?{query}" if query else url
 
 
-def build_target(entry, *, default_timeout: float | None, connect_timeout: float = 5.0) -> Target:
-    """Turn a validated ``ModelProvider`` config entry into a :class:`Target`."""
+DEFAULT_FAILOVER_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+
+
+def build_target(entry, *, default_timeout: float | None, connect_timeout: float = 5.0, pools=None,
+                 retry_defaults: tuple = ()) -> Target:
+    """Turn a validated ``ModelProvider`` config entry into a :class:`Target`.
+
+    ``pools``: the worker's :class:`~gateway.upstream.PoolRegistry` (a private pool when None);
+    ``retry_defaults``: the listener's and the global ``retry`` blocks, in that order.
+    """
     prefix, _, model_id = entry.model.partition("/")
     provider = canonical_provider(prefix)
     spec = PROVIDERS.get(provider)
@@ -99,10 +124,15 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
     api = spec.chat_api if spec else OPENAI_CHAT
     auth_style = spec.auth if spec else AUTH_BEARER
     base_url = entry.base_url
+    base_urls = tuple(getattr(entry, "base_urls", None) or ())
+    if base_urls and not base_url:
+        base_url = base_urls[0]
+    bases = base_urls or (base_url,)
     if spec is not None:
-        url = chat_url(spec, base_url, model_id)
+        urls = tuple(chat_url(spec, base, model_id) for base in bases)
     else:  # custom prefix without a known interface: OpenAI-compatible, unversioned suffix
-        url = (base_url or "").rstrip("/") + "/chat/completions"
+        urls = tuple((base or "").rstrip("/") + "/chat/completions" for base in bases)
+    url = urls[0]
     key = entry.access_key
     auth: tuple[tuple[str, str], ...] = ()
     if key and not entry.passthrough_auth:
@@ -113,8 +143,31 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
         extra = (("Host", http_host), *extra)
     total = getattr(entry, "timeout", None) or default_timeout
     connect = getattr(entry, "connect_timeout", None) or connect_timeout
+    name = entry.name or entry.model
+    proposal = getattr(entry, "retry_policy", None)
+    retry = _proposal_retry(proposal)
+    from gateway.upstream.policy import resolve_policy
+
+    policy = resolve_policy(getattr(entry, "retry", None), retry, *retry_defaults, idempotent=True,
+                            endpoints=len(urls))
+    if pools is not None:
+        pool = pools.provider(entry, name, [_origin(u) for u in urls])
+    else:
+        pool = Pool(f"provider:{name}", [_origin(u) for u in urls])
+    fallbacks = tuple(getattr(entry, "fallback_models", None) or ())
+    if proposal is not None and proposal.fallback_models:
+        fallbacks += tuple(m for m in proposal.fallback_models if m not in fallbacks)
+    failover = frozenset(proposal.on_status_codes) if proposal is not None and proposal.on_status_codes \
+        else DEFAULT_FAILOVER_STATUSES
     return Target(
-        name=entry.name or entry.model,
+        urls=urls,
+        pool=pool,
+        policy=policy,
+        fallbacks=fallbacks,
+        failover_statuses=failover,
+        strategy=proposal.strategy if proposal is not None else None,
+        base_urls=tuple(b for b in bases if b),
+        name=name,
         provider=provider,
         display=spec.display if spec else provider,
         model_id=model_id,
@@ -129,6 +182,27 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
         base_url=base_url,
         spec=spec,
     )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _proposal_retry(proposal):
+    """Plano's proposed ``retry_policy`` as a ``retry`` block (None when it sets no retries)."""
+    if proposal is None or (proposal.num_retries is None and proposal.on_status_codes is None):
+        return None
+    from gateway.config.reliability import RetryConfig
+
+    fields = {"attempts": (proposal.num_retries or 0) + 1}
+    if proposal.on_status_codes is not None:
+        fields["on"] = ["connect_error", "timeout", *proposal.on_status_codes]
+    if proposal.backoff is not None:
+        fields["backoff"] = proposal.backoff
+    if proposal.max_backoff is not None:
+        fields["max_backoff"] = proposal.max_backoff
+    return RetryConfig(**fields)
 
 
 def _auth_headers(style: str, key: str) -> tuple[tuple[str, str], ...]:

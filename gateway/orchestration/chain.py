@@ -19,26 +19,50 @@ import orjson
 from gateway.filters import CHAT_PATH, FilterChain, FilterRun, shapes
 from gateway.listeners.errors import GatewayError
 from gateway.listeners.relay import upstream_message
-from gateway.upstream import Upstream, UpstreamError, timeout_policy
+from gateway.upstream import SINGLE, CallPolicy, Pool, Upstream, UpstreamError, resolve_policy, timeout_policy
 
 
 @dataclass(frozen=True, slots=True)
 class AgentEndpoint:
+    """One agent as a listener calls it: its pool of endpoints, its call policy, its filters."""
+
     id: str
-    url: str  # full chat-completions URL
+    url: str  # full chat-completions URL of the first endpoint
     timeout: float | None
     input_filters: FilterChain | None = None  # run on the conversation before the call
     output_filters: FilterChain | None = None  # run on the answer
     filtered: bool = False  # either of the two
+    urls: tuple[str, ...] = ()  # one chat-completions URL per endpoint of ``pool``
+    pool: Pool | None = None
+    policy: CallPolicy = SINGLE
+    connect_timeout: float = 5.0
+
+    @property
+    def target(self) -> str:
+        return f"agent '{self.id}'"
 
 
-def agent_endpoint(agent, input_filters: FilterChain | None = None,
-                   output_filters: FilterChain | None = None) -> AgentEndpoint:
+def chat_completions_url(base: str) -> str:
     """``{url}/v1/chat/completions``, keeping any path prefix in the configured url."""
-    base = agent.url.rstrip("/")
-    url = base if base.endswith("/chat/completions") else f"{base}/v1/chat/completions"
-    return AgentEndpoint(agent.id, url, getattr(agent, "timeout", None), input_filters, output_filters,
-                         input_filters is not None or output_filters is not None)
+    base = base.rstrip("/")
+    return base if base.endswith("/chat/completions") else f"{base}/v1/chat/completions"
+
+
+def agent_endpoint(agent, input_filters: FilterChain | None = None, output_filters: FilterChain | None = None,
+                   *, pools=None, retry_defaults: tuple = ()) -> AgentEndpoint:
+    """The runtime form of an ``agents:`` entry on one listener.
+
+    Agents may have side effects, so by default only connect errors are retried (and only
+    when there is another endpoint); ``retry`` on the agent, its listener or ``overrides``
+    changes that.
+    """
+    bases = list(agent.endpoints) if hasattr(agent, "endpoints") else [agent.url]
+    urls = tuple(chat_completions_url(b) for b in bases)
+    pool = pools.agent(agent) if pools is not None else Pool(f"agent:{agent.id}", [b.rstrip("/") for b in bases])
+    policy = resolve_policy(getattr(agent, "retry", None), *retry_defaults, idempotent=False, endpoints=len(urls))
+    return AgentEndpoint(agent.id, urls[0], getattr(agent, "timeout", None), input_filters, output_filters,
+                         input_filters is not None or output_filters is not None, urls, pool, policy,
+                         getattr(agent, "connect_timeout", None) or 5.0)
 
 
 def agent_failed(agent_id: str, status: int, message: str) -> GatewayError:
@@ -102,26 +126,40 @@ class Deadline:
             raise self.expired_error()
         return left
 
-    def policy(self, agent: AgentEndpoint, connect: float = 5.0):
+    def policy(self, agent: AgentEndpoint):
+        """The agent's timeout policy (its own ``timeout`` for all attempts; the chain's deadline is
+        passed to the call separately). Raises the listener timeout when the chain is out of time."""
         left = self.remaining()
         if left is not None and left <= 0:
             raise self.expired_error()
-        limits = [t for t in (left, agent.timeout) if t]
-        total = min(limits) if limits else None
+        total = agent.timeout or None
+        connect = agent.connect_timeout
         return timeout_policy(total, min(connect, total) if total else connect)
 
 
+def agent_call(upstream: Upstream, agent: AgentEndpoint, body: bytes, headers: dict[str, str], deadline: Deadline,
+               attempt_spans=None):
+    """The one way an agent is called (listener chain, final relay, later the task executor)."""
+    return upstream.call(agent.pool, agent.urls, headers=headers, body=body, timeout=deadline.policy(agent),
+                         policy=agent.policy, deadline=deadline.at, attempt_spans=attempt_spans,
+                         target=agent.target)
+
+
+def agent_upstream_error(agent: AgentEndpoint, err: UpstreamError) -> GatewayError:
+    return GatewayError(err.status, f"Agent '{agent.id}': {err}", code=f"agent_{err.kind}",
+                        headers=err.response_headers())
+
+
 async def collect_answer(upstream: Upstream, agent: AgentEndpoint, body: bytes, headers: dict[str, str],
-                         deadline: Deadline) -> str:
+                         deadline: Deadline, attempt_spans=None) -> str:
     """Call an intermediate agent and return its answer as plain text (or raise GatewayError)."""
     try:
-        async with upstream.open("POST", agent.url, headers=headers, body=body, timeout=deadline.policy(agent),
-                                 target=f"agent '{agent.id}'") as resp:
+        async with agent_call(upstream, agent, body, headers, deadline, attempt_spans) as resp:
             data = await resp.read()
             status = resp.status
             ctype = resp.headers.get("content-type", "")
     except UpstreamError as err:
-        raise GatewayError(err.status, f"Agent '{agent.id}': {err}", code=f"agent_{err.kind}") from None
+        raise agent_upstream_error(agent, err) from None
     if status >= 400:
         raise agent_failed(agent.id, status, upstream_message(data, status)[1])
     if "text/event-stream" in ctype:

@@ -130,11 +130,15 @@ class LLMOrchestrator:
     kind = "llm"
 
     def __init__(self, agents: list[AgentSpec], target, upstream: Upstream, *, timeout: float,
-                 context_tokens: int = 8192) -> None:
+                 context_tokens: int = 8192, fallbacks=()) -> None:
+        from gateway.llm.call import LLMCaller
+
         self.agents = agents
         self.known = {a.id for a in agents}
         self.target = target
+        self.fallbacks = [t for t in fallbacks if t.is_openai_compatible]
         self.upstream = upstream
+        self.caller = LLMCaller(upstream, upstream.metrics)
         self.timeout = timeout_policy(timeout, min(timeout, 5.0))
         self.context_tokens = context_tokens
 
@@ -149,17 +153,20 @@ class LLMOrchestrator:
 
     async def _route(self, messages: list[dict], headers: dict[str, str], call) -> RoutingDecision:
         prompt = build_prompt(self.agents, messages, self.context_tokens)
-        body = orjson.dumps({"model": self.target.model_id, "messages": [{"role": "user", "content": prompt}],
-                             "temperature": 0.01})
-        out = {k: v for k, v in headers.items() if k in ("x-request-id", "traceparent", "tracestate")}
-        out["content-type"] = "application/json"
-        out.update(self.target.auth_headers)
-        out.update(self.target.extra_headers)
+        base = {k: v for k, v in headers.items() if k in ("x-request-id", "traceparent", "tracestate")}
+        base["content-type"] = "application/json"
         if call is not None:
-            call.inject(out)
+            call.inject(base)
+        request = {"messages": [{"role": "user", "content": prompt}], "temperature": 0.01}
+
+        def build(target) -> tuple[dict[str, str], bytes]:
+            out = dict(base)
+            out.update(target.auth_headers)
+            out.update(target.extra_headers)
+            return out, orjson.dumps({"model": target.model_id, **request})
+
         try:
-            async with self.upstream.open("POST", self.target.url, headers=out, body=body, timeout=self.timeout,
-                                          target=self.target.name) as resp:
+            async with self.caller.open(self.target, self.fallbacks, build, timeout=self.timeout) as (_, resp):
                 data = await resp.read()
                 status = resp.status
         except UpstreamError as exc:

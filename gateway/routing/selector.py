@@ -63,7 +63,8 @@ class AgentSelector:
         from gateway.routing.orchestrator import LLMOrchestrator
 
         return LLMOrchestrator(self.specs, target, upstream, timeout=overrides.agent_orchestration_timeout,
-                               context_tokens=overrides.orchestrator_model_context_length)
+                               context_tokens=overrides.orchestrator_model_context_length,
+                               fallbacks=resolver.fallbacks(model, target))
 
     async def select(self, messages: list[dict], headers: dict[str, str], telemetry=None, parent=None) -> Selection:
         """The agents for this turn. ``telemetry``/``parent``: the request's telemetry context and the

@@ -16,7 +16,10 @@ from gateway.listeners.http import send_error
 from gateway.listeners.model import ModelListener
 from gateway.llm.resolver import ModelResolver
 from gateway.telemetry import Telemetry
-from gateway.upstream import Upstream
+from gateway.llm.call import LLMCaller
+from gateway.state.redis import SharedRedis
+from gateway.upstream.limits import RateLimits
+from gateway.upstream import PoolRegistry, Upstream
 
 log = logging.getLogger("plano.server")
 
@@ -26,7 +29,11 @@ class GatewayApp:
         self.config = config
         overrides = getattr(config, "overrides", None)
         ca_path = getattr(overrides, "upstream_tls_ca_path", None) if overrides else None
-        self.upstream = Upstream(ca_path=_existing(ca_path))
+        self.telemetry = Telemetry(config)  # per worker: built after the fork
+        metrics = self.telemetry.metrics
+        self.upstream = Upstream(ca_path=_existing(ca_path), metrics=metrics)
+        # Every agent, filter and provider pool of the config: endpoints, breakers, limits.
+        self.pools = PoolRegistry(config, metrics)
         self.by_port: dict[int, object] = {}
         connect_timeout = _connect_timeout(overrides)
         model_listener = config.model_listener
@@ -35,16 +42,21 @@ class GatewayApp:
             config.model_aliases or {},
             default_timeout=model_listener.timeout if model_listener else 300.0,
             connect_timeout=connect_timeout,
+            pools=self.pools,
+            retry_defaults=(_listener_retry(model_listener), getattr(overrides, "retry", None)),
         )
-        self.filters = FilterRegistry(config, self.upstream)  # one client (and MCP session) per filter per worker
-        self.telemetry = Telemetry(config)  # per worker: built after the fork
+        self.caller = LLMCaller(self.upstream, metrics)  # the LLM call unit, with failover
+        self.redis = SharedRedis.from_config(config)  # None: limits live in this process
+        self.limits = RateLimits.from_config(config, self.redis)
+        # one client (and MCP session) per filter per worker
+        self.filters = FilterRegistry(config, self.upstream, self.pools)
         for listener in config.listeners:
             if listener.type == "model":
                 self.by_port[listener.port] = ModelListener(listener, resolver, self.upstream, self.filters,
-                                                            self.telemetry)
+                                                            self.telemetry, self.caller, self.limits)
             elif listener.type == "agent":
                 self.by_port[listener.port] = _agent_listener(config, listener, self.upstream, resolver, self.filters,
-                                                              self.telemetry)
+                                                              self.telemetry, self.limits)
             else:
                 log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name, listener.type)
         self._single = next(iter(self.by_port.values())) if len(self.by_port) == 1 else None
@@ -74,23 +86,43 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.upstream.start()
+                    await self.pools.start(self.upstream.transport)
                 except Exception as exc:  # pragma: no cover - reported to uvicorn
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.pools.close()
+                await self.limits.aclose()
+                if self.redis is not None:
+                    await self.redis.aclose()
                 await self.upstream.close()
                 await self.telemetry.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-def _agent_listener(config, listener, upstream, resolver, filters, telemetry):
+def _agent_listener(config, listener, upstream, resolver, filters, telemetry, limits):
     from gateway.listeners.agent import (
         AgentListener,  # imported lazily: model-only configs skip it
     )
 
-    return AgentListener(config, listener, upstream, resolver, filters, telemetry)
+    return AgentListener(config, listener, upstream, resolver, filters, telemetry, filters.pools, limits)
+
+
+def _listener_retry(listener):
+    """A listener's ``retry`` block; Plano's ``max_retries`` (Envoy's retry policy on provider routes:
+    connect errors, resets and 5xx) maps onto one when ``retry`` is absent."""
+    if listener is None:
+        return None
+    if getattr(listener, "retry", None) is not None:
+        return listener.retry
+    retries = getattr(listener, "max_retries", None)
+    if retries:
+        from gateway.config.reliability import RetryConfig
+
+        return RetryConfig(attempts=retries + 1, on=["connect_error", "timeout", "5xx"])
+    return None
 
 
 def _connect_timeout(overrides) -> float:

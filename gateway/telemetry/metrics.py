@@ -122,6 +122,13 @@ class Metrics:
         self.breaker_transitions = Counter("plano_circuit_breaker_transitions_total",
                                            "Circuit breaker state changes.", ["upstream", "state"], **r)
 
+        self.failovers = Counter("plano_model_failovers_total",
+                                 "Model calls moved to a fallback model before their first byte.",
+                                 ["from_model", "to_model", "reason"], **r)
+        self.overloads = Counter("plano_upstream_rejected_total",
+                                 "Calls refused without being sent (circuit open, concurrency limit).",
+                                 ["upstream", "reason"], **r)
+
         self.tasks = Gauge("plano_tasks", "Tasks by state.", ["state"], multiprocess_mode="livesum", **r)
         self.task_transitions = Counter("plano_task_transitions_total", "Tasks entering a state.", ["state"], **r)
 
@@ -210,6 +217,12 @@ class Metrics:
     def breaker(self, upstream: str, state: str) -> None:
         self.breaker_state.labels(upstream).set(BREAKER_STATES.get(state, 0))
         self.breaker_transitions.labels(upstream, state).inc()
+
+    def failover(self, from_model: str, to_model: str, reason: str) -> None:
+        self.failovers.labels(from_model, to_model, reason).inc()
+
+    def rejected(self, upstream: str, reason: str) -> None:
+        self.overloads.labels(upstream, reason).inc()
 
     def task_state(self, state: str, delta: int = 1, *, entered: bool = True) -> None:
         self.tasks.labels(state).inc(delta)

@@ -1,6 +1,38 @@
-"""The one outbound HTTP layer: LLM providers, agents, filters and webhooks all go through here."""
+"""The one outbound layer: agents, filters, model providers and webhooks are all called here.
 
-from gateway.upstream.client import Upstream, UpstreamError, timeout_policy
+- :mod:`~gateway.upstream.transport`: plano's request/response types over aiohttp (and in memory);
+- :mod:`~gateway.upstream.pool`: named pools of endpoints, load balancing, concurrency limits;
+- :mod:`~gateway.upstream.breaker`: per-endpoint circuit breakers (pybreaker), shared via Redis;
+- :mod:`~gateway.upstream.policy`: the call policy (attempts, back-off, what is retried);
+- :mod:`~gateway.upstream.client`: :meth:`Upstream.call`, every attempt before the first byte;
+- :mod:`~gateway.upstream.registry`: every pool of a config, built once per worker.
+"""
+
+from gateway.upstream.client import Upstream
 from gateway.upstream.headers import forward_headers, response_headers
+from gateway.upstream.policy import SINGLE, CallPolicy, resolve_policy
+from gateway.upstream.pool import Pool
+from gateway.upstream.registry import PoolRegistry
+from gateway.upstream.transport import (
+    MemoryTransport,
+    Response,
+    TimeoutPolicy,
+    UpstreamError,
+    timeout_policy,
+)
 
-__all__ = ["Upstream", "UpstreamError", "timeout_policy", "forward_headers", "response_headers"]
+__all__ = [
+    "SINGLE",
+    "CallPolicy",
+    "MemoryTransport",
+    "Pool",
+    "PoolRegistry",
+    "Response",
+    "TimeoutPolicy",
+    "Upstream",
+    "UpstreamError",
+    "forward_headers",
+    "resolve_policy",
+    "response_headers",
+    "timeout_policy",
+]

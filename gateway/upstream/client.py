@@ -1,143 +1,223 @@
-"""Pooled outbound HTTP client with per-call timeouts and error classification.
+"""The one outbound call: pool → endpoint → attempts → the accepted response.
 
-Built on aiohttp rather than httpx: under concurrency on loopback httpx's pool
-collapsed on this hardware while aiohttp held the minimal-proxy floor (see
-bench/README.md). One session per worker process, created at start-up and kept
-for the process's life, so no request ever pays for a client or a TLS handshake
-it could have reused.
+:meth:`Upstream.call` is the only way plano talks to an agent, a filter, a model
+provider or a webhook target. It owns, per call:
 
-Later work hangs off this module: retries, circuit breakers and load balancing
-wrap :meth:`Upstream.open` per upstream (``policy`` argument), not the callers.
+- admission: the pool's ``max_concurrency`` (503 ``overloaded`` when full) and
+  the endpoints' breakers (503 ``open`` with ``Retry-After`` when all are open);
+- attempts, every one of them BEFORE the response is handed to the caller: a
+  retryable status or error is retried on another endpoint when there is one,
+  after a jittered back-off (or ``Retry-After``), within the caller's deadline.
+  Once the response is yielded, the caller may be streaming it to a client, so
+  nothing is retried after that — a broken stream is the caller's to report;
+- the breaker bookkeeping (connect errors, timeouts, 5xx and mid-body breaks are
+  failures; anything else a success);
+- one child span per attempt (attempt number, endpoint, outcome) when the call
+  could retry at all.
+
+The fast path — one endpoint, no breaker, one attempt, no caller deadline —
+adds two integer updates to a plain transport call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
-from dataclasses import dataclass
-from typing import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 
-import aiohttp
-
-
-class UpstreamError(Exception):
-    """An outbound call failed before or while its response arrived.
-
-    ``kind`` is ``connect`` (refused, DNS, reset before a response), ``timeout``,
-    or ``broken`` (the connection died mid-body). ``status`` is what the gateway
-    answers the client with: 502 for connect/broken, 504 for timeout.
-    """
-
-    def __init__(self, kind: str, target: str, detail: str = "") -> None:
-        self.kind = kind
-        self.target = target
-        self.status = 504 if kind == "timeout" else 502
-        text = {
-            "connect": f"could not connect to upstream {target}",
-            "timeout": f"upstream {target} did not answer in time",
-            "broken": f"connection to upstream {target} broke mid-response",
-        }[kind]
-        super().__init__(f"{text}{': ' + detail if detail else ''}")
-
-
-@dataclass(frozen=True, slots=True)
-class TimeoutPolicy:
-    """Timeouts for one kind of call; built once at config load, reused per request."""
-
-    total: float | None
-    connect: float
-    aiohttp: aiohttp.ClientTimeout
-
-
-def timeout_policy(total: float | None, connect: float = 5.0) -> TimeoutPolicy:
-    return TimeoutPolicy(total, connect, aiohttp.ClientTimeout(total=total, sock_connect=connect))
-
-
-_CONNECT_ERRORS = (
-    aiohttp.ClientConnectorError,
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientOSError,
-    ConnectionError,
+from gateway.upstream.policy import SINGLE, CallPolicy, retry_after_seconds
+from gateway.upstream.pool import Endpoint, Pool
+from gateway.upstream.transport import (
+    AiohttpTransport,
+    Response,
+    TimeoutPolicy,
+    Transport,
+    UpstreamError,
+    timeout_policy,
 )
+
+log = logging.getLogger("plano.upstream")
+
+#: Error bodies of retried attempts are read (to free the connection) up to this size.
+_DISCARD_LIMIT = 1 << 16
+
+#: Makes a span for attempt ``n`` at ``endpoint``: ``(n, endpoint) -> span`` (see telemetry).
+AttemptSpans = Callable[[int, str], object]
 
 
 class Upstream:
     """The process-wide outbound client (one per worker, owned by the server lifespan)."""
 
-    def __init__(self, *, max_connections: int = 1000, keepalive: float = 30.0, ca_path: str | None = None) -> None:
-        self._max_connections = max_connections
-        self._keepalive = keepalive
-        self._ca_path = ca_path
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, *, max_connections: int = 1000, keepalive: float = 30.0, ca_path: str | None = None,
+                 transport: Transport | None = None, metrics=None) -> None:
+        self.transport = transport or AiohttpTransport(max_connections=max_connections, keepalive=keepalive,
+                                                       ca_path=ca_path)
+        self.metrics = metrics
 
     async def start(self) -> None:
-        ssl_ctx: ssl.SSLContext | bool = True
-        if self._ca_path:
-            ssl_ctx = ssl.create_default_context(cafile=self._ca_path)
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            limit_per_host=0,
-            keepalive_timeout=self._keepalive,
-            ttl_dns_cache=300,
-            ssl=ssl_ctx,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),
-            skip_auto_headers=("User-Agent",),
-            auto_decompress=True,
-            read_bufsize=2**16,
-        )
+        await self.transport.start()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("Upstream used before start()")
-        return self._session
+        await self.transport.close()
 
     @contextlib.asynccontextmanager
-    async def open(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str],
-        body: bytes | None,
-        timeout: TimeoutPolicy,
-        target: str,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request and yield the response with its body unread (stream it or read it).
+    async def call(self, pool: Pool, urls: Sequence[str] | None, *, headers: dict[str, str], body: bytes | None,
+                   timeout: TimeoutPolicy, policy: CallPolicy = SINGLE, method: str = "POST", path: str = "",
+                   deadline: float | None = None, attempt_spans: AttemptSpans | None = None,
+                   target: str | None = None) -> AsyncIterator[Response]:
+        """Call ``pool`` and yield the accepted response with its body unread.
 
-        Errors raised while the caller reads the body inside the ``async with`` block
-        are classified too, so callers only ever see :class:`UpstreamError`.
+        ``urls[i]`` is the full URL for endpoint ``i`` (model providers, whose path
+        depends on the model); without ``urls`` it is the endpoint's base + ``path``.
+        ``timeout``: the whole call (all attempts) and the connect limit; ``deadline``
+        (event-loop time) an outer bound owned by the caller, e.g. an agent chain's.
+        Raises :class:`UpstreamError` when no attempt produced a response to give.
         """
-        responded = False
+        name = target or pool.name
+        if not pool.enter():
+            raise UpstreamError("overloaded", name, retry_after=1.0)
         try:
-            async with self.session.request(
-                method, url, data=body, headers=headers, timeout=timeout.aiohttp, allow_redirects=False
-            ) as resp:
-                responded = True
+            if policy.attempts == 1 and deadline is None and pool._single is not None:
+                # Fast path: exactly one possible attempt, nothing to decide.
+                endpoint = pool._single
+                url = urls[0] if urls is not None else endpoint.base + path
+                async with self.transport.send(method, url, headers, body, timeout, name) as resp:
+                    yield resp
+                return
+            async with self._attempts(pool, urls, name, headers, body, timeout, policy, method, path, deadline,
+                                      attempt_spans) as resp:
                 yield resp
-        except UpstreamError:
-            raise
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamError("timeout", target) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise UpstreamError("broken", target, _short(exc)) from exc
-        except _CONNECT_ERRORS as exc:
-            raise UpstreamError("broken" if responded else "connect", target, _short(exc)) from exc
-        except aiohttp.ClientResponseError as exc:
-            raise UpstreamError("broken", target, _short(exc)) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("connect", target, _short(exc)) from exc
+        finally:
+            pool.leave()
+
+    @contextlib.asynccontextmanager
+    async def _attempts(self, pool: Pool, urls, name: str, headers, body, timeout: TimeoutPolicy,
+                        policy: CallPolicy, method: str, path: str, deadline: float | None,
+                        attempt_spans: AttemptSpans | None) -> AsyncIterator[Response]:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout.total if timeout.total else None
+        if deadline is not None:
+            end = deadline if end is None else min(end, deadline)
+        spans = attempt_spans if attempt_spans is not None and (policy.attempts > 1 or len(pool.endpoints) > 1) \
+            else None
+        tried: list[Endpoint] = []
+        attempt = 0
+        while True:
+            attempt += 1
+            endpoint = pool.pick(tried)
+            if endpoint is None:
+                raise UpstreamError("open", name, retry_after=pool.retry_after())
+            tried.append(endpoint)
+            attempt_timeout = _attempt_timeout(timeout, policy, end, loop, name)
+            url = urls[endpoint.index] if urls is not None else endpoint.base + path
+            span = spans(attempt, endpoint.base) if spans is not None else None
+            breaker = endpoint.breaker
+            stack = contextlib.AsyncExitStack()
+            endpoint.in_flight += 1
+            try:
+                resp = await stack.enter_async_context(
+                    self.transport.send(method, url, headers, body, attempt_timeout, name))
+            except UpstreamError as err:
+                endpoint.in_flight -= 1
+                if breaker is not None:
+                    breaker.failure()
+                _end_span(span, err.kind, None)
+                delay = _delay(policy, attempt, None, end, loop) if policy.retries_error(err.kind) else None
+                if delay is None:
+                    raise
+                self._count_retry(pool, err.kind)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                endpoint.in_flight -= 1
+                _end_span(span, "cancelled", None)
+                raise
+            status = resp.status
+            if policy.retries_status(status):
+                wait = retry_after_seconds(resp.headers.get("retry-after")) if status in (429, 503) else None
+                more_endpoints = len(tried) < len(pool.endpoints)
+                delay = _delay(policy, attempt, None if more_endpoints else wait, end, loop)
+                if delay is not None:  # else this answer is final: the client gets it as it is
+                    try:
+                        await _discard(resp)
+                    finally:
+                        await stack.aclose()
+                        endpoint.in_flight -= 1
+                    if breaker is not None:
+                        breaker.failure() if status >= 500 else breaker.success()
+                    _end_span(span, "retry", status)
+                    self._count_retry(pool, f"status_{status}")
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    continue
+            # Accepted: from here the caller owns the response; nothing is retried any more.
+            if breaker is not None:
+                breaker.failure() if status >= 500 else breaker.success()
+            _end_span(span, "ok" if status < 400 else "error", status)
+            try:
+                async with stack:
+                    yield resp
+            except UpstreamError:
+                if breaker is not None:
+                    breaker.failure()
+                raise
+            finally:
+                endpoint.in_flight -= 1
+            return
+
+    def _count_retry(self, pool: Pool, reason: str) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            try:
+                metrics.retry(pool.name, reason)
+            except Exception:
+                pass
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:200]
+def _delay(policy: CallPolicy, attempt: int, retry_after: float | None, end: float | None, loop) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``; None when there is none to make (attempts
+    used up, ``Retry-After`` longer than ``max_backoff``, or no time left before the deadline)."""
+    if attempt >= policy.attempts:
+        return None
+    if retry_after is not None:
+        if retry_after > policy.max_backoff:
+            return None
+        delay = retry_after
+    else:
+        delay = policy.delay(attempt)
+    if end is not None and loop.time() + delay >= end:
+        return None
+    return delay
+
+
+def _attempt_timeout(timeout: TimeoutPolicy, policy: CallPolicy, end: float | None, loop, name: str) -> TimeoutPolicy:
+    """The time one attempt may take: what is left of the call, capped by ``attempt_timeout``."""
+    if end is None and policy.attempt_timeout is None:
+        return timeout
+    left = end - loop.time() if end is not None else None
+    if left is not None and left <= 0:
+        raise UpstreamError("timeout", name)
+    limits = [t for t in (left, policy.attempt_timeout) if t is not None]
+    total = min(limits)
+    if total == timeout.total:
+        return timeout
+    return timeout_policy(total, min(timeout.connect, total))
+
+
+async def _discard(resp: Response) -> None:
+    try:
+        await asyncio.wait_for(resp.read(), 2.0)
+    except (UpstreamError, asyncio.TimeoutError):
+        pass
+
+
+def _end_span(span, outcome: str, status: int | None) -> None:
+    if span is None:
+        return
+    try:
+        span.set("plano.attempt.outcome", outcome)
+        span.end(status)
+    except Exception:
+        pass

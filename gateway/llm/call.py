@@ -1,0 +1,95 @@
+"""The LLM call unit: target → auth → failover chain → the accepted response.
+
+Shared by the model listener and the LLM orchestrator (and later the task
+planner): they build the request body, this module sends it to the resolved
+model and, when that model fails BEFORE its first byte — a connect error, a
+timeout, an open breaker, a full concurrency limit, or a status in the target's
+failover set (408, 429, 5xx by default; ``retry_policy.on_status_codes`` when
+given), or a context-window 400 — to each fallback model in turn (an alias's
+``fallbacks``, else the provider's ``fallback_models``). Retries of one model
+happen below, in :meth:`gateway.upstream.Upstream.call`; failover is across models.
+
+When a target has fallbacks, the response carries ``x-plano-model`` naming the
+model that answered. Nothing is failed over once the response is yielded: the
+caller may already be streaming it to the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from gateway.llm.targets import Target
+from gateway.upstream import Response, TimeoutPolicy, Upstream, UpstreamError
+
+log = logging.getLogger("plano.model")
+
+#: Errors of the upstream layer after which the next model is tried.
+_FAILOVER_ERRORS = frozenset({"connect", "timeout", "open", "overloaded"})
+
+#: Builds (headers, body) for one target; raises GatewayError (e.g. a missing key).
+Build = Callable[[Target], tuple[dict[str, str], bytes]]
+#: Told about a move to the next model: (from, to, reason).
+OnFailover = Callable[[Target, Target, str], None]
+
+
+def _context_window_error(data: bytes) -> bool:
+    text = data[:4096].lower()
+    return b"context_length_exceeded" in text or b"context window" in text or b"maximum context length" in text
+
+
+class LLMCaller:
+    """Calls a model with failover (one per worker, shared by everything that calls models)."""
+
+    def __init__(self, upstream: Upstream, metrics=None) -> None:
+        self.upstream = upstream
+        self.metrics = metrics
+
+    @contextlib.asynccontextmanager
+    async def open(self, target: Target, fallbacks: list[Target], build: Build, *,
+                   on_failover: OnFailover | None = None, deadline: float | None = None,
+                   attempt_spans=None, timeout: TimeoutPolicy | None = None) -> AsyncIterator[tuple[Target, Response]]:
+        """Yield ``(the target that answered, its response)`` with the body unread.
+
+        ``timeout`` replaces the targets' own (e.g. the orchestrator's routing budget)."""
+        chain = [target, *fallbacks]
+        last = len(chain) - 1
+        tag = bool(fallbacks)
+        for index, current in enumerate(chain):
+            headers, body = build(current)
+            more = index < last
+            try:
+                async with self.upstream.call(current.pool, current.urls, headers=headers, body=body,
+                                              timeout=timeout or current.timeout, policy=current.policy,
+                                              deadline=deadline,
+                                              attempt_spans=attempt_spans, target=current.name) as resp:
+                    status = resp.status
+                    if more and status >= 400:
+                        reason = None
+                        if status in current.failover_statuses:
+                            reason = f"status_{status}"
+                        elif status == 400 and _context_window_error(await resp.read()):
+                            reason = "context_window"
+                        if reason is not None:
+                            self._moved(current, chain[index + 1], reason, on_failover)
+                            continue
+                    if tag:
+                        resp.with_header("x-plano-model", current.name)
+                    yield current, resp
+                    return
+            except UpstreamError as err:
+                if more and err.kind in _FAILOVER_ERRORS:
+                    self._moved(current, chain[index + 1], err.kind, on_failover)
+                    continue
+                raise
+
+    def _moved(self, current: Target, following: Target, reason: str, on_failover: OnFailover | None) -> None:
+        log.info("model %s failed before its first byte (%s); trying %s", current.name, reason, following.name)
+        if self.metrics is not None:
+            try:
+                self.metrics.failover(current.name, following.name, reason)
+            except Exception:
+                pass
+        if on_failover is not None:
+            on_failover(current, following, reason)

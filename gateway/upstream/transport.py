@@ -1,0 +1,252 @@
+"""The transport boundary: plano's own request/response types, and how bytes reach a server.
+
+Everything above this module (the retry loop, relays, filters, the LLM and agent
+call units) sees only :class:`Response` — a status, headers, ``read()`` and
+``chunks()`` — never aiohttp objects, so a test can swap in
+:class:`MemoryTransport` and the HTTP library could change without touching logic
+(the httpx design: transports separated from the client).
+
+:class:`AiohttpTransport` is the production one: one ``aiohttp.ClientSession`` per
+worker, created at start-up and kept for the process's life, so no request pays
+for a client or a TLS handshake it could have reused. aiohttp rather than httpx:
+under concurrency on loopback httpx's pool collapsed on this hardware while
+aiohttp held the minimal-proxy floor (bench/README.md).
+
+Transport errors are classified here, once, into :class:`UpstreamError` kinds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+
+class UpstreamError(Exception):
+    """An outbound call failed before or while its response arrived.
+
+    ``kind``:
+      - ``connect``: refused, DNS, reset before a response — the upstream never saw the request;
+      - ``timeout``: no (complete) answer in time;
+      - ``broken``: the connection died mid-body;
+      - ``open``: every endpoint's circuit breaker is open (failing fast, nothing sent);
+      - ``overloaded``: the upstream's ``max_concurrency`` is reached (nothing sent).
+
+    ``status`` is what the gateway answers the client with: 502 connect/broken,
+    504 timeout, 503 open/overloaded (with ``retry_after`` seconds when known).
+    """
+
+    _TEXT = {
+        "connect": "could not connect to upstream {}",
+        "timeout": "upstream {} did not answer in time",
+        "broken": "connection to upstream {} broke mid-response",
+        "open": "upstream {} is unavailable (circuit breaker open)",
+        "overloaded": "upstream {} is at its concurrency limit",
+    }
+    _STATUS = {"timeout": 504, "open": 503, "overloaded": 503}
+
+    def __init__(self, kind: str, target: str, detail: str = "", *, retry_after: float | None = None) -> None:
+        self.kind = kind
+        self.target = target
+        self.status = self._STATUS.get(kind, 502)
+        self.retry_after = retry_after
+        text = self._TEXT[kind].format(target)
+        super().__init__(f"{text}{': ' + detail if detail else ''}")
+
+    def response_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """``Retry-After`` for a 503 the client may retry later."""
+        if self.retry_after is None:
+            return ()
+        return ((b"retry-after", str(max(1, int(self.retry_after + 0.999))).encode()),)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutPolicy:
+    """Timeouts for one kind of call (``total`` for the whole response, ``connect``);
+    built once at config load, reused per request."""
+
+    total: float | None
+    connect: float
+    aiohttp: aiohttp.ClientTimeout
+
+
+def timeout_policy(total: float | None, connect: float = 5.0) -> TimeoutPolicy:
+    return TimeoutPolicy(total, connect, aiohttp.ClientTimeout(total=total, sock_connect=connect))
+
+
+class Response:
+    """An upstream's answer with its body unread: ``status``, ``headers`` (case-insensitive
+    mapping), ``await read()`` for the whole body, ``chunks()`` to stream it."""
+
+    __slots__ = ("headers", "status", "_raw")
+
+    def __init__(self, status: int, headers: Mapping[str, str], raw) -> None:
+        self.status = status
+        self.headers = headers
+        self._raw = raw
+
+    async def read(self) -> bytes:
+        return await self._raw.read()
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._raw.content.iter_any()
+
+    def with_header(self, name: str, value: str) -> None:
+        """Add a header the client should see (e.g. ``x-plano-model``) to this response."""
+        from multidict import CIMultiDict
+
+        headers = CIMultiDict(self.headers)
+        headers[name] = value
+        self.headers = headers
+
+
+class Transport:
+    """Sends one request; yields a :class:`Response` or raises :class:`UpstreamError`.
+
+    Errors raised while the caller reads the body inside the ``async with`` block are
+    classified too, so callers only ever see :class:`UpstreamError`.
+    """
+
+    async def start(self) -> None:  # pragma: no cover - trivial
+        pass
+
+    async def close(self) -> None:  # pragma: no cover - trivial
+        pass
+
+    def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+             timeout: TimeoutPolicy, target: str) -> contextlib.AbstractAsyncContextManager[Response]:
+        raise NotImplementedError
+
+
+_CONNECT_ERRORS = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    ConnectionError,
+)
+
+
+class AiohttpTransport(Transport):
+    """The production transport: one pooled aiohttp session per worker."""
+
+    def __init__(self, *, max_connections: int = 1000, keepalive: float = 30.0, ca_path: str | None = None) -> None:
+        self._max_connections = max_connections
+        self._keepalive = keepalive
+        self._ca_path = ca_path
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        ssl_ctx: ssl.SSLContext | bool = True
+        if self._ca_path:
+            ssl_ctx = ssl.create_default_context(cafile=self._ca_path)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive,
+            ttl_dns_cache=300,
+            ssl=ssl_ctx,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+            read_bufsize=2**16,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("transport used before start()")
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+                   timeout: TimeoutPolicy, target: str) -> AsyncIterator[Response]:
+        responded = False
+        try:
+            async with self.session.request(
+                method, url, data=body, headers=headers, timeout=timeout.aiohttp, allow_redirects=False
+            ) as resp:
+                responded = True
+                yield Response(resp.status, resp.headers, resp)
+        except UpstreamError:
+            raise
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamError("timeout", target) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamError("broken", target, short(exc)) from exc
+        except _CONNECT_ERRORS as exc:
+            raise UpstreamError("broken" if responded else "connect", target, short(exc)) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise UpstreamError("broken", target, short(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError("connect", target, short(exc)) from exc
+
+
+# ----------------------------------------------------------------------------- in memory
+
+
+@dataclass(slots=True)
+class MemoryRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+
+
+class _MemoryBody:
+    __slots__ = ("content", "_data")
+
+    def __init__(self, data: bytes | list[bytes]) -> None:
+        self._data = data if isinstance(data, list) else [data]
+        self.content = self
+
+    async def read(self) -> bytes:
+        return b"".join(self._data)
+
+    async def iter_any(self):
+        for piece in self._data:
+            yield piece
+
+
+#: What a memory handler returns: (status, headers, body or body pieces).
+MemoryAnswer = tuple[int, Mapping[str, str], "bytes | list[bytes]"]
+
+
+class MemoryTransport(Transport):
+    """A transport for unit tests: ``handler(MemoryRequest)`` answers, or raises
+    :class:`UpstreamError` to simulate a connect error or a timeout."""
+
+    def __init__(self, handler: Callable[[MemoryRequest], Awaitable[MemoryAnswer]]) -> None:
+        self.handler = handler
+        self.requests: list[MemoryRequest] = []
+
+    @contextlib.asynccontextmanager
+    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+                   timeout: TimeoutPolicy, target: str) -> AsyncIterator[Response]:
+        request = MemoryRequest(method, url, dict(headers), body)
+        self.requests.append(request)
+        try:
+            answer = await asyncio.wait_for(self.handler(request), timeout.total) if timeout.total else \
+                await self.handler(request)
+        except asyncio.TimeoutError:
+            raise UpstreamError("timeout", target) from None
+        status, headers_out, data = answer
+        from multidict import CIMultiDict
+
+        yield Response(status, CIMultiDict(headers_out), _MemoryBody(data))
+
+
+def short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:200]

@@ -1,0 +1,343 @@
+"""The upstream layer on the in-memory transport: policy, attempts, breakers, pools, model failover.
+
+End-to-end behaviour through real sockets is in tests/test_reliability_e2e.py; these
+tests pin down the decisions themselves, each with a case that fails on the wrong one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gateway.config.reliability import RetryConfig
+from gateway.llm.call import LLMCaller
+from gateway.upstream import MemoryTransport, Pool, Upstream, UpstreamError, resolve_policy, timeout_policy
+from gateway.upstream.breaker import CLOSED, HALF_OPEN, OPEN, EndpointBreaker
+from gateway.upstream.policy import SINGLE, CallPolicy, retry_after_seconds
+from gateway.upstream.pool import BreakerSettings
+
+T = timeout_policy(5.0, 1.0)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class Script:
+    """Answers per URL from a list of scripted answers (status or an UpstreamError kind)."""
+
+    def __init__(self, **answers) -> None:
+        self.answers = {k: list(v) for k, v in answers.items()}
+        self.calls: list[str] = []
+
+    async def __call__(self, request):
+        host = request.url.split("//", 1)[1].split("/", 1)[0].split(":")[0]
+        self.calls.append(host)
+        queue = self.answers[host]
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, str):
+            if answer == "hang":
+                await asyncio.sleep(3600)
+            raise UpstreamError(answer, host)
+        status, headers = (answer, {}) if isinstance(answer, int) else answer
+        return status, {"content-type": "application/json", **headers}, b'{"ok": true}'
+
+
+async def call(upstream, pool, policy=SINGLE, *, deadline=None, timeout=T):
+    async with upstream.call(pool, None, path="/x", headers={}, body=b"{}", timeout=timeout, policy=policy,
+                             deadline=deadline) as resp:
+        await resp.read()
+        return resp.status
+
+
+def retrying(attempts=3, on=(503,), **kw) -> CallPolicy:
+    return resolve_policy(RetryConfig(attempts=attempts, backoff=0.001, max_backoff=0.01, on=list(on), **kw),
+                          idempotent=True)
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+def test_default_policy_calls_a_single_endpoint_once_and_fails_over_connect_errors_only_with_more():
+    assert resolve_policy(None, None, idempotent=True, endpoints=1).attempts == 1
+    two = resolve_policy(None, idempotent=False, endpoints=2)
+    assert two.attempts == 2 and two.on_connect and not two.on_timeout and not two.statuses
+
+
+def test_idempotency_decides_only_the_default_retry_set():
+    agent = resolve_policy(RetryConfig(attempts=3), idempotent=False)
+    model = resolve_policy(RetryConfig(attempts=3), idempotent=True)
+    assert agent.statuses == frozenset() and agent.on_connect and not agent.on_timeout
+    assert {429, 502, 503, 504} <= model.statuses and model.on_timeout
+    explicit = resolve_policy(RetryConfig(attempts=3, on=[503, "5xx"]), idempotent=False)
+    assert 503 in explicit.statuses and 500 in explicit.statuses and not explicit.on_connect
+
+
+def test_the_first_retry_block_wins_own_then_listener_then_global():
+    own, listener = RetryConfig(attempts=2), RetryConfig(attempts=5)
+    assert resolve_policy(own, listener, idempotent=True).attempts == 2
+    assert resolve_policy(None, listener, idempotent=True).attempts == 5
+
+
+def test_backoff_is_jittered_exponential_and_capped():
+    policy = CallPolicy(attempts=10, backoff=0.1, max_backoff=0.4)
+    for n, cap in ((1, 0.1), (2, 0.2), (3, 0.4), (6, 0.4)):
+        delays = [policy.delay(n) for _ in range(200)]
+        assert all(0 <= d <= cap for d in delays)
+        assert max(delays) > cap * 0.5  # jitter spreads over the range, not a constant
+
+
+def test_retry_after_parses_seconds_and_http_dates():
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
+    assert 25 < retry_after_seconds(future) <= 31
+
+
+# ----------------------------------------------------------------------------- attempts
+
+
+def test_a_retryable_status_is_retried_until_success():
+    script = Script(a=[503, 503, 200])
+    up = Upstream(transport=MemoryTransport(script))
+    assert run(call(up, Pool("p", ["http://a"]), retrying())) == 200
+    assert script.calls == ["a", "a", "a"]
+
+
+def test_a_status_outside_the_retry_set_is_final():
+    script = Script(a=[500, 200])
+    up = Upstream(transport=MemoryTransport(script))
+    assert run(call(up, Pool("p", ["http://a"]), retrying())) == 500
+    assert script.calls == ["a"]
+
+
+def test_attempts_are_bounded_and_the_last_answer_is_relayed():
+    script = Script(a=[503])
+    up = Upstream(transport=MemoryTransport(script))
+    assert run(call(up, Pool("p", ["http://a"]), retrying(attempts=3))) == 503
+    assert len(script.calls) == 3
+
+
+def test_retry_after_longer_than_max_backoff_ends_the_retries_with_that_answer():
+    script = Script(a=[(429, {"retry-after": "60"}), 200])
+    up = Upstream(transport=MemoryTransport(script))
+    assert run(call(up, Pool("p", ["http://a"]), retrying(on=(429,)))) == 429
+    assert script.calls == ["a"]
+
+
+def test_connect_errors_move_to_the_next_endpoint():
+    script = Script(a=["connect"], b=[200])
+    up = Upstream(transport=MemoryTransport(script))
+    pool = Pool("p", ["http://a", "http://b"])
+    policy = resolve_policy(None, idempotent=False, endpoints=2)
+    assert run(call(up, pool, policy)) == 200
+    assert script.calls == ["a", "b"]
+
+
+def test_timeouts_are_not_retried_for_non_idempotent_calls_by_default():
+    script = Script(a=["timeout"], b=[200])
+    up = Upstream(transport=MemoryTransport(script))
+    policy = resolve_policy(RetryConfig(attempts=3), idempotent=False)
+    with pytest.raises(UpstreamError) as err:
+        run(call(up, Pool("p", ["http://a", "http://b"]), policy))
+    assert err.value.kind == "timeout" and script.calls == ["a"]
+
+
+def test_no_attempt_outlives_the_callers_deadline():
+    script = Script(a=["hang"])
+    up = Upstream(transport=MemoryTransport(script))
+
+    async def go():
+        deadline = asyncio.get_running_loop().time() + 0.05
+        return await call(up, Pool("p", ["http://a"]), retrying(on=("timeout",)), deadline=deadline)
+
+    with pytest.raises(UpstreamError) as err:
+        run(go())
+    assert err.value.kind == "timeout" and err.value.status == 504
+
+
+def test_errors_after_the_response_was_yielded_are_not_retried():
+    script = Script(a=[200, 200])
+    up = Upstream(transport=MemoryTransport(script))
+
+    async def go():
+        async with up.call(Pool("p", ["http://a"]), None, headers={}, body=b"", timeout=T,
+                           policy=retrying(on=("5xx", "connect_error"))):
+            raise UpstreamError("broken", "a")
+
+    with pytest.raises(UpstreamError):
+        run(go())
+    assert script.calls == ["a"]
+
+
+# ----------------------------------------------------------------------------- breakers and pools
+
+
+def test_breaker_opens_after_the_threshold_and_fails_fast_without_calling():
+    script = Script(a=[503])
+    up = Upstream(transport=MemoryTransport(script))
+    pool = Pool("p", ["http://a"], breaker=BreakerSettings(failure_threshold=3, reset_timeout=30))
+    assert [run(call(up, pool)) for _ in range(3)] == [503, 503, 503]
+    with pytest.raises(UpstreamError) as err:
+        run(call(up, pool))
+    assert err.value.kind == "open" and err.value.status == 503 and 25 < err.value.retry_after <= 30
+    assert dict(err.value.response_headers())[b"retry-after"] == b"30"
+    assert len(script.calls) == 3
+
+
+def test_429_does_not_count_against_the_breaker():
+    script = Script(a=[429])
+    up = Upstream(transport=MemoryTransport(script))
+    pool = Pool("p", ["http://a"], breaker=BreakerSettings(failure_threshold=2, reset_timeout=30))
+    assert [run(call(up, pool)) for _ in range(4)] == [429] * 4
+
+
+def test_half_open_lets_one_probe_through_and_closes_on_success():
+    breaker = EndpointBreaker("p", "a", failure_threshold=1, reset_timeout=0.05)
+    breaker.failure()
+    assert breaker.state == OPEN and not breaker.allow()
+    time.sleep(0.06)
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    assert not breaker.allow()  # one probe at a time
+    breaker.success()
+    assert breaker.state == CLOSED and breaker.allow()
+
+
+def test_a_failed_probe_opens_again():
+    breaker = EndpointBreaker("p", "a", failure_threshold=1, reset_timeout=0.05)
+    breaker.failure()
+    time.sleep(0.06)
+    assert breaker.allow()
+    breaker.failure()
+    assert breaker.state == OPEN and not breaker.allow()
+
+
+def test_successes_reset_the_consecutive_failure_count():
+    breaker = EndpointBreaker("p", "a", failure_threshold=3, reset_timeout=30)
+    for _ in range(5):
+        breaker.failure()
+        breaker.failure()
+        breaker.success()
+    assert breaker.state == CLOSED
+
+
+def test_remote_events_open_and_close_without_republishing():
+    published = []
+
+    class Sync:
+        def register(self, breaker):
+            pass
+
+        def publish(self, key, event, opened_at):
+            published.append(event)
+
+    breaker = EndpointBreaker("p", "a", failure_threshold=2, reset_timeout=30, sync=Sync())
+    breaker.apply_remote("fail", None)
+    assert breaker.state == CLOSED
+    breaker.apply_remote("fail", None)
+    assert breaker.state == OPEN and published == []
+    breaker.apply_remote(CLOSED, None)
+    assert breaker.state == CLOSED and published == []
+    breaker.failure()
+    assert published == ["fail"]
+
+
+def test_round_robin_spreads_and_skips_open_endpoints():
+    pool = Pool("p", ["http://a", "http://b", "http://c"], breaker=BreakerSettings(failure_threshold=1))
+    assert [pool.pick().base for _ in range(6)] == ["http://a", "http://b", "http://c"] * 2
+    pool.endpoints[1].breaker.failure()
+    assert {pool.pick().base for _ in range(6)} == {"http://a", "http://c"}
+    for endpoint in pool.endpoints:
+        endpoint.breaker.failure()
+    assert pool.pick() is None
+
+
+def test_least_in_flight_prefers_the_idle_endpoint():
+    pool = Pool("p", ["http://a", "http://b"], balance="least_in_flight")
+    pool.endpoints[0].in_flight = 5
+    assert [pool.pick().base for _ in range(3)] == ["http://b"] * 3
+
+
+def test_max_concurrency_refuses_instead_of_queueing():
+    script = Script(a=["hang"])
+    up = Upstream(transport=MemoryTransport(script))
+    pool = Pool("p", ["http://a"], max_concurrency=2)
+
+    async def go():
+        hanging = [asyncio.create_task(call(up, pool)) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(UpstreamError) as err:
+            await call(up, pool)
+        for task in hanging:
+            task.cancel()
+        await asyncio.gather(*hanging, return_exceptions=True)
+        return err.value
+
+    err = run(go())
+    assert err.kind == "overloaded" and err.status == 503 and pool.in_flight == 0
+
+
+# ----------------------------------------------------------------------------- model failover
+
+
+def _targets():
+    from gateway.config.schema import ModelProvider
+    from gateway.llm.targets import build_target
+
+    primary = build_target(ModelProvider(model="openai/primary", base_url="http://a", access_key="k1",
+                                         fallback_models=["openai/backup"]), default_timeout=5)
+    backup = build_target(ModelProvider(model="openai/backup", base_url="http://b", access_key="k2"),
+                          default_timeout=5)
+    return primary, backup
+
+
+async def _failover(caller, primary, backup):
+    moves = []
+
+    def build(target):
+        return {"authorization": f"Bearer {target.name}"}, b"{}"
+
+    async with caller.open(primary, [backup], build, on_failover=lambda a, b, why: moves.append(why)) as (t, resp):
+        return t.name, resp.status, resp.headers.get("x-plano-model"), moves
+
+
+@pytest.mark.parametrize("answer,reason", [(429, "status_429"), (503, "status_503"), ("connect", "connect"),
+                                           ("timeout", "timeout")])
+def test_failover_to_the_next_model_before_the_first_byte(answer, reason):
+    script = Script(a=[answer], b=[200])
+    transport = MemoryTransport(script)
+    primary, backup = _targets()
+    name, status, header, moves = run(_failover(LLMCaller(Upstream(transport=transport)), primary, backup))
+    assert (name, status, header, moves) == ("openai/backup", 200, "openai/backup", [reason])
+    assert transport.requests[-1].headers["authorization"] == "Bearer openai/backup"
+
+
+def test_no_failover_on_a_client_error_and_the_answer_names_the_model():
+    script = Script(a=[404], b=[200])
+    primary, backup = _targets()
+    name, status, header, moves = run(_failover(LLMCaller(Upstream(transport=MemoryTransport(script))),
+                                                primary, backup))
+    assert (name, status, header, moves) == ("openai/primary", 404, "openai/primary", [])
+    assert script.calls == ["a"]
+
+
+def test_context_window_errors_fail_over():
+    async def handler(request):
+        if "//a" in request.url:
+            return 400, {}, b'{"error": {"code": "context_length_exceeded", "message": "too long"}}'
+        return 200, {}, b"{}"
+
+    primary, backup = _targets()
+    name, status, _, moves = run(_failover(LLMCaller(Upstream(transport=MemoryTransport(handler))),
+                                           primary, backup))
+    assert (name, status, moves) == ("openai/backup", 200, ["context_window"])
+
+
+def test_the_last_model_failing_is_what_the_client_gets():
+    script = Script(a=[503], b=[502])
+    primary, backup = _targets()
+    name, status, _, moves = run(_failover(LLMCaller(Upstream(transport=MemoryTransport(script))),
+                                           primary, backup))
+    assert (name, status, moves) == ("openai/backup", 502, ["status_503"])
