@@ -243,8 +243,11 @@ def test_agent_listener_sse_sends_cache_control_once(tmp_path, llm):
     config = {
         "version": "v0.4.0",
         "agents": [{"id": "agent", "url": llm.url}],
+        "model_providers": [{"model": "openai/gpt-4o", "base_url": llm.url, "default": True}],
         "listeners": [{"type": "agent", "name": "travel", "port": port, "address": "127.0.0.1",
-                       "agents": [{"id": "agent", "description": "answers"}]}],
+                       "agents": [{"id": "agent", "description": "answers"}]},
+                      # explicit, so the implicit model listener does not take 0.0.0.0:12000
+                      {"type": "model", "name": "llm", "port": free_port(), "address": "127.0.0.1"}],
     }
     llm.enqueue(Reply("sse", tokens=["a", "b"], headers={"Cache-Control": "no-cache"}))
     with Gateway(config, tmp_path, env=gateway_env()):
