@@ -59,26 +59,41 @@ class GatewayApp:
                                                               self.telemetry, self.limits)
             else:
                 log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name, listener.type)
-        self._single = next(iter(self.by_port.values())) if len(self.by_port) == 1 else None
+        # Listener ``max_concurrency``: requests in flight per listener in this worker (0 = none given).
+        self._limits = {l.port: l.max_concurrency for l in config.listeners if getattr(l, "max_concurrency", None)}
+        self._in_flight = dict.fromkeys(self._limits, 0)
+        self._single = next(iter(self.by_port.values())) if len(self.by_port) == 1 and not self._limits else None
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
         if kind == "http":
-            app = self._single or self.by_port.get(scope["server"][1])
+            app = self._single
             if app is None:
-                await send_error(send, GatewayError(404, "No listener on this port", code="not_found"))
-                return
-            try:
-                await app(scope, receive, send)
-            except Exception:  # a bug: log it, and answer in the client's shape if nothing was sent yet
-                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-                try:
-                    await send_error(send, GatewayError(500, "Internal gateway error; see the gateway log.",
-                                                        code="internal_error"))
-                except Exception:
-                    pass
+                port = scope["server"][1]
+                app = self.by_port.get(port)
+                if app is None:
+                    await send_error(send, GatewayError(404, "No listener on this port", code="not_found"))
+                    return
+                if port in self._limits and scope["path"] != "/healthz":
+                    await self._gated(port, app, scope, receive, send)
+                    return
+            await _serve(app, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _gated(self, port: int, app, scope, receive, send) -> None:
+        """A listener with ``max_concurrency``: one request more than the limit is answered 503 at
+        once (with ``Retry-After``) instead of queueing behind the slow ones."""
+        if self._in_flight[port] >= self._limits[port]:
+            await send_error(send, GatewayError(
+                503, f"The listener is at its limit of {self._limits[port]} requests in flight; retry shortly.",
+                code="listener_overloaded", headers=((b"retry-after", b"1"),)))
+            return
+        self._in_flight[port] += 1
+        try:
+            await _serve(app, scope, receive, send)
+        finally:
+            self._in_flight[port] -= 1
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -100,6 +115,18 @@ class GatewayApp:
                 await self.telemetry.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _serve(app, scope, receive, send) -> None:
+    try:
+        await app(scope, receive, send)
+    except Exception:  # a bug: log it, and answer in the client's shape if nothing was sent yet
+        log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+        try:
+            await send_error(send, GatewayError(500, "Internal gateway error; see the gateway log.",
+                                                code="internal_error"))
+        except Exception:
+            pass
 
 
 def _agent_listener(config, listener, upstream, resolver, filters, telemetry, limits):
