@@ -341,3 +341,13 @@ def test_the_last_model_failing_is_what_the_client_gets():
     name, status, _, moves = run(_failover(LLMCaller(Upstream(transport=MemoryTransport(script))),
                                            primary, backup))
     assert (name, status, moves) == ("openai/backup", 502, ["status_503"])
+
+
+def test_after_every_endpoint_was_tried_one_that_answered_is_reused():
+    script = Script(a=["connect"], b=[503, 200])
+    up = Upstream(transport=MemoryTransport(script))
+    for _ in range(2):  # whichever endpoint round-robin starts with
+        script.calls.clear()
+        script.answers["b"] = [503, 200]
+        assert run(call(up, Pool("p", ["http://a", "http://b"]), retrying(on=("connect_error", 503)))) == 200
+        assert script.calls.count("a") == 1 and script.calls.count("b") == 2

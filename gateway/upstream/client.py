@@ -102,10 +102,11 @@ class Upstream:
         spans = attempt_spans if attempt_spans is not None and (policy.attempts > 1 or len(pool.endpoints) > 1) \
             else None
         tried: list[Endpoint] = []
+        unreachable: list[Endpoint] = []
         attempt = 0
         while True:
             attempt += 1
-            endpoint = pool.pick(tried)
+            endpoint = pool.pick(tried, unreachable)
             if endpoint is None:
                 raise UpstreamError("open", name, retry_after=pool.retry_after())
             tried.append(endpoint)
@@ -122,6 +123,8 @@ class Upstream:
                 endpoint.in_flight -= 1
                 if breaker is not None:
                     breaker.failure()
+                if err.kind == "connect":
+                    unreachable.append(endpoint)
                 _end_span(span, err.kind, None)
                 delay = _delay(policy, attempt, None, end, loop) if policy.retries_error(err.kind) else None
                 if delay is None:
@@ -132,6 +135,8 @@ class Upstream:
                 continue
             except BaseException:
                 endpoint.in_flight -= 1
+                if breaker is not None:
+                    breaker.probing = False  # a cancelled probe must not keep the breaker half-open forever
                 _end_span(span, "cancelled", None)
                 raise
             status = resp.status

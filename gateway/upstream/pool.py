@@ -97,11 +97,11 @@ class Pool:
 
     # -- choosing an endpoint ------------------------------------------------------------
 
-    def pick(self, tried: Sequence[Endpoint] = ()) -> Endpoint | None:
+    def pick(self, tried: Sequence[Endpoint] = (), unreachable: Sequence[Endpoint] = ()) -> Endpoint | None:
         """The endpoint for the next attempt, or None when every breaker is open.
 
-        Endpoints not yet tried by this call come first; when all were tried, any
-        endpoint whose breaker admits is reused (a retry of a one-endpoint pool).
+        Endpoints not yet tried by this call come first; when all were tried, one that
+        answered (rather than refused the connection) is reused before one that did not.
         """
         single = self._single
         if single is not None:
@@ -109,14 +109,15 @@ class Pool:
         endpoints = self.endpoints
         count = len(endpoints)
         if self.least_in_flight:
-            order = sorted(endpoints, key=lambda e: (e in tried, e.in_flight, (e.index - self._next) % count))
+            order = sorted(endpoints, key=lambda e: (e in tried, e in unreachable, e.in_flight,
+                                                     (e.index - self._next) % count))
             self._next = (self._next + 1) % count
         else:
             start = self._next
             self._next = (start + 1) % count
             order = [endpoints[(start + i) % count] for i in range(count)]
             if tried:
-                order.sort(key=lambda e: e in tried)
+                order.sort(key=lambda e: (e in tried, e in unreachable))
         for endpoint in order:
             breaker = endpoint.breaker
             if breaker is None or breaker.allow():
