@@ -61,12 +61,11 @@ class Upstream:
     async def close(self) -> None:
         await self.transport.close()
 
-    @contextlib.asynccontextmanager
-    async def call(self, pool: Pool, urls: Sequence[str] | None, *, headers: dict[str, str], body: bytes | None,
-                   timeout: TimeoutPolicy, policy: CallPolicy = SINGLE, method: str = "POST", path: str = "",
-                   deadline: float | None = None, attempt_spans: AttemptSpans | None = None,
-                   target: str | None = None) -> AsyncIterator[Response]:
-        """Call ``pool`` and yield the accepted response with its body unread.
+    def call(self, pool: Pool, urls: Sequence[str] | None, *, headers: dict[str, str], body: bytes | None,
+             timeout: TimeoutPolicy, policy: CallPolicy = SINGLE, method: str = "POST", path: str = "",
+             deadline: float | None = None, attempt_spans: AttemptSpans | None = None,
+             target: str | None = None) -> contextlib.AbstractAsyncContextManager[Response]:
+        """Call ``pool``; ``async with`` it to get the accepted response with its body unread.
 
         ``urls[i]`` is the full URL for endpoint ``i`` (model providers, whose path
         depends on the model); without ``urls`` it is the endpoint's base + ``path``.
@@ -75,21 +74,12 @@ class Upstream:
         Raises :class:`UpstreamError` when no attempt produced a response to give.
         """
         name = target or pool.name
-        if not pool.enter():
-            raise UpstreamError("overloaded", name, retry_after=1.0)
-        try:
-            if policy.attempts == 1 and deadline is None and pool._single is not None:
-                # Fast path: exactly one possible attempt, nothing to decide.
-                endpoint = pool._single
-                url = urls[0] if urls is not None else endpoint.base + path
-                async with self.transport.send(method, url, headers, body, timeout, name) as resp:
-                    yield resp
-                return
-            async with self._attempts(pool, urls, name, headers, body, timeout, policy, method, path, deadline,
-                                      attempt_spans) as resp:
-                yield resp
-        finally:
-            pool.leave()
+        if policy.attempts == 1 and deadline is None and pool._single is not None:
+            # Fast path: exactly one possible attempt, nothing to decide.
+            url = urls[0] if urls is not None else pool._single.base + path
+            return _Admitted(pool, self.transport.send(method, url, headers, body, timeout, name), name)
+        return _Admitted(pool, self._attempts(pool, urls, name, headers, body, timeout, policy, method, path,
+                                              deadline, attempt_spans), name)
 
     @contextlib.asynccontextmanager
     async def _attempts(self, pool: Pool, urls, name: str, headers, body, timeout: TimeoutPolicy,
@@ -179,6 +169,35 @@ class Upstream:
                 metrics.retry(pool.name, reason)
             except Exception:
                 pass
+
+
+class _Admitted:
+    """Counts a call into its pool for as long as the inner context (the attempts) is open.
+
+    A class, not a generator-based context manager: it sits on every outbound call."""
+
+    __slots__ = ("inner", "name", "pool")
+
+    def __init__(self, pool: Pool, inner, name: str) -> None:
+        self.pool = pool
+        self.inner = inner
+        self.name = name
+
+    async def __aenter__(self) -> Response:
+        pool = self.pool
+        if not pool.enter():
+            raise UpstreamError("overloaded", self.name, retry_after=1.0)
+        try:
+            return await self.inner.__aenter__()
+        except BaseException:
+            pool.leave()
+            raise
+
+    async def __aexit__(self, exc_type, exc, tb):
+        try:
+            return await self.inner.__aexit__(exc_type, exc, tb)
+        finally:
+            self.pool.leave()
 
 
 def _delay(policy: CallPolicy, attempt: int, retry_after: float | None, end: float | None, loop) -> float | None:
