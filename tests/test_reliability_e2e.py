@@ -451,7 +451,8 @@ def test_killing_one_of_two_instances_mid_load(tmp_path):
         "version": "v0.4.0",
         "model_providers": [UNUSED_PROVIDER],
         "agents": [{"id": "duo", "urls": [i.url for i in instances],
-                    "retry": {"attempts": 3, "backoff": "10ms", "on": ["connect_error", 502, 503]}}],
+                    # The echo agent is safe to repeat: requests cut off by the kill ('reset') are retried too.
+                    "retry": {"attempts": 3, "backoff": "10ms", "on": ["connect_error", "reset", 502, 503]}}],
         "listeners": [{"type": "agent", "name": "duo_desk", "port": port, "address": "127.0.0.1",
                        "agents": [{"id": "duo", "description": "Two instances of one agent."}]},
                       model_listener()],

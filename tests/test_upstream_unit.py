@@ -351,3 +351,15 @@ def test_after_every_endpoint_was_tried_one_that_answered_is_reused():
         script.answers["b"] = [503, 200]
         assert run(call(up, Pool("p", ["http://a", "http://b"]), retrying(on=("connect_error", 503)))) == 200
         assert script.calls.count("a") == 1 and script.calls.count("b") == 2
+
+
+def test_a_dropped_connection_is_retried_for_idempotent_calls_only():
+    for idempotent, expected in ((True, ["a", "a"]), (False, ["a"])):
+        script = Script(a=["reset", 200])
+        up = Upstream(transport=MemoryTransport(script))
+        policy = resolve_policy(RetryConfig(attempts=2, backoff=0.001), idempotent=idempotent)
+        try:
+            run(call(up, Pool("p", ["http://a"]), policy))
+        except UpstreamError as err:
+            assert err.kind == "reset" and not idempotent
+        assert script.calls == expected

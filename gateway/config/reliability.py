@@ -16,17 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gateway.config.scalars import Duration
 
 #: Retry triggers that are not HTTP statuses.
-RETRY_CONDITIONS = ("connect_error", "timeout", "5xx", "4xx")
+RETRY_CONDITIONS = ("connect_error", "reset", "timeout", "5xx", "4xx")
 
 #: Default ``retry.on`` for idempotent upstreams (model providers, filters).
-DEFAULT_RETRY_ON: tuple[Union[int, str], ...] = ("connect_error", "timeout", 429, 502, 503, 504)
+DEFAULT_RETRY_ON: tuple[Union[int, str], ...] = ("connect_error", "reset", "timeout", 429, 502, 503, 504)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_default=False)
 
 
-RetryOn = Annotated[Union[int, Literal["connect_error", "timeout", "5xx", "4xx"]], Field()]
+RetryOn = Annotated[Union[int, Literal["connect_error", "reset", "timeout", "5xx", "4xx"]], Field()]
 
 
 class RetryConfig(_Model):
@@ -37,8 +37,9 @@ class RetryConfig(_Model):
     max_backoff: Duration = Field(2.0, description="Upper bound of one back-off (and of a honoured Retry-After).")
     on: list[RetryOn] | None = Field(
         None,
-        description="What is retried: HTTP statuses, '5xx', '4xx', 'connect_error', 'timeout'. Default: "
-        "connect_error, timeout, 429, 502, 503, 504 for idempotent upstreams (model providers, filters); "
+        description="What is retried: HTTP statuses, '5xx', '4xx', 'connect_error' (no connection), 'reset' "
+        "(the connection dropped before any answer), 'timeout'. Default: connect_error, reset, timeout, 429, "
+        "502, 503, 504 for idempotent upstreams (model providers, filters); "
         "connect_error only for agents (their calls may have side effects) unless 'idempotent: true'.",
     )
     idempotent: bool | None = Field(

@@ -213,13 +213,14 @@ class ModelListener:
         return headers
 
 
-_ERROR_CLASS = {"connect": "connect", "timeout": "timeout", "broken": "stream"}
+_ERROR_CLASS = {"connect": "connect", "reset": "connect", "open": "connect", "overloaded": "connect",
+                "timeout": "timeout", "broken": "stream"}
 
 
 def _failed(call, exc: BaseException) -> None:
     """Close an LLM call's telemetry when the upstream call failed before the relay could."""
     if isinstance(exc, UpstreamError):
-        call.finish(exc.status, error=str(exc), error_class=_ERROR_CLASS[exc.kind])
+        call.finish(exc.status, error=str(exc), error_class=_ERROR_CLASS.get(exc.kind, "other"))
     elif isinstance(exc, GatewayError):
         call.finish(exc.status, error=exc.message, error_class="parse")
     else:

@@ -26,7 +26,7 @@ from gateway.upstream import Response, TimeoutPolicy, Upstream, UpstreamError
 log = logging.getLogger("plano.model")
 
 #: Errors of the upstream layer after which the next model is tried.
-_FAILOVER_ERRORS = frozenset({"connect", "timeout", "open", "overloaded"})
+_FAILOVER_ERRORS = frozenset({"connect", "reset", "timeout", "open", "overloaded"})
 
 #: Builds (headers, body) for one target; raises GatewayError (e.g. a missing key).
 Build = Callable[[Target], tuple[dict[str, str], bytes]]

@@ -6,9 +6,10 @@ policy that retries only connect errors, and only when there is another endpoint
 to try (so a one-URL upstream is called exactly once, as before).
 
 Idempotency decides the default ``on`` set. Model and filter calls are free of
-side effects: connect errors, timeouts, 429, 502, 503 and 504 are retried. Agent
-calls may book a flight: by default only errors that prove the agent never got
-the request (connect errors) are retried. An explicit ``on`` is honoured as
+side effects: connect errors, resets, timeouts, 429, 502, 503 and 504 are retried.
+Agent calls may book a flight: by default only errors that prove the agent never
+got the request (connect errors) are retried — not a connection that dropped after
+the request went out (``reset``), nor a timeout. An explicit ``on`` is honoured as
 written — the operator said so.
 
 Back-off is exponential with full jitter (``uniform(0, min(max_backoff,
@@ -39,6 +40,7 @@ class CallPolicy:
     statuses: frozenset[int] = frozenset()
     on_connect: bool = True
     on_timeout: bool = False
+    on_reset: bool = False
     attempt_timeout: float | None = None
     #: True when the policy came from config (``retry:``); False for the built-in default.
     explicit: bool = False
@@ -51,6 +53,8 @@ class CallPolicy:
             return self.on_connect
         if kind == "timeout":
             return self.on_timeout
+        if kind == "reset":
+            return self.on_reset
         return False  # broken: the upstream saw the request and started answering
 
     def delay(self, retry_number: int) -> float:
@@ -63,21 +67,23 @@ class CallPolicy:
 SINGLE = CallPolicy()
 
 
-def _statuses(on) -> tuple[frozenset[int], bool, bool]:
+def _statuses(on) -> tuple[frozenset[int], bool, bool, bool]:
     statuses: set[int] = set()
-    connect = timeout = False
+    connect = timeout = reset = False
     for item in on:
         if item == "connect_error":
             connect = True
         elif item == "timeout":
             timeout = True
+        elif item == "reset":
+            reset = True
         elif item == "5xx":
             statuses.update(range(500, 600))
         elif item == "4xx":
             statuses.update(range(400, 500))
         else:
             statuses.add(int(item))
-    return frozenset(statuses), connect, timeout
+    return frozenset(statuses), connect, timeout, reset
 
 
 def resolve_policy(*configs, idempotent: bool, endpoints: int = 1) -> CallPolicy:
@@ -92,7 +98,7 @@ def resolve_policy(*configs, idempotent: bool, endpoints: int = 1) -> CallPolicy
         return CallPolicy(attempts=attempts, statuses=frozenset(), on_connect=True, on_timeout=False)
     safe = idempotent if cfg.idempotent is None else cfg.idempotent
     on = cfg.on if cfg.on is not None else (DEFAULT_RETRY_ON if safe else SAFE_RETRY_ON)
-    statuses, connect, timeout = _statuses(on)
+    statuses, connect, timeout, reset = _statuses(on)
     return CallPolicy(
         attempts=cfg.attempts,
         backoff=cfg.backoff,
@@ -100,6 +106,7 @@ def resolve_policy(*configs, idempotent: bool, endpoints: int = 1) -> CallPolicy
         statuses=statuses,
         on_connect=connect,
         on_timeout=timeout,
+        on_reset=reset,
         attempt_timeout=cfg.attempt_timeout,
         explicit=True,
     )

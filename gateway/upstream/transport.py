@@ -30,7 +30,9 @@ class UpstreamError(Exception):
     """An outbound call failed before or while its response arrived.
 
     ``kind``:
-      - ``connect``: refused, DNS, reset before a response — the upstream never saw the request;
+      - ``connect``: refused, DNS, TLS — no connection, so the upstream never saw the request;
+      - ``reset``: the connection closed or reset after the request went out and before any
+        response: the upstream may have seen it (a killed process, a stale keep-alive);
       - ``timeout``: no (complete) answer in time;
       - ``broken``: the connection died mid-body;
       - ``open``: every endpoint's circuit breaker is open (failing fast, nothing sent);
@@ -42,6 +44,7 @@ class UpstreamError(Exception):
 
     _TEXT = {
         "connect": "could not connect to upstream {}",
+        "reset": "connection to upstream {} was closed before it answered",
         "timeout": "upstream {} did not answer in time",
         "broken": "connection to upstream {} broke mid-response",
         "open": "upstream {} is unavailable (circuit breaker open)",
@@ -122,8 +125,9 @@ class Transport:
         raise NotImplementedError
 
 
-_CONNECT_ERRORS = (
-    aiohttp.ClientConnectorError,
+#: Dropped connections: before a response "reset", after it "broken" (ClientConnectorError,
+#: a subclass of ClientOSError, is caught first as "connect").
+_DROPPED = (
     aiohttp.ServerDisconnectedError,
     aiohttp.ClientOSError,
     ConnectionError,
@@ -185,8 +189,10 @@ class AiohttpTransport(Transport):
             raise UpstreamError("timeout", target) from exc
         except aiohttp.ClientPayloadError as exc:
             raise UpstreamError("broken", target, short(exc)) from exc
-        except _CONNECT_ERRORS as exc:
+        except aiohttp.ClientConnectorError as exc:
             raise UpstreamError("broken" if responded else "connect", target, short(exc)) from exc
+        except _DROPPED as exc:
+            raise UpstreamError("broken" if responded else "reset", target, short(exc)) from exc
         except aiohttp.ClientResponseError as exc:
             raise UpstreamError("broken", target, short(exc)) from exc
         except aiohttp.ClientError as exc:
