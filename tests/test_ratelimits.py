@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import subprocess
 import sys
 import textwrap
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -28,6 +26,7 @@ from gateway.config import load_config_text
 from gateway.state.redis import SharedRedis
 from gateway.upstream.limits import MemoryWindows, RateLimits, Rule, Verdict, _wait_ms
 from gateway.upstream.usage import UsageExtractor, UsageObserver, estimate_tokens
+from tests.support.shared_state import redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -444,16 +443,6 @@ def test_estimate_tokens():
 # =========================================================================== Redis
 
 
-def redis_url() -> str:
-    url = os.environ.get("PLANO_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("PLANO_TEST_REDIS_URL is not set")
-    parts = urlsplit(url)
-    try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1).close()
-    except OSError as exc:
-        pytest.skip(f"Redis at {url} is unreachable: {exc}")
-    return url
 
 
 @pytest.fixture

@@ -24,16 +24,15 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import openai
 import pytest
 
+from tests.support.shared_state import redis_url
 from tests.support.faulty import Blackhole, EchoAgentProcess
 from tests.support.gateway import Gateway, free_port
 from tests.support.mock_llm import MockLLM, Reply
@@ -158,13 +157,18 @@ def agent_gw(agent_mocks, tmp_path_factory):
     gw.stop()
 
 
+def _reset_around(mocks: dict):
+    """Yield ``mocks`` with their scripts and records cleared before and after the test."""
+    for mock in mocks.values():
+        mock.reset()
+    yield mocks
+    for mock in mocks.values():
+        mock.reset()
+
+
 @pytest.fixture
 def mocks(agent_mocks):
-    for mock in agent_mocks.values():
-        mock.reset()
-    yield agent_mocks
-    for mock in agent_mocks.values():
-        mock.reset()
+    yield from _reset_around(agent_mocks)
 
 
 # -- 1. retries ----------------------------------------------------------------------------
@@ -336,16 +340,6 @@ def test_max_concurrency_sheds_load_fast_with_503_overloaded(agent_gw, mocks):
 # =========================================================================== two gateways, one Redis
 
 
-def redis_url() -> str:
-    url = os.environ.get("PLANO_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("PLANO_TEST_REDIS_URL is not set")
-    parts = urlsplit(url)
-    try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1).close()
-    except OSError as exc:
-        pytest.skip(f"Redis at {url} is unreachable: {exc}")
-    return url
 
 
 @pytest.fixture(scope="module")
@@ -545,11 +539,7 @@ def model_gw(providers, tmp_path_factory):
 
 @pytest.fixture
 def llms(providers):
-    for mock in providers.values():
-        mock.reset()
-    yield providers
-    for mock in providers.values():
-        mock.reset()
+    yield from _reset_around(providers)
 
 
 def ask(gw: Gateway, model: str, text: str, stream: bool) -> tuple[str, httpx.Headers]:
