@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.upstream.policy import SINGLE, CallPolicy, retry_after_seconds
 from gateway.upstream.pool import Endpoint, Pool
@@ -78,19 +78,51 @@ class Upstream:
             # Fast path: exactly one possible attempt, nothing to decide.
             url = urls[0] if urls is not None else pool._single.base + path
             return _Admitted(pool, self.transport.send(method, url, headers, body, timeout, name), name)
-        return _Admitted(pool, self._attempts(pool, urls, name, headers, body, timeout, policy, method, path,
-                                              deadline, attempt_spans), name)
+        return _Admitted(pool, _Attempts(self, pool, urls, name, headers, body, timeout, policy, method, path,
+                                         deadline, attempt_spans), name)
 
-    @contextlib.asynccontextmanager
-    async def _attempts(self, pool: Pool, urls, name: str, headers, body, timeout: TimeoutPolicy,
-                        policy: CallPolicy, method: str, path: str, deadline: float | None,
-                        attempt_spans: AttemptSpans | None) -> AsyncIterator[Response]:
+    def _count_retry(self, pool: Pool, reason: str) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            try:
+                metrics.retry(pool.name, reason)
+            except Exception:
+                pass
+
+
+class _Attempts:
+    """The attempts of one call, as an async context manager (a class: no generator frame per call).
+
+    ``__aenter__`` runs attempts until one gives a response to accept (or raises);
+    ``__aexit__`` closes that response and settles its endpoint's books.
+    """
+
+    __slots__ = ("upstream", "pool", "urls", "name", "headers", "body", "timeout", "policy", "method", "path",
+                 "deadline", "spans", "endpoint", "inner")
+
+    def __init__(self, upstream: "Upstream", pool: Pool, urls, name: str, headers, body, timeout: TimeoutPolicy,
+                 policy: CallPolicy, method: str, path: str, deadline: float | None, spans) -> None:
+        self.upstream = upstream
+        self.pool = pool
+        self.urls = urls
+        self.name = name
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+        self.policy = policy
+        self.method = method
+        self.path = path
+        self.deadline = deadline
+        self.spans = spans if spans is not None and (policy.attempts > 1 or len(pool.endpoints) > 1) else None
+        self.endpoint: Endpoint | None = None
+        self.inner = None
+
+    async def __aenter__(self) -> Response:
+        pool, policy, timeout, name = self.pool, self.policy, self.timeout, self.name
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout.total if timeout.total else None
-        if deadline is not None:
-            end = deadline if end is None else min(end, deadline)
-        spans = attempt_spans if attempt_spans is not None and (policy.attempts > 1 or len(pool.endpoints) > 1) \
-            else None
+        if self.deadline is not None:
+            end = self.deadline if end is None else min(end, self.deadline)
         tried: list[Endpoint] = []
         unreachable: list[Endpoint] = []
         attempt = 0
@@ -100,15 +132,16 @@ class Upstream:
             if endpoint is None:
                 raise UpstreamError("open", name, retry_after=pool.retry_after())
             tried.append(endpoint)
-            attempt_timeout = _attempt_timeout(timeout, policy, end, loop, name)
-            url = urls[endpoint.index] if urls is not None else endpoint.base + path
-            span = spans(attempt, endpoint.base) if spans is not None else None
+            # The first attempt without a caller deadline gets the call's own (precomputed) timeout.
+            attempt_timeout = timeout if attempt == 1 and self.deadline is None and policy.attempt_timeout is None \
+                else _attempt_timeout(timeout, policy, end, loop, name)
+            url = self.urls[endpoint.index] if self.urls is not None else endpoint.base + self.path
+            span = self.spans(attempt, endpoint.base) if self.spans is not None else None
             breaker = endpoint.breaker
-            stack = contextlib.AsyncExitStack()
+            inner = self.upstream.transport.send(self.method, url, self.headers, self.body, attempt_timeout, name)
             endpoint.in_flight += 1
             try:
-                resp = await stack.enter_async_context(
-                    self.transport.send(method, url, headers, body, attempt_timeout, name))
+                resp = await inner.__aenter__()
             except UpstreamError as err:
                 endpoint.in_flight -= 1
                 if breaker is not None:
@@ -119,7 +152,7 @@ class Upstream:
                 delay = _delay(policy, attempt, None, end, loop) if policy.retries_error(err.kind) else None
                 if delay is None:
                     raise
-                self._count_retry(pool, err.kind)
+                self.upstream._count_retry(pool, err.kind)
                 if delay > 0:
                     await asyncio.sleep(delay)
                 continue
@@ -130,7 +163,7 @@ class Upstream:
                 _end_span(span, "cancelled", None)
                 raise
             status = resp.status
-            if policy.retries_status(status):
+            if status in policy.statuses:
                 wait = retry_after_seconds(resp.headers.get("retry-after")) if status in (429, 503) else None
                 more_endpoints = len(tried) < len(pool.endpoints)
                 delay = _delay(policy, attempt, None if more_endpoints else wait, end, loop)
@@ -138,37 +171,34 @@ class Upstream:
                     try:
                         await _discard(resp)
                     finally:
-                        await stack.aclose()
                         endpoint.in_flight -= 1
+                        await inner.__aexit__(None, None, None)
                     if breaker is not None:
                         breaker.failure() if status >= 500 else breaker.success()
                     _end_span(span, "retry", status)
-                    self._count_retry(pool, f"status_{status}")
+                    self.upstream._count_retry(pool, f"status_{status}")
                     if delay > 0:
                         await asyncio.sleep(delay)
                     continue
             # Accepted: from here the caller owns the response; nothing is retried any more.
             if breaker is not None:
                 breaker.failure() if status >= 500 else breaker.success()
-            _end_span(span, "ok" if status < 400 else "error", status)
-            try:
-                async with stack:
-                    yield resp
-            except UpstreamError:
-                if breaker is not None:
-                    breaker.failure()
-                raise
-            finally:
-                endpoint.in_flight -= 1
-            return
+            if span is not None:
+                _end_span(span, "ok" if status < 400 else "error", status)
+            self.endpoint = endpoint
+            self.inner = inner
+            return resp
 
-    def _count_retry(self, pool: Pool, reason: str) -> None:
-        metrics = self.metrics
-        if metrics is not None:
-            try:
-                metrics.retry(pool.name, reason)
-            except Exception:
-                pass
+    async def __aexit__(self, exc_type, exc, tb):
+        endpoint = self.endpoint
+        try:
+            return await self.inner.__aexit__(exc_type, exc, tb)
+        except UpstreamError:
+            if endpoint.breaker is not None:
+                endpoint.breaker.failure()  # the body broke mid-way
+            raise
+        finally:
+            endpoint.in_flight -= 1
 
 
 class _Admitted:

@@ -108,6 +108,9 @@ class Pool:
             return single
         endpoints = self.endpoints
         count = len(endpoints)
+        if count == 1:
+            only = endpoints[0]
+            return only if only.breaker is None or only.breaker.allow() else None
         if self.least_in_flight:
             order = sorted(endpoints, key=lambda e: (e in tried, e in unreachable, e.in_flight,
                                                      (e.index - self._next) % count))
