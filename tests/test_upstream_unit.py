@@ -299,8 +299,8 @@ async def _failover(caller, primary, backup):
     def build(target):
         return {"authorization": f"Bearer {target.name}"}, b"{}"
 
-    async with caller.open(primary, [backup], build, on_failover=lambda a, b, why: moves.append(why)) as (t, resp):
-        return t.name, resp.status, resp.headers.get("x-plano-model"), moves
+    async with caller.open(primary, [backup], build, on_failover=lambda a, b, why: moves.append(why)) as resp:
+        return resp.origin.name, resp.status, resp.headers.get("x-plano-model"), moves
 
 
 @pytest.mark.parametrize("answer,reason", [(429, "status_429"), (503, "status_503"), ("connect", "connect"),

@@ -142,19 +142,11 @@ class ModelListener:
             request["model"] = current.model_id
             return headers, orjson.dumps(request)
 
-        def moved(current: Target, following: Target, reason: str) -> None:
-            call.provider, call.model = following.provider, following.model_id
-            span = call.span
-            if span.recording:
-                span.set("llm.model", following.model_id)
-                span.set("plano.failover.from", current.name)
-                span.set("plano.failover.reason", reason)
-            if not call._owns_span:
-                ctx.model, ctx.upstream = following.model_id, following.provider
-
         try:
-            async with self.caller.open(target, fallbacks, build, on_failover=moved,
-                                        attempt_spans=_attempt_spans(ctx, call.span)) as (current, resp):
+            async with self.caller.open(target, fallbacks, build,
+                                        on_failover=_failover_recorder(ctx, call) if fallbacks else None,
+                                        attempt_spans=_attempt_spans(ctx, call.span)) as resp:
+                current = resp.origin or target
                 invalid = target_invalid(current)
                 if stream:
                     if output is None:
@@ -225,6 +217,22 @@ def _failed(call, exc: BaseException) -> None:
         call.finish(exc.status, error=exc.message, error_class="parse")
     else:
         call.finish(None, error=type(exc).__name__, error_class="other")
+
+
+def _failover_recorder(ctx, call):
+    """Records a move to a fallback model on the LLM call's telemetry (span, metrics labels)."""
+
+    def moved(current: Target, following: Target, reason: str) -> None:
+        call.provider, call.model = following.provider, following.model_id
+        span = call.span
+        if span.recording:
+            span.set("llm.model", following.model_id)
+            span.set("plano.failover.from", current.name)
+            span.set("plano.failover.reason", reason)
+        if not call._owns_span:
+            ctx.model, ctx.upstream = following.model_id, following.provider
+
+    return moved
 
 
 def _attempt_spans(ctx, parent):

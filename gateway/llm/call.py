@@ -49,20 +49,20 @@ class LLMCaller:
     def open(self, target: Target, fallbacks: list[Target], build: Build, *,
              on_failover: OnFailover | None = None, deadline: float | None = None,
              attempt_spans=None, timeout: TimeoutPolicy | None = None):
-        """``async with`` it for ``(the target that answered, its response)``, the body unread.
+        """``async with`` it for the response, its body unread; after a failover ``resp.origin`` is
+        the :class:`Target` that answered (None: ``target`` did).
 
         ``timeout`` replaces the targets' own (e.g. the orchestrator's routing budget)."""
         if not fallbacks:  # the common case: no failover layer at all
             headers, body = build(target)
-            return _One(target, self.upstream.call(target.pool, target.urls, headers=headers, body=body,
-                                                   timeout=timeout or target.timeout, policy=target.policy,
-                                                   deadline=deadline, attempt_spans=attempt_spans,
-                                                   target=target.name))
+            return self.upstream.call(target.pool, target.urls, headers=headers, body=body,
+                                      timeout=timeout or target.timeout, policy=target.policy, deadline=deadline,
+                                      attempt_spans=attempt_spans, target=target.name)
         return self._chain(target, fallbacks, build, on_failover, deadline, attempt_spans, timeout)
 
     @contextlib.asynccontextmanager
     async def _chain(self, target: Target, fallbacks: list[Target], build: Build, on_failover, deadline,
-                     attempt_spans, timeout) -> AsyncIterator[tuple[Target, Response]]:
+                     attempt_spans, timeout) -> AsyncIterator[Response]:
         chain = [target, *fallbacks]
         last = len(chain) - 1
         tag = bool(fallbacks)
@@ -86,7 +86,8 @@ class LLMCaller:
                             continue
                     if tag:
                         resp.with_header("x-plano-model", current.name)
-                    yield current, resp
+                    resp.origin = current
+                    yield resp
                     return
             except UpstreamError as err:
                 if more and err.kind in _FAILOVER_ERRORS:
@@ -104,18 +105,3 @@ class LLMCaller:
         if on_failover is not None:
             on_failover(current, following, reason)
 
-
-class _One:
-    """``(target, response)`` of a call without fallbacks (a class: it is on every model request)."""
-
-    __slots__ = ("inner", "target")
-
-    def __init__(self, target: Target, inner) -> None:
-        self.target = target
-        self.inner = inner
-
-    async def __aenter__(self) -> tuple[Target, Response]:
-        return self.target, await self.inner.__aenter__()
-
-    async def __aexit__(self, exc_type, exc, tb):
-        return await self.inner.__aexit__(exc_type, exc, tb)

@@ -166,7 +166,7 @@ class LLMOrchestrator:
             return out, orjson.dumps({"model": target.model_id, **request})
 
         try:
-            async with self.caller.open(self.target, self.fallbacks, build, timeout=self.timeout) as (_, resp):
+            async with self.caller.open(self.target, self.fallbacks, build, timeout=self.timeout) as resp:
                 data = await resp.read()
                 status = resp.status
         except UpstreamError as exc:

@@ -75,9 +75,11 @@ class Upstream:
         """
         name = target or pool.name
         if policy.attempts == 1 and deadline is None and pool._single is not None:
-            # Fast path: exactly one possible attempt, nothing to decide.
+            # Fast path: exactly one possible attempt, nothing to decide (and, without a
+            # concurrency limit, nothing to count: the transport's own context is the call).
             url = urls[0] if urls is not None else pool._single.base + path
-            return _Admitted(pool, self.transport.send(method, url, headers, body, timeout, name), name)
+            send = self.transport.send(method, url, headers, body, timeout, name)
+            return send if pool.max_concurrency is None else _Admitted(pool, send, name)
         return _Admitted(pool, _Attempts(self, pool, urls, name, headers, body, timeout, policy, method, path,
                                          deadline, attempt_spans), name)
 

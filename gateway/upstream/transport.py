@@ -85,12 +85,14 @@ class Response:
     """An upstream's answer with its body unread: ``status``, ``headers`` (case-insensitive
     mapping), ``await read()`` for the whole body, ``chunks()`` to stream it."""
 
-    __slots__ = ("headers", "status", "_raw")
+    __slots__ = ("headers", "origin", "status", "_raw")
 
     def __init__(self, status: int, headers: Mapping[str, str], raw) -> None:
         self.status = status
         self.headers = headers
         self._raw = raw
+        #: Set by a caller that chose among several upstreams (the LLM call unit: the model that answered).
+        self.origin = None
 
     async def read(self) -> bytes:
         return await self._raw.read()
