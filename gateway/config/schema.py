@@ -8,17 +8,13 @@ Plano semantic rules live in :mod:`gateway.config.validate`.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
-    WithJsonSchema,
     model_validator,
 )
 

@@ -49,6 +49,7 @@ from gateway.orchestration.chain import (
 from gateway.routing.selector import AgentSelector
 from gateway.telemetry import Telemetry
 from gateway.upstream import PoolRegistry, Upstream, UpstreamError, forward_headers
+from gateway.upstream.limits import refusal
 
 log = logging.getLogger("plano.agent")
 
@@ -112,7 +113,7 @@ class AgentListener:
             if self.limits is not None:
                 verdict = await self.limits.admit(scope["headers"])
                 if verdict is not None:
-                    raise verdict.error()
+                    raise refusal(verdict, self.tel.metrics, self.name)
             deadline = Deadline(self.timeout)
             headers = self._agent_headers(scope, rid)
             with ctx.routing() as routing:

@@ -38,7 +38,7 @@ from gateway.llm.resolver import ModelResolver
 from gateway.llm.targets import Target, client_credential, passthrough_headers
 from gateway.telemetry import Telemetry
 from gateway.llm.call import LLMCaller
-from gateway.upstream.limits import RateLimits
+from gateway.upstream.limits import RateLimits, refusal
 from gateway.upstream.usage import estimate_tokens
 from gateway.upstream import Upstream, UpstreamError
 from gateway.upstream.headers import provider_headers
@@ -93,7 +93,7 @@ class ModelListener:
             if self.limits is not None:
                 verdict = await self.limits.admit(scope["headers"])
                 if verdict is not None:
-                    raise verdict.error()
+                    raise refusal(verdict, self.tel.metrics, self.name)
             if self.filtered:
                 await self._chat_filtered(scope, send, request, rid, ctx)
                 return
@@ -129,7 +129,7 @@ class ModelListener:
             if charge is not None:
                 verdict = await charge.admit(estimate_tokens(request))
                 if verdict is not None:
-                    raise verdict.error()
+                    raise refusal(verdict, self.tel.metrics, self.name)
         call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
         # What the relay reports to: telemetry, plus token usage when a token limit applies.
         observer = call if charge is None else charge.observe(call)

@@ -125,6 +125,8 @@ class Metrics:
         self.failovers = Counter("plano_model_failovers_total",
                                  "Model calls moved to a fallback model before their first byte.",
                                  ["from_model", "to_model", "reason"], **r)
+        self.rate_limited = Counter("plano_rate_limited_total", "Requests refused by a rate limit (429).",
+                                    ["listener", "limit"], **r)
         self.overloads = Counter("plano_upstream_rejected_total",
                                  "Calls refused without being sent (circuit open, concurrency limit).",
                                  ["upstream", "reason"], **r)
@@ -220,6 +222,9 @@ class Metrics:
 
     def failover(self, from_model: str, to_model: str, reason: str) -> None:
         self.failovers.labels(from_model, to_model, reason).inc()
+
+    def limited(self, listener: str, code: str) -> None:
+        self.rate_limited.labels(listener, "tokens" if code.startswith("token") else "requests").inc()
 
     def rejected(self, upstream: str, reason: str) -> None:
         self.overloads.labels(upstream, reason).inc()

@@ -79,9 +79,18 @@ class Upstream:
             # concurrency limit, nothing to count: the transport's own context is the call).
             url = urls[0] if urls is not None else pool._single.base + path
             send = self.transport.send(method, url, headers, body, timeout, name)
-            return send if pool.max_concurrency is None else _Admitted(pool, send, name)
+            return send if pool.max_concurrency is None else _Admitted(pool, send, name, self)
         return _Admitted(pool, _Attempts(self, pool, urls, name, headers, body, timeout, policy, method, path,
-                                         deadline, attempt_spans), name)
+                                         deadline, attempt_spans), name, self)
+
+    def _count(self, pool: Pool, reason: str) -> None:
+        """A call refused without being sent (``plano_upstream_rejected_total``)."""
+        metrics = self.metrics
+        if metrics is not None:
+            try:
+                metrics.rejected(pool.name, reason)
+            except Exception:
+                pass
 
     def _count_retry(self, pool: Pool, reason: str) -> None:
         metrics = self.metrics
@@ -132,6 +141,7 @@ class _Attempts:
             attempt += 1
             endpoint = pool.pick(tried, unreachable)
             if endpoint is None:
+                self.upstream._count(pool, "open")
                 raise UpstreamError("open", name, retry_after=pool.retry_after())
             tried.append(endpoint)
             # The first attempt without a caller deadline gets the call's own (precomputed) timeout.
@@ -208,16 +218,18 @@ class _Admitted:
 
     A class, not a generator-based context manager: it sits on every outbound call."""
 
-    __slots__ = ("inner", "name", "pool")
+    __slots__ = ("inner", "name", "pool", "upstream")
 
-    def __init__(self, pool: Pool, inner, name: str) -> None:
+    def __init__(self, pool: Pool, inner, name: str, upstream: "Upstream") -> None:
         self.pool = pool
         self.inner = inner
         self.name = name
+        self.upstream = upstream
 
     async def __aenter__(self) -> Response:
         pool = self.pool
         if not pool.enter():
+            self.upstream._count(pool, "overloaded")
             raise UpstreamError("overloaded", self.name, retry_after=1.0)
         try:
             return await self.inner.__aenter__()

@@ -633,3 +633,14 @@ class RateLimits:
         drain = getattr(self.backend, "drain", None)
         if drain is not None:
             await drain()
+
+
+def refusal(verdict: Verdict, metrics, listener: str):
+    """The 429 for a refused request (in the client's error shape, with the limit headers),
+    counted in ``plano_rate_limited_total``."""
+    if metrics is not None:
+        try:
+            metrics.limited(listener, verdict.code)
+        except Exception:
+            pass
+    return verdict.error()
