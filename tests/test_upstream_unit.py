@@ -363,3 +363,67 @@ def test_a_dropped_connection_is_retried_for_idempotent_calls_only():
         except UpstreamError as err:
             assert err.kind == "reset" and not idempotent
         assert script.calls == expected
+
+
+# ----------------------------------------------------------------------------- aliases over several models
+
+
+def _group_resolver(*, breaker=False):
+    from gateway.config.schema import ModelAlias, ModelProvider, Overrides
+    from gateway.llm.resolver import ModelResolver
+    from gateway.upstream import PoolRegistry
+
+    class Config:
+        overrides = Overrides(circuit_breaker={"failure_threshold": 1, "reset_timeout": 30} if breaker else None)
+        state = None
+
+    providers = [ModelProvider(model=f"openai/{m}", base_url=f"http://{m}", access_key="k") for m in ("a", "b", "c")]
+    aliases = {"team": ModelAlias(targets=["openai/a", "openai/b"], fallbacks=["openai/c"])}
+    return ModelResolver(providers, aliases, default_timeout=5, pools=PoolRegistry(Config()))
+
+
+def test_an_alias_over_several_models_serves_them_in_turn_and_falls_back_to_the_rest():
+    resolver = _group_resolver()
+    picks = [resolver.resolve("team").name for _ in range(4)]
+    assert picks == ["openai/a", "openai/b", "openai/a", "openai/b"]
+    first = resolver.resolve("team")
+    assert [t.name for t in resolver.fallbacks("team", first)] == ["openai/b", "openai/c"]
+
+
+def test_an_alias_skips_a_model_whose_breakers_are_open():
+    resolver = _group_resolver(breaker=True)
+    resolver.resolve("openai/a").pool.endpoints[0].breaker.failure()
+    assert {resolver.resolve("team").name for _ in range(4)} == {"openai/b"}
+
+
+# ----------------------------------------------------------------------------- active health checks
+
+
+def test_health_checks_open_a_failing_endpoint_and_close_it_when_it_recovers():
+    from gateway.upstream.pool import HealthSettings
+
+    health = {"a": 200, "b": 503}
+
+    async def handler(request):
+        host = request.url.split("//", 1)[1].split("/", 1)[0]
+        assert request.method == "GET" and request.url.endswith("/ready")
+        return health[host], {}, b"ok"
+
+    pool = Pool("p", ["http://a", "http://b"], breaker=BreakerSettings(failure_threshold=5, reset_timeout=60),
+                health=HealthSettings(path="/ready", interval=0.01))
+    transport = MemoryTransport(handler)
+
+    async def go():
+        task = asyncio.create_task(pool.run_health_checks(transport, timeout_policy))
+        await asyncio.sleep(0.05)
+        states = [e.breaker.state for e in pool.endpoints]
+        picks = {pool.pick().base for _ in range(4)}
+        health["b"] = 200
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return states, picks, [e.breaker.state for e in pool.endpoints]
+
+    states, picks, after = run(go())
+    assert states == [CLOSED, OPEN] and picks == {"http://a"}
+    assert after == [CLOSED, CLOSED]

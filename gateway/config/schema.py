@@ -291,9 +291,23 @@ class ModelProvider(_Model):
 
 
 class ModelAlias(_Model):
-    target: str
+    target: str | None = None
+    targets: list[str] | None = Field(None, min_length=1, description="plano extension: several models (e.g. "
+                                      "the same model at several providers) served round-robin behind one "
+                                      "alias; a request that fails on one before its first byte moves on to "
+                                      "the next. Instead of 'target'.")
     fallbacks: list[str] | None = Field(None, description="plano extension: models tried in order when the "
                                         "target fails before its first byte.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "ModelAlias":
+        if (self.target is None) == (not self.targets):
+            raise ValueError("a model alias needs 'target' or 'targets' (not both)")
+        return self
+
+    @property
+    def all_targets(self) -> list[str]:
+        return list(self.targets) if self.targets else [self.target]
 
 
 # --------------------------------------------------------------------------- routing

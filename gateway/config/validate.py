@@ -712,11 +712,12 @@ def _rules_session(ctx: _Context, cfg: PlanoConfig) -> None:
 
 def _rules_aliases_overrides(ctx: _Context, cfg: PlanoConfig, idx: _ModelIndex) -> None:
     for alias, a in cfg.model_aliases.items():
-        if not idx.defined(a.target):
-            ctx.error(
-                ("model_aliases", alias, "target"),
-                f"Model alias '{alias}' targets '{a.target}' which is not defined as a model",
-            )
+        for k, target in enumerate(a.all_targets):
+            if not idx.defined(target):
+                ctx.error(
+                    ("model_aliases", alias, "target") if a.targets is None else ("model_aliases", alias, "targets", k),
+                    f"Model alias '{alias}' targets '{target}' which is not defined as a model",
+                )
     for key in ("llm_routing_model", "agent_orchestration_model"):
         ref = getattr(cfg.overrides, key)
         if ref is None:

@@ -120,7 +120,7 @@ class ModelListener:
         """
         target = self._resolve(request.get("model"))
         fallbacks = [t for t in self.resolver.fallbacks(request.get("model"), target) if t.is_openai_compatible] \
-            if target.fallbacks or self.resolver.alias_fallbacks else []
+            if target.fallbacks or self.resolver.alias_fallbacks or self.resolver.alias_groups else []
         stream = request.get("stream") is True
         charge = None
         if self.rate_limits is not None and self.rate_limits.token_rules:

@@ -42,12 +42,21 @@ class ModelResolver:
         self.alias_fallbacks: dict[str, tuple[str, ...]] = {
             name: tuple(a.fallbacks) for name, a in (aliases or {}).items()
             if not isinstance(a, str) and getattr(a, "fallbacks", None)}
+        # Aliases over several models: served round-robin, skipping models whose endpoints are all
+        # behind open breakers; the others follow as fallbacks.
+        self.alias_groups: dict[str, list[str]] = {
+            name: list(a.targets) for name, a in (aliases or {}).items()
+            if not isinstance(a, str) and getattr(a, "targets", None) and len(a.targets) > 1}
+        self._turn: dict[str, int] = dict.fromkeys(self.alias_groups, 0)
 
     def fallbacks(self, requested: str | None, target: Target) -> list[Target]:
         """The models to try, in order, when ``target`` (resolved from ``requested``) fails before
         its first byte: the alias's ``fallbacks``, else the provider's ``fallback_models``, filtered
         by the provider's ``retry_policy.strategy``. Unknown names are skipped (validation warns)."""
         names = self.alias_fallbacks.get(requested or "") or target.fallbacks
+        group = self.alias_groups.get(requested or "") if self.alias_groups else None
+        if group:  # the alias's other models first, then its fallbacks
+            names = (*(n for n in group if self._lookup(n) is not target), *names)
         if not names or target.strategy == "same_model":
             return []
         out: list[Target] = []
@@ -72,7 +81,8 @@ class ModelResolver:
                     param="model",
                 )
             return self.default
-        name = self.aliases.get(requested, requested)
+        group = self.alias_groups.get(requested) if self.alias_groups else None
+        name = self._next_in(requested, group) if group else self.aliases.get(requested, requested)
         target = self._lookup(name)
         if target is None:
             raise GatewayError(
@@ -102,6 +112,17 @@ class ModelResolver:
             self._specialised[name] = target
         return target
 
+    def _next_in(self, alias: str, group: list[str]) -> str:
+        """The group's next model in turn whose pool can take a call now (else simply the next)."""
+        start = self._turn[alias]
+        self._turn[alias] = (start + 1) % len(group)
+        for i in range(len(group)):
+            name = group[(start + i) % len(group)]
+            target = self._lookup(name)
+            if target is not None and (target.pool is None or target.pool.available()):
+                return name
+        return group[start]
+
     def model_list(self) -> list[dict]:
         """``GET /v1/models`` entries: every concrete model, then every alias."""
         data = [
@@ -117,4 +138,4 @@ class ModelResolver:
 
 
 def _alias_target(alias) -> str:
-    return alias if isinstance(alias, str) else alias.target
+    return alias if isinstance(alias, str) else (alias.target or alias.targets[0])

@@ -127,6 +127,12 @@ class Pool:
                 return endpoint
         return None
 
+    def available(self) -> bool:
+        """Could a call be sent now? (Some endpoint's breaker is not open, and there is room.)"""
+        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
+            return False
+        return any(e.breaker is None or e.breaker.retry_after() == 0 for e in self.endpoints)
+
     def retry_after(self) -> float | None:
         """Seconds until some open breaker of this pool admits a probe (None without breakers)."""
         waits = [e.breaker.retry_after() for e in self.endpoints if e.breaker is not None]
