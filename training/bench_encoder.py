@@ -34,12 +34,12 @@ def pct(v: list[float], p: float) -> float:
 
 
 DESCRIPTIONS = [
-    "Weather forecasts and current conditions for any city: temperature, rain, snow, wind, humidity "
-    "and severe-weather alerts. Handles: 'Will it rain in Oslo tomorrow?'. Does not book travel.",
-    "Searches, books, changes and cancels flights; seat selection, baggage allowance, check-in and "
-    "flight status. Handles: 'Find a flight from Paris to Rome on Friday'. Does not book hotels.",
-    "Employee IT support: password resets, account lockouts, VPN and Wi-Fi problems, laptop, printer "
-    "and software issues, and error messages. Does not order new equipment.",
+    ("Weather forecasts and current conditions for any city: temperature, rain, snow, wind, humidity "
+    "and severe-weather alerts. Handles: 'Will it rain in Oslo tomorrow?'. Does not book travel."),
+    ("Searches, books, changes and cancels flights; seat selection, baggage allowance, check-in and "
+    "flight status. Handles: 'Find a flight from Paris to Rome on Friday'. Does not book hotels."),
+    ("Employee IT support: password resets, account lockouts, VPN and Wi-Fi problems, laptop, printer "
+    "and software issues, and error messages. Does not order new equipment."),
 ] * 4
 
 

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gateway.routing.encoder import SentenceEncoder, model_dir  # noqa: E402
+from gateway.routing.encoder import SentenceEncoder, model_dir
 
 FIXED = [
     "What's the weather in Paris and find me flights from NYC to Paris",

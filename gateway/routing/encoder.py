@@ -121,7 +121,7 @@ class WordPieceTokenizer:
         self._specials = re.compile("(" + "|".join(map(re.escape, specials)) + ")")
 
     @classmethod
-    def from_dir(cls, path: Path) -> "WordPieceTokenizer":
+    def from_dir(cls, path: Path) -> WordPieceTokenizer:
         tj = path / "tokenizer.json"
         if tj.is_file():
             with open(tj, encoding="utf-8") as f:
@@ -226,8 +226,20 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
 
 
 class _Layer:
-    __slots__ = ("qkv_w", "qkv_b", "o_w", "o_b", "ln1_w", "ln1_b", "i_w", "i_b", "f_w", "f_b",
-                 "ln2_w", "ln2_b")
+    __slots__ = (
+        "f_b",
+        "f_w",
+        "i_b",
+        "i_w",
+        "ln1_b",
+        "ln1_w",
+        "ln2_b",
+        "ln2_w",
+        "o_b",
+        "o_w",
+        "qkv_b",
+        "qkv_w",
+    )
 
 
 class SentenceEncoder:
