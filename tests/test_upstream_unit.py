@@ -427,3 +427,32 @@ def test_health_checks_open_a_failing_endpoint_and_close_it_when_it_recovers():
     states, picks, after = run(go())
     assert states == [CLOSED, OPEN] and picks == {"http://a"}
     assert after == [CLOSED, CLOSED]
+
+
+# ----------------------------------------------------------------------------- Plano's retry_policy proposal
+
+
+def test_plano_retry_policy_shape_sets_retries_failover_statuses_and_strategy():
+    from gateway.config.schema import ModelProvider
+    from gateway.llm.resolver import ModelResolver
+
+    providers = [
+        ModelProvider(model="openai/main", base_url="http://a", access_key="k",
+                      retry_policy={"fallback_models": ["groq/other", "openai/mini"], "on_status_codes": [429],
+                                    "num_retries": 2, "backoff": "50ms", "strategy": "same_provider"}),
+        ModelProvider(model="openai/mini", base_url="http://b", access_key="k"),
+        ModelProvider(model="groq/other", base_url="http://c", access_key="k"),
+    ]
+    resolver = ModelResolver(providers, {}, default_timeout=5)
+    main = resolver.resolve("openai/main")
+    assert main.policy.attempts == 3 and main.policy.statuses == frozenset({429}) and main.policy.backoff == 0.05
+    assert main.failover_statuses == frozenset({429})
+    assert [t.name for t in resolver.fallbacks("openai/main", main)] == ["openai/mini"]  # same provider only
+
+    providers[0].retry_policy.strategy = "different_provider"
+    resolver = ModelResolver(providers, {}, default_timeout=5)
+    main = resolver.resolve("openai/main")
+    assert [t.name for t in resolver.fallbacks("openai/main", main)] == ["groq/other", "openai/mini"]
+    providers[0].retry_policy.strategy = "same_model"
+    resolver = ModelResolver(providers, {}, default_timeout=5)
+    assert resolver.fallbacks("openai/main", resolver.resolve("openai/main")) == []
