@@ -456,3 +456,31 @@ def test_plano_retry_policy_shape_sets_retries_failover_statuses_and_strategy():
     providers[0].retry_policy.strategy = "same_model"
     resolver = ModelResolver(providers, {}, default_timeout=5)
     assert resolver.fallbacks("openai/main", resolver.resolve("openai/main")) == []
+
+
+# ----------------------------------------------------------------------------- filters through the same layer
+
+
+def test_a_filter_behind_an_open_breaker_fails_fast_as_a_filter_failure():
+    from gateway.filters.http import HttpFilter
+    from gateway.filters.outcome import FilterFailed
+    from gateway.filters.spec import FilterSpec
+
+    script = Script(f=[503])
+    up = Upstream(transport=MemoryTransport(script))
+    spec = FilterSpec("guard", "http", "http://f/guard", "guard", 5.0, None, "event", 256)
+    flt = HttpFilter(spec, up, Pool("filter:guard", ["http://f/guard"], breaker=BreakerSettings(2, 30)))
+
+    async def go():
+        kinds = []
+        for _ in range(4):
+            try:
+                await flt.call({"messages": []}, "/v1/chat/completions", {})
+            except FilterFailed as failure:
+                kinds.append((failure.kind, failure.detail))
+        return kinds
+
+    kinds = run(go())
+    assert kinds[:2] == [("status", kinds[0][1])] * 2 and "503" in kinds[0][1]
+    assert kinds[2:] == [("connect", "is unavailable (circuit breaker open)")] * 2
+    assert len(script.calls) == 2  # nothing sent once open
