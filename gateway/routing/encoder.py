@@ -330,13 +330,33 @@ class SentenceEncoder:
         if not texts:
             return out
         toks = [self.tokenize(t) for t in texts]
-        # Similar lengths share a batch: less padding to compute.
-        order = sorted(range(len(toks)), key=lambda i: len(toks[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in _batches(sorted(range(len(toks)), key=lambda i: len(toks[i])), toks, batch_size):
             out[idx] = self._forward([toks[i] for i in idx])
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
+
+
+_CALL_COST = 8  # fixed cost of one forward pass (numpy call overhead), in tokens
+
+
+def _batches(order: list[int], toks: list[list[int]], size: int) -> list[list[int]]:
+    """Group texts (sorted by length) into batches: a text joins the current batch unless the
+    padding it adds there costs more than a forward pass of its own."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        n = len(toks[i])
+        if cur:
+            longest = len(toks[cur[-1]])
+            added = (len(cur) + 1) * n - len(cur) * longest
+            if len(cur) < size and added <= n + _CALL_COST:
+                cur.append(i)
+                continue
+            out.append(cur)
+        cur = [i]
+    if cur:
+        out.append(cur)
+    return out
 
 
 _lock = threading.Lock()
