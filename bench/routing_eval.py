@@ -33,8 +33,8 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gateway.routing.embedded import EmbeddedRouter  # noqa: E402
-from gateway.routing.types import AgentSpec  # noqa: E402
+from gateway.routing.embedded import EmbeddedRouter
+from gateway.routing.types import AgentSpec
 
 KINDS = ("single", "multi", "followup", "negative", "ambiguous_context")
 
@@ -79,20 +79,46 @@ def percentile(values: list[float], p: float) -> float:
     return v[max(0, min(len(v) - 1, math.ceil(p / 100 * len(v)) - 1))]
 
 
-def build(agents: list[AgentSpec], repeat: int = 20) -> tuple[EmbeddedRouter, float]:
+ROUTERS = ("embedded", "semantic", "lexical")
+
+
+def make_router(kind: str, agents: list[AgentSpec]):
+    if kind == "semantic":
+        from gateway.routing.semantic import SemanticRouter
+
+        return SemanticRouter(agents)
+    if kind == "lexical":
+        return EmbeddedRouter(agents, encoder=False)
+    return EmbeddedRouter(agents)
+
+
+def build(agents: list[AgentSpec], repeat: int = 20, kind: str = "embedded"):
     best = float("inf")
     router = None
-    for _ in range(repeat):
+    for _ in range(repeat if kind == "lexical" else 1):
         t0 = time.perf_counter()
-        router = EmbeddedRouter(agents)
+        router = make_router(kind, agents)
         best = min(best, time.perf_counter() - t0)
     return router, best
 
 
-def latency(router: EmbeddedRouter, cases: list[dict], rounds: int = 5) -> tuple[float, float]:
+def latency(router: EmbeddedRouter, cases: list[dict], rounds: int = 5,
+            live: bool = False) -> tuple[float, float]:
+    """Decision latency. With the sentence encoder, its text cache is emptied before every
+    decision: every turn of the conversation is encoded afresh (cold, the worst case). With
+    ``live``, the conversation up to the previous user turn is routed first (untimed), as the
+    worker did on the previous request, so only the new turn is encoded."""
+    scorer = getattr(router, "sentences", None) or getattr(router, "scorer", None)
+    cache = getattr(scorer, "_cache", None)
     times = []
     for _ in range(rounds):
         for c in cases:
+            if cache is not None:
+                cache.clear()
+                if live:
+                    users = [i for i, m in enumerate(c["messages"]) if m.get("role") == "user"]
+                    if len(users) > 1:
+                        router.route(c["messages"][:users[-1]])
             t0 = time.perf_counter()
             router.route(c["messages"])
             times.append(time.perf_counter() - t0)
@@ -124,38 +150,37 @@ def twelve(agents: list[AgentSpec]) -> list[AgentSpec]:
     return out[:12] if len(out) > 12 else out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set-dir", default=os.path.join(ROOT, "..", "shared", "routing_dev"))
-    ap.add_argument("--agents", help="agents yaml (default: <set-dir>/agents.yaml)")
-    ap.add_argument("--cases", help="cases jsonl (default: <set-dir>/cases.jsonl)")
-    ap.add_argument("--verbose", "-v", action="store_true", help="list the misses")
-    args = ap.parse_args(argv)
-    agents = load_agents(args.agents or os.path.join(args.set_dir, "agents.yaml"))
-    cases = load_cases(args.cases or os.path.join(args.set_dir, "cases.jsonl"))
-
-    router, build_s = build(agents)
+def report(name: str, agents: list[AgentSpec], cases: list[dict], kind: str, verbose: bool,
+           timing: bool = True) -> tuple[dict, float]:
+    """Route one set, print its per-kind table (and timings); returns (per-kind, overall %)."""
+    router, build_s = build(agents, kind=kind)
     per, misses = evaluate(router, cases)
     total = sum(v[0] for v in per.values())
     ok = sum(v[1] for v in per.values())
+    print(f"== {name} ({kind} router)")
     print(f"{'kind':<20}{'n':>5}{'exact':>8}{'rate':>9}")
     for k, (n, good) in per.items():
         if n:
             print(f"{k:<20}{n:>5}{good:>8}{100 * good / n:>8.1f}%")
     print(f"{'overall':<20}{total:>5}{ok:>8}{100 * ok / max(total, 1):>8.1f}%")
 
-    p50, p99 = latency(router, cases)
-    print(f"\n{len(agents)}-agent listener: construction {build_s * 1e3:.2f} ms, "
-          f"decision p50 {p50:.3f} ms / p99 {p99:.3f} ms")
-    agents12 = twelve(agents)
-    router12, build12 = build(agents12)
-    p50b, p99b = latency(router12, cases)
-    _, misses12 = evaluate(router12, cases)
-    print(f"{len(agents12)}-agent listener: construction {build12 * 1e3:.2f} ms, "
-          f"decision p50 {p50b:.3f} ms / p99 {p99b:.3f} ms "
-          f"(exact-match on the same cases {100 * (total - len(misses12)) / max(total, 1):.1f}%)")
+    if timing:
+        p50, p99 = latency(router, cases, rounds=5 if kind == "lexical" else 2)
+        print(f"\n{len(agents)}-agent listener: construction {build_s * 1e3:.2f} ms, "
+              f"decision p50 {p50:.3f} ms / p99 {p99:.3f} ms")
+        agents12 = twelve(agents)
+        router12, build12 = build(agents12, kind=kind)
+        p50b, p99b = latency(router12, cases, rounds=5 if kind == "lexical" else 2)
+        _, misses12 = evaluate(router12, cases)
+        print(f"{len(agents12)}-agent listener: construction {build12 * 1e3:.2f} ms, "
+              f"decision p50 {p50b:.3f} ms / p99 {p99b:.3f} ms "
+              f"(exact-match on the same cases {100 * (total - len(misses12)) / max(total, 1):.1f}%)")
+        if getattr(router12, "sentences", None) is not None or kind == "semantic":
+            p50c, p99c = latency(router12, cases, rounds=2, live=True)
+            print(f"{len(agents12)}-agent listener, earlier turns already encoded (live conversation): "
+                  f"decision p50 {p50c:.3f} ms / p99 {p99c:.3f} ms")
 
-    if args.verbose and misses:
+    if verbose and misses:
         print("\nmisses:")
         for c, d in misses:
             last = [m for m in c["messages"] if m.get("role") == "user"][-1]["content"]
@@ -164,7 +189,47 @@ def main(argv=None) -> int:
             sep = " > " if is_ordered(c) else " + "
             print(f"  {c['id']} [{c['kind']}] expected {sep.join(c['expected'])} got "
                   f"{sep.join(d.agents)} ({d.reason}) :: {last}")
-    print(f"\nrouting exact-match: {100 * ok / max(total, 1):.1f}% (n={total})")
+    rate = 100 * ok / max(total, 1)
+    print(f"\nrouting exact-match: {rate:.1f}% (n={total})")
+    return per, rate
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set-dir", default=os.path.join(ROOT, "..", "shared", "routing_dev"))
+    ap.add_argument("--agents", help="agents yaml (default: <set-dir>/agents.yaml)")
+    ap.add_argument("--cases", help="cases jsonl (default: <set-dir>/cases.jsonl)")
+    ap.add_argument("--both", action="store_true",
+                    help="report ../shared/routing_dev AND ../shared/routing_val (validation: look, never tune)")
+    ap.add_argument("--router", choices=ROUTERS, default="embedded",
+                    help="embedded (what the gateway runs: words + sentence encoder when installed), "
+                         "lexical (words + static vectors, the router without the encoder), "
+                         "semantic (encoder only)")
+    ap.add_argument("--no-timing", action="store_true", help="skip the latency / 12-agent runs")
+    ap.add_argument("--verbose", "-v", action="store_true", help="list the misses")
+    args = ap.parse_args(argv)
+    if args.both:
+        sets = [(name, os.path.join(ROOT, "..", "shared", name, "agents.yaml"),
+                 os.path.join(ROOT, "..", "shared", name, "cases.jsonl")) for name in ("routing_dev", "routing_val")]
+    else:
+        sets = [(os.path.basename(os.path.normpath(args.set_dir)) if not args.cases else args.cases,
+                 args.agents or os.path.join(args.set_dir, "agents.yaml"),
+                 args.cases or os.path.join(args.set_dir, "cases.jsonl"))]
+    rates = []
+    for name, agents_path, cases_path in sets:
+        per, rate = report(name, load_agents(agents_path), load_cases(cases_path), args.router, args.verbose,
+                           timing=not args.no_timing)
+        rates.append((name, per, rate))
+        print()
+    if len(rates) > 1:
+        (n1, p1, r1), (n2, p2, r2) = rates
+        print(f"{'kind':<20}{n1:>14}{n2:>14}")
+        for k in KINDS:
+            a, b = p1.get(k, [0, 0]), p2.get(k, [0, 0])
+            fa = f"{100 * a[1] / a[0]:.1f}%" if a[0] else "-"
+            fb = f"{100 * b[1] / b[0]:.1f}%" if b[0] else "-"
+            print(f"{k:<20}{fa:>14}{fb:>14}")
+        print(f"{'overall':<20}{r1:>13.1f}%{r2:>13.1f}%   gap {r1 - r2:.1f} points")
     return 0
 
 

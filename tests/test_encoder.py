@@ -99,3 +99,60 @@ def test_semantic_sanity():
     # Reference values from sentence-transformers (training/check_encoder.py) to 3 decimals.
     ref = e.encode(["hello there", "thanks so much!"])
     assert abs(float(ref[0] @ ref[1]) - 0.0385) < 5e-3
+
+
+# ------------------------------------------------------------------ scorer and router
+def test_description_units_split_examples_and_negations():
+    from gateway.routing.semantic import description_units
+
+    pos, neg = description_units(
+        "Books, changes and cancels flights: fares, seat selection and baggage allowance. "
+        "Handles: 'Find me a flight to Oslo on Friday', 'Can I get an aisle seat?'. "
+        "Does not book hotels and does not handle travel insurance claims.")
+    assert "Find me a flight to Oslo on Friday" in pos and "Can I get an aisle seat?" in pos
+    assert "Books, changes and cancels flights: fares" in pos  # list items keep their head
+    assert neg == ["book hotels", "handle travel insurance claims"]
+    assert not any("hotel" in p for p in pos)
+
+
+def _heldout_like_agents():
+    import os
+
+    import yaml
+
+    from gateway.routing.types import AgentSpec
+
+    path = os.path.join(os.path.dirname(__file__), "data", "routing_heldout_like_agents.yaml")
+    with open(path, encoding="utf-8") as f:
+        items = yaml.safe_load(f)["agents"]
+    return [AgentSpec(a["id"], a["description"], bool(a.get("default"))) for a in items]
+
+
+@needs_model
+def test_scorer_prefers_the_agent_closest_in_meaning():
+    from gateway.routing.semantic import SemanticScorer
+
+    agents = _heldout_like_agents()
+    ids = [a.id for a in agents]
+    s = SemanticScorer(agents)
+    sc = s.scores(["Will it be nice enough to eat lunch outside in Berlin tomorrow?",
+                   "Send 50 euros to my sister"])
+    assert ids[int(sc[0].argmax())] == "weather_agent"
+    assert ids[int(sc[1].argmax())] == "banking_agent"
+
+
+@needs_model
+def test_embedded_router_uses_the_encoder_when_installed(monkeypatch):
+    from gateway.routing.embedded import EmbeddedRouter
+
+    agents = _heldout_like_agents()
+    r = EmbeddedRouter(agents)
+    assert r.sentences is not None and r.semantic is None
+    u = [{"role": "user", "content": "Will it be nice enough to eat lunch outside in Berlin tomorrow?"}]
+    assert r.route(u).agents == ["weather_agent"]  # no description word in it
+    u = [{"role": "user", "content": "What's the weather in Paris and find me flights from NYC to Paris"}]
+    assert r.route(u).agents == ["weather_agent", "flight_agent"]
+    # Off switch and explicit opt-out: the static word vectors instead.
+    assert EmbeddedRouter(agents, encoder=False).sentences is None
+    monkeypatch.setenv("PLANO_ROUTER_ENCODER", "0")
+    assert EmbeddedRouter(agents).sentences is None

