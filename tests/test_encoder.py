@@ -145,6 +145,7 @@ def test_scorer_prefers_the_agent_closest_in_meaning():
 def test_embedded_router_uses_the_encoder_when_installed(monkeypatch):
     from gateway.routing.embedded import EmbeddedRouter
 
+    monkeypatch.delenv("PLANO_ROUTER_ENCODER", raising=False)
     agents = _heldout_like_agents()
     r = EmbeddedRouter(agents)
     assert r.sentences is not None and r.semantic is None
