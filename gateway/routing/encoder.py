@@ -77,7 +77,6 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
-    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -86,7 +85,11 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if dtype is None:
             raise EncoderUnavailable(f"unsupported dtype {info['dtype']} for {name}")
         begin, end = info["data_offsets"]
-        out[name] = raw[begin:end].view(dtype).reshape(info["shape"])
+        if end == begin:
+            out[name] = np.zeros(info["shape"], dtype=dtype)
+            continue
+        # One mapping per tensor: a tensor that is copied and dropped unmaps its pages.
+        out[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=tuple(info["shape"]))
     return out
 
 
