@@ -157,3 +157,18 @@ def test_embedded_router_uses_the_encoder_when_installed(monkeypatch):
     assert EmbeddedRouter(agents, encoder=False).sentences is None
     monkeypatch.setenv("PLANO_ROUTER_ENCODER", "0")
     assert EmbeddedRouter(agents).sentences is None
+
+
+@needs_model
+def test_router_with_encoder_is_thread_safe(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.delenv("PLANO_ROUTER_ENCODER", raising=False)
+    from gateway.routing.embedded import EmbeddedRouter
+
+    r = EmbeddedRouter(_heldout_like_agents(), encoder=True)
+    r.sentences._cache_size = 4  # force evictions while threads share the cache
+    texts = [f"Will it rain in city number {i} tomorrow?" for i in range(24)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: r.route([{"role": "user", "content": t}]).agents, texts))
+    assert got == [["weather_agent"]] * len(texts)

@@ -22,6 +22,7 @@ segmenter and follow-up detector): it is the "encoder only" router of bench/rout
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -105,21 +106,26 @@ def description_units(desc: str) -> tuple[list[str], list[str]]:
 
 _UNITS: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
 _UNITS_MAX = 20_000
+_UNITS_LOCK = threading.Lock()
 
 
 def _unit_vectors(encoder, texts: list[str]) -> np.ndarray:
     """Description units' embeddings, shared by every router of the process (listeners with the
     same agents, reloads): a description is encoded once."""
     key = id(encoder)
-    missing = [t for t in dict.fromkeys(texts) if (key, t) not in _UNITS]
+    with _UNITS_LOCK:
+        known = {t: _UNITS[(key, t)] for t in texts if (key, t) in _UNITS}
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
-        for t, v in zip(missing, encoder.encode(missing)):
-            _UNITS[(key, t)] = v
-        while len(_UNITS) > _UNITS_MAX:
-            _UNITS.popitem(last=False)
+        fresh = dict(zip(missing, encoder.encode(missing)))
+        known.update(fresh)
+        with _UNITS_LOCK:
+            _UNITS.update(((key, t), v) for t, v in fresh.items())
+            while len(_UNITS) > _UNITS_MAX:
+                _UNITS.popitem(last=False)
     if not texts:
         return np.zeros((0, getattr(encoder, "dim", 384)), np.float32)
-    return np.stack([_UNITS[(key, t)] for t in texts])
+    return np.stack([known[t] for t in texts])
 
 
 class SemanticScorer:
@@ -153,20 +159,28 @@ class SemanticScorer:
         self.negative = np.array(negative)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of texts, one batch for the ones not seen recently."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        """Embeddings of texts, one batch for the ones not seen recently. Safe to call from
+        several threads (the encoding itself runs outside the lock)."""
+        with self._lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
-            for t, v in zip(missing, self.encoder.encode(missing)):
-                self._cache[t] = v
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        out = []
-        for t in texts:
-            self._cache.move_to_end(t)
-            out.append(self._cache[t])
-        return np.stack(out) if out else np.zeros((0, self.matrix.shape[1]), np.float32)
+            fresh = dict(zip(missing, self.encoder.encode(missing)))
+            known.update(fresh)
+            with self._lock:
+                self._cache.update(fresh)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            for t in known:
+                if t in self._cache:
+                    self._cache.move_to_end(t)
+        if not texts:
+            return np.zeros((0, self.matrix.shape[1]), np.float32)
+        return np.stack([known[t] for t in texts])
 
     def scores_from(self, vec: np.ndarray) -> np.ndarray:
         sims = self.matrix @ vec
