@@ -1,6 +1,12 @@
 #!/usr/bin/env python3
 """In-process evaluator for the embedded agent router.
 
+routing_val is a validation set: develop on routing_dev (and tests/data), look at
+routing_val only to check that a change generalises; never tune on it.
+With the sentence encoder installed, decision latency is measured cold (the encoder's text
+cache emptied before every decision) and, for the 12-agent listener, also "live" (earlier
+turns already encoded, as a worker serving the conversation would have them).
+
 Loads a routing set (agents.yaml + cases.jsonl), routes every case with
 `EmbeddedRouter`, and prints exact-match per kind with the same rules as the set's
 black-box score.py (exact = called == expected; multi cases with "ordered": false
@@ -9,6 +15,9 @@ the set's listener and for a synthetic 12-agent listener (the set's agents plus 
 weather / flights / IT-helpdesk agents, padded or trimmed to 12).
 
     .venv/bin/python bench/routing_eval.py                      # ../shared/routing_dev
+    .venv/bin/python bench/routing_eval.py --both               # routing_dev AND routing_val, side by side
+    .venv/bin/python bench/routing_eval.py --both --router lexical    # without the sentence encoder
+    .venv/bin/python bench/routing_eval.py --both --router semantic   # the encoder alone
     .venv/bin/python bench/routing_eval.py --verbose            # list the misses
     .venv/bin/python bench/routing_eval.py --agents tests/data/routing_heldout_like_agents.yaml \\
         --cases tests/data/routing_heldout_like.jsonl
