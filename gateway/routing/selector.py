@@ -12,6 +12,7 @@ the selection records why (``fallback``). An empty decision means the default ag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -88,7 +89,12 @@ class AgentSelector:
                 fallback = str(exc)[:300]
                 log.warning("request_id=%s orchestrator failed, embedded router decides: %s",
                             headers.get("x-request-id"), fallback)
-        decision = self.embedded.route(messages)
+        if self.embedded.sentences is not None:
+            # The sentence encoder takes milliseconds of numpy per decision (which releases the GIL):
+            # off the event loop, so other requests keep flowing while it runs.
+            decision = await asyncio.to_thread(self.embedded.route, messages)
+        else:
+            decision = self.embedded.route(messages)  # word evidence only: ~0.3 ms, not worth a thread hop
         return self._finish(decision.agents, "embedded", decision.reason, fallback, started)
 
     def _finish(self, agents, router, reason, fallback, started) -> Selection:
