@@ -484,3 +484,9 @@ def test_a_filter_behind_an_open_breaker_fails_fast_as_a_filter_failure():
     assert kinds[:2] == [("status", kinds[0][1])] * 2 and "503" in kinds[0][1]
     assert kinds[2:] == [("connect", "is unavailable (circuit breaker open)")] * 2
     assert len(script.calls) == 2  # nothing sent once open
+
+
+def test_breaker_state_names_are_pybreakers():
+    import pybreaker
+
+    assert (CLOSED, OPEN, HALF_OPEN) == (pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN)

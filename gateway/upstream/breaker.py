@@ -37,11 +37,12 @@ import uuid
 from datetime import UTC, datetime
 
 import orjson
-import pybreaker
 
 log = logging.getLogger("plano.upstream")
 
-CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
+#: pybreaker's state names (pybreaker is imported on the first breaker built: it imports the
+#: redis client when installed, which a config without breakers has no use for).
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
 
 class _Failure(Exception):
@@ -56,11 +57,18 @@ def _fail() -> None:
     raise _Failure()
 
 
-class _Listener(pybreaker.CircuitBreakerListener):
-    """Reports transitions (metrics, log, the shared sync) and failures (the sync)."""
+class _Listener:
+    """Reports transitions (metrics, log, the shared sync) and failures (the sync); pybreaker
+    calls listeners by duck typing (before_call, success, failure, state_change)."""
 
     def __init__(self, breaker: "EndpointBreaker") -> None:
         self.owner = breaker
+
+    def before_call(self, cb, func, *args, **kwargs) -> None:
+        pass
+
+    def success(self, cb) -> None:
+        pass
 
     def state_change(self, cb, old_state, new_state) -> None:
         owner = self.owner
@@ -86,7 +94,8 @@ class _Listener(pybreaker.CircuitBreakerListener):
 class EndpointBreaker:
     """The breaker of one endpoint of one pool."""
 
-    __slots__ = ("cb", "key", "label", "metrics", "pool", "probing", "storage", "sync", "applying", "reset_timeout")
+    __slots__ = ("cb", "key", "label", "metrics", "pool", "probing", "storage", "sync", "applying", "reset_timeout",
+                 "_errors")
 
     def __init__(self, pool: str, endpoint: str, *, failure_threshold: int, reset_timeout: float,
                  success_threshold: int = 1, metrics=None, sync: "BreakerSync | None" = None) -> None:
@@ -98,6 +107,9 @@ class EndpointBreaker:
         self.applying = False
         self.probing = False
         self.reset_timeout = reset_timeout
+        import pybreaker
+
+        self._errors = (_Failure, pybreaker.CircuitBreakerError)
         self.storage = pybreaker.CircuitMemoryStorage(CLOSED)
         self.cb = pybreaker.CircuitBreaker(fail_max=failure_threshold, reset_timeout=reset_timeout,
                                            success_threshold=success_threshold, state_storage=self.storage,
@@ -140,14 +152,14 @@ class EndpointBreaker:
         self.probing = False
         try:
             self.cb.call(_ok)
-        except pybreaker.CircuitBreakerError:
+        except self._errors:
             pass
 
     def failure(self) -> None:
         self.probing = False
         try:
             self.cb.call(_fail)
-        except (_Failure, pybreaker.CircuitBreakerError):
+        except self._errors:
             pass
 
     # -- outside the call path (health checks, the shared sync) ------------------------
