@@ -140,6 +140,10 @@ class Listener(_Model):
     #: configured, else the embedded router), ``embedded`` (never call an LLM) or ``llm``.
     router: Literal["plano_orchestrator_v1", "embedded", "llm"] | None = None
     max_retries: int | None = Field(None, ge=0)
+    answers: Literal["last", "all"] = Field(
+        "last", description="plano extension (agent listeners): 'last' (Plano's behaviour) chains the selected "
+        "agents and replies with the last agent's answer; 'all' runs independent intents concurrently and replies "
+        "with every agent's answer, in the routed order, as one response.")
     agents: list[ListenerAgent] | None = None
     input_filters: list[str] | None = None
     output_filters: list[str] | None = None

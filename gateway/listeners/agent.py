@@ -5,6 +5,10 @@ agents for the latest user turn, run the intermediate ones collecting their
 answers, then relay the last agent's response to the client as it is produced —
 with the agent's real status. The listener ``timeout`` bounds the whole chain.
 Each agent's ``input_filters`` / ``output_filters`` wrap its own call.
+
+``answers: all`` on the listener (plano extension; default ``last`` is the above): a
+multi-agent turn runs its independent agents side by side and replies with every
+agent's answer in the routed order (see :mod:`gateway.orchestration.compose`).
 ``GET /v1/models`` lists the listener's agents; ``GET /healthz``.
 """
 
@@ -21,6 +25,7 @@ from gateway.listeners.chat import parse_chat_request
 from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
     JSON_CT,
+    SSE_CT,
     ClientDisconnected,
     Receive,
     Scope,
@@ -46,6 +51,17 @@ from gateway.orchestration.chain import (
     filter_conversation,
     handoff,
 )
+from gateway.orchestration.compose import (
+    AgentRun,
+    ChunkWriter,
+    completion,
+    error_note,
+    heading,
+    stages,
+    stream_answer,
+    sum_usage,
+    wait_first_outcome,
+)
 from gateway.routing.selector import AgentSelector
 from gateway.telemetry import Telemetry
 from gateway.upstream import PoolRegistry, Upstream, UpstreamError, forward_headers
@@ -65,6 +81,7 @@ class AgentListener:
         self.name = listener.name
         self.tel = telemetry or Telemetry(None, metrics=False)
         self.timeout = listener.timeout
+        self.answers = getattr(listener, "answers", None) or "last"
         self.max_body = listener.max_body_bytes or 10 * 1024 * 1024
         self.upstream = upstream
         self.limits = limits.for_listener(self.name) if limits is not None else None  # request limits
@@ -122,10 +139,18 @@ class AgentListener:
                         self.selector.select(request["messages"], headers, ctx, routing.span), deadline.remaining())
                 except asyncio.TimeoutError:
                     raise deadline.expired_error() from None
+                plan = None
+                if self.answers == "all" and len(selection.agents) > 1:
+                    plan = stages(selection.agents, selection.sequenced)
+                    routing.span.set("plano.answers", "all")
+                    routing.span.set("plano.agents.parallel", _parallel(plan))
                 routing.finish(selection.agents, router=selection.router, fallback=selection.fallback,
                                reason=selection.reason, duration_ms=selection.duration_ms)
             log.debug("request_id=%s router=%s agents=%s reason=%s", rid, selection.router, selection.agents,
                       selection.reason)
+            if plan is not None:
+                await self._answer_all(scope, send, request, plan, headers, deadline, rid, ctx)
+                return
             messages = request["messages"]
             *intermediate, last = selection.agents
             for index, agent_id in enumerate(intermediate):
@@ -154,6 +179,93 @@ class AgentListener:
             error = "client disconnected"
         finally:
             ctx.finish(bytes_in=size, error=error)
+
+    async def _answer_all(self, scope: Scope, send: Send, request: dict, plan: list[list[str]], headers,
+                          deadline, rid: str, ctx) -> None:
+        """``answers: all``: run the plan's stages (the agents of a stage side by side), reply with
+        every agent's answer in the routed order as one completion or one stream."""
+        changed = asyncio.Event()
+        order = [agent_id for stage in plan for agent_id in stage]
+        runs = {agent_id: AgentRun(agent_id, changed) for agent_id in order}
+        parallel = _parallel(plan)
+
+        async def one(agent_id: str, index: int, messages: list[dict], side_by_side: bool) -> None:
+            run = runs[agent_id]
+            agent = self.endpoints[agent_id]
+            call = ctx.agent_call(agent_id, index=index)
+            if side_by_side:
+                call.span.set("plano.agents.parallel", parallel)
+            try:
+                agent_headers = call.inject({**headers, "x-plano-agent-id": agent_id})
+                filters = self._filter_run(scope, rid) if agent.filtered else None
+                if agent.input_filters is not None:
+                    messages = await filter_conversation(agent, request, messages, filters, deadline)
+                payload = orjson.dumps({**request, "messages": messages})
+                if agent.output_filters is None:
+                    run.usage, run.model = await stream_answer(self.upstream, agent, payload, agent_headers,
+                                                               deadline, _attempt_spans(call), run.add)
+                else:  # output filters see the whole answer, as for a chained agent
+                    parts: list[str] = []
+                    run.usage, run.model = await stream_answer(self.upstream, agent, payload, agent_headers,
+                                                               deadline, _attempt_spans(call), parts.append)
+                    run.add(await filter_answer(agent, request, "".join(parts), filters, deadline))
+            except GatewayError as err:
+                call.finish(err.status, outcome=_outcome(err), error=err.message)
+                run.close(err)
+                return
+            except asyncio.CancelledError:
+                call.finish(None, outcome="cancelled")
+                run.close(GatewayError(499, "cancelled", code="cancelled"))
+                raise
+            except Exception as exc:  # never leave the reply waiting on a run that will not end
+                log.exception("request_id=%s agent '%s' failed", rid, agent_id)
+                err = GatewayError(500, f"Agent '{agent_id}': internal error ({type(exc).__name__}).",
+                                   code="internal_error")
+                call.finish(500, error=err.message)
+                run.close(err)
+                return
+            call.finish(200)
+            run.close()
+
+        async def drive() -> None:
+            messages = request["messages"]
+            index = 0
+            for stage in plan:
+                await asyncio.gather(*(one(agent_id, index + i, messages, len(stage) > 1)
+                                       for i, agent_id in enumerate(stage)))
+                index += len(stage)
+                for agent_id in stage:  # later stages build on these answers, as in a chain
+                    if runs[agent_id].error is None:
+                        messages = handoff(messages, agent_id, runs[agent_id].text)
+
+        ordered = [runs[agent_id] for agent_id in order]
+        model = request.get("model") if isinstance(request.get("model"), str) else self.name
+        driver = asyncio.create_task(drive())
+        try:
+            if request.get("stream") is not True:
+                await driver
+                if all(run.error is not None for run in ordered):
+                    raise ordered[0].error
+                body = orjson.dumps(completion(rid, model, ordered))
+                await send_body(send, 200, body, [JSON_CT, (b"x-request-id", rid.encode())])
+                return
+            await wait_first_outcome(ordered, changed)  # every agent failed: the first failure's error
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                SSE_CT, (b"cache-control", b"no-cache"), (b"x-request-id", rid.encode())]})
+            writer = ChunkWriter(rid, model)
+            for position, run in enumerate(ordered):
+                await send({"type": "http.response.body", "body": writer.delta(heading(run.agent_id, position)),
+                            "more_body": True})
+                async for piece in run.pieces():
+                    await send({"type": "http.response.body", "body": writer.delta(piece), "more_body": True})
+                if run.error is not None:
+                    note = ("\n" if run.parts else "") + error_note(run.error)
+                    await send({"type": "http.response.body", "body": writer.delta(note), "more_body": True})
+            await send({"type": "http.response.body", "body": writer.end(sum_usage(ordered)), "more_body": False})
+        finally:
+            if not driver.done():
+                driver.cancel()
+                await asyncio.gather(driver, return_exceptions=True)  # settle the cancelled runs
 
     async def _filtered_answer(self, scope: Scope, agent, request: dict, messages: list[dict], headers, deadline,
                                rid: str) -> str:
@@ -238,6 +350,11 @@ def _attempt_spans(call):
                               kind=KIND_CLIENT, parent=span)
 
     return start
+
+
+def _parallel(plan: list[list[str]]) -> str:
+    """The agents that run side by side under a plan (comma-separated, routed order; "" if none)."""
+    return ",".join(agent_id for stage in plan if len(stage) > 1 for agent_id in stage)
 
 
 def _outcome(err: GatewayError) -> str:

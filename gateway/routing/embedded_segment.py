@@ -120,3 +120,22 @@ def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:
     background = sentence_break and not _ADDITIVE.match(chunk) and \
         bool(_SUBJECT_START.match(chunk)) and not _REQUEST.search(chunk)
     return Piece(text=chunk, joiner=j, goes_first=goes_first, background=background)
+
+
+# Words of a joiner that state an order between two asks ("first ..., then ...", "after that",
+# "before you do that", "once ...") rather than merely listing them ("and", "also", "plus").
+_SEQUENCE = re.compile(r"\b(?:then|after|afterwards|before|first|once|next)\b")
+
+
+def explicit_order(text: str) -> bool:
+    """True when the turn states an order between its asks ("first ... then ...", "... and after
+    that ...", "before you ..., ..."): the later ask may build on the earlier one's answer, so
+    they run one after the other rather than side by side."""
+    from gateway.routing.embedded_blocks import split_blocks
+
+    pieces = [p for p in split_pieces(split_blocks(text).ask) if not p.background]
+    if len(pieces) < 2:
+        return False
+    if re.match(r"\s*first\b", pieces[0].text):
+        return True
+    return any(p.goes_first or _SEQUENCE.search(p.joiner) for p in pieces[1:])

@@ -29,6 +29,10 @@ class Selection:
     reason: str
     fallback: str | None
     duration_ms: float
+    #: the agents depend on each other (explicit order such as "first ... then ...", or a
+    #: dependency the router reported): they run chained even where independent ones may run
+    #: side by side (``answers: all``)
+    sequenced: bool = False
 
 
 class AgentSelector:
@@ -84,7 +88,8 @@ class AgentSelector:
                 call = telemetry.llm_call(target.provider, target.name, target.model_id, parent=parent)
             try:
                 decision = await self.llm.route(messages, headers, call)
-                return self._finish(decision.agents, "llm", decision.reason, None, started)
+                return self._finish(decision.agents, "llm", decision.reason, None, started,
+                                    _sequenced(decision, messages))
             except OrchestratorError as exc:
                 fallback = str(exc)[:300]
                 log.warning("request_id=%s orchestrator failed, embedded router decides: %s",
@@ -95,14 +100,42 @@ class AgentSelector:
             decision = await asyncio.to_thread(self.embedded.route, messages)
         else:
             decision = self.embedded.route(messages)  # word evidence only: ~0.3 ms, not worth a thread hop
-        return self._finish(decision.agents, "embedded", decision.reason, fallback, started)
+        return self._finish(decision.agents, "embedded", decision.reason, fallback, started,
+                            _sequenced(decision, messages))
 
-    def _finish(self, agents, router, reason, fallback, started) -> Selection:
+    def _finish(self, agents, router, reason, fallback, started, sequenced: bool = False) -> Selection:
         known = [a for a in agents if any(s.id == a for s in self.specs)]
         if not known:
             known = [self.default_agent]
             reason = f"{reason}; no route -> default agent"
-        return Selection(known, router, reason, fallback, (time.perf_counter() - started) * 1000)
+        return Selection(known, router, reason, fallback, (time.perf_counter() - started) * 1000,
+                         sequenced and len(known) > 1)
+
+
+def _sequenced(decision, messages: list[dict]) -> bool:
+    """Whether the selected agents depend on each other: the router says so, or the latest user
+    turn states an order between its asks ("first ... then ...")."""
+    if len(decision.agents) < 2:
+        return False
+    if getattr(decision, "sequenced", False):
+        return True
+    from gateway.routing.embedded_segment import explicit_order
+
+    text = _latest_user_text(messages)
+    return bool(text) and explicit_order(text)
+
+
+def _latest_user_text(messages: list[dict]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content
+                                if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return ""
+    return ""
 
 
 def _resolve_orchestrator(resolver, model: str):

@@ -21,3 +21,7 @@ class RoutingDecision:
     agents: list[str]
     reason: str
     scores: dict[str, float] = field(default_factory=dict)
+    #: the agents must run one after the other, each seeing the earlier answers (a router that
+    #: knows of a data dependency between the intents sets it; explicit order in the turn is
+    #: detected by the selector for every router)
+    sequenced: bool = False
