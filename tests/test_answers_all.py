@@ -23,7 +23,12 @@ import httpx
 import openai
 import pytest
 
-from tests.support.agent_mocks import MockTeam, assert_openai_error, chat_posts, route_reply
+from tests.support.agent_mocks import (
+    MockTeam,
+    assert_openai_error,
+    chat_posts,
+    route_reply,
+)
 from tests.support.gateway import Gateway, free_port
 from tests.support.mock_llm import Reply, completion
 from tests.support.otlp import OTLPReceiver
@@ -143,7 +148,7 @@ def test_two_intents_run_side_by_side_and_both_answer(gw, team, stream):
     def call():
         try:
             result["text"] = ask(gw, "all", QUESTION, stream)
-        except Exception as exc:  # surfaced below
+        except Exception as exc:  # noqa: BLE001 - surfaced below
             result["error"] = exc
 
     worker = threading.Thread(target=call)
@@ -339,3 +344,20 @@ def test_demo_answers_every_intent(demo, question, agents, stream):
     assert "°C" in text and "CDG" in text, text  # the weather agent's part and the flight agent's part
     if "currency_agent" in agents:
         assert "108.70 USD" in text or "USD" in text.split("**currency_agent**:")[1], text
+
+
+# -- what counts as an explicit order ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, ordered", [
+    ("What's the weather in Paris and find me flights from NYC to Paris", False),
+    ("Flights from London to Tokyo on Friday, and the weather there?", False),
+    ("Weather in Rome? Also find flights to Rome.", False),
+    ("First find me flights to Tokyo, then tell me the weather there", True),
+    ("Find flights to Rome and after that convert 500 USD to EUR", True),
+    ("Before you book the hotel, check my balance", True),
+])
+def test_explicit_order_is_detected_from_sequencing_markers(text, ordered):
+    from gateway.routing.embedded_segment import explicit_order
+
+    assert explicit_order(text) is ordered

@@ -44,8 +44,8 @@ from gateway.orchestration.chain import (
     Deadline,
     agent_call,
     agent_endpoint,
-    agent_upstream_error,
     agent_failed,
+    agent_upstream_error,
     collect_answer,
     filter_answer,
     filter_conversation,
@@ -137,7 +137,7 @@ class AgentListener:
                 try:
                     selection = await asyncio.wait_for(
                         self.selector.select(request["messages"], headers, ctx, routing.span), deadline.remaining())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise deadline.expired_error() from None
                 plan = None
                 if self.answers == "all" and len(selection.agents) > 1:

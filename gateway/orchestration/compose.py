@@ -60,7 +60,7 @@ def error_note(err: GatewayError) -> str:
 class AgentRun:
     """One agent's answer as it comes in: its text pieces, usage, and how it ended."""
 
-    __slots__ = ("agent_id", "changed", "done", "error", "model", "parts", "usage", "_queue")
+    __slots__ = ("_queue", "agent_id", "changed", "done", "error", "model", "parts", "usage")
 
     def __init__(self, agent_id: str, changed: asyncio.Event) -> None:
         self.agent_id = agent_id
@@ -243,6 +243,6 @@ async def _read_sse(agent: AgentEndpoint, resp, on_text) -> tuple[dict | None, s
                         on_text(delta["content"])
     except (GatewayError, UpstreamError):
         raise
-    except Exception as exc:  # the body broke mid-way
+    except Exception as exc:  # noqa: BLE001 - the body broke mid-way
         raise agent_upstream_error(agent, classify_break(exc, agent.target)) from None
     return usage, model
