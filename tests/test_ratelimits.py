@@ -26,7 +26,7 @@ from gateway.config import load_config_text
 from gateway.state.redis import SharedRedis
 from gateway.upstream.limits import MemoryWindows, RateLimits, Rule, Verdict, _wait_ms
 from gateway.upstream.usage import UsageExtractor, UsageObserver, estimate_tokens
-from tests.support.shared_state import redis_url
+from tests.support.shared_state import clear_redis_prefix, redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -451,16 +451,7 @@ def shared():
     prefix = f"plano-test:{uuid.uuid4().hex[:10]}:"
     yield url, prefix
 
-    async def cleanup():
-        import redis.asyncio as aioredis
-
-        client = aioredis.Redis.from_url(url)
-        keys = [k async for k in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-
-    asyncio.run(cleanup())
+    clear_redis_prefix(url, prefix)
 
 
 STATE = "state: {{redis_url: \"{url}\", key_prefix: \"{prefix}\"}}"

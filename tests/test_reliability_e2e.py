@@ -32,7 +32,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.shared_state import redis_url
+from tests.support.shared_state import clear_redis_prefix, redis_url
 from tests.support.faulty import Blackhole, EchoAgentProcess
 from tests.support.gateway import Gateway, free_port
 from tests.support.mock_llm import MockLLM, Reply
@@ -383,16 +383,7 @@ def redis_pair(tmp_path_factory):
         shared_agent.stop()
         echo_agent.stop()
 
-        async def cleanup():
-            import redis.asyncio as aioredis
-
-            client = aioredis.Redis.from_url(url)
-            keys = [k async for k in client.scan_iter(match=prefix + "*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
-
-        asyncio.run(cleanup())
+        clear_redis_prefix(url, prefix)
 
 
 def test_failures_through_one_gateway_open_the_breaker_in_the_other(redis_pair):

@@ -179,25 +179,34 @@ def _text_from_json(agent_id: str, data: bytes) -> str:
     return content if isinstance(content, str) else ""
 
 
+def agent_event(agent_id: str, payload: bytes) -> dict | None:
+    """One SSE ``data:`` payload of an agent's stream as a JSON object (None for ``[DONE]``, blanks
+    and non-objects); an event that is not JSON, or an in-stream error, is the agent's failure."""
+    payload = payload.strip()
+    if not payload or payload == b"[DONE]":
+        return None
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise GatewayError(502, f"Agent '{agent_id}' sent an SSE event that is not JSON.",
+                           code="agent_invalid_response") from None
+    if not isinstance(event, dict):
+        return None
+    if "error" in event:
+        err = event["error"]
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        raise GatewayError(502, f"Agent '{agent_id}' failed mid-stream: {message}", code="agent_error")
+    return event
+
+
 def _text_from_sse(agent_id: str, data: bytes) -> str:
     parts: list[str] = []
     for line in data.splitlines():
         if not line.startswith(b"data:"):
             continue
-        payload = line[5:].strip()
-        if not payload or payload == b"[DONE]":
+        event = agent_event(agent_id, line[5:])
+        if event is None:
             continue
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise GatewayError(502, f"Agent '{agent_id}' sent an SSE event that is not JSON.",
-                               code="agent_invalid_response") from None
-        if not isinstance(event, dict):
-            continue
-        if "error" in event:
-            err = event["error"]
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            raise GatewayError(502, f"Agent '{agent_id}' failed mid-stream: {message}", code="agent_error")
         for choice in event.get("choices") or ():
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if isinstance(delta, dict) and isinstance(delta.get("content"), str):

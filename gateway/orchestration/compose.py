@@ -35,6 +35,7 @@ from gateway.orchestration.chain import (
     AgentEndpoint,
     Deadline,
     agent_call,
+    agent_event,
     agent_failed,
     agent_upstream_error,
 )
@@ -217,22 +218,9 @@ async def _read_sse(agent: AgentEndpoint, resp, on_text) -> tuple[dict | None, s
         async for chunk in resp.chunks():
             for block in split_events(aligner.feed(chunk)):
                 payload = event_data(block)
-                if payload is None:
+                event = agent_event(agent.id, payload) if payload is not None else None
+                if event is None:
                     continue
-                payload = payload.strip()
-                if not payload or payload == b"[DONE]":
-                    continue
-                try:
-                    event = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise GatewayError(502, f"Agent '{agent.id}' sent an SSE event that is not JSON.",
-                                       code="agent_invalid_response") from None
-                if not isinstance(event, dict):
-                    continue
-                if "error" in event:
-                    err = event["error"]
-                    message = err.get("message") if isinstance(err, dict) else str(err)
-                    raise GatewayError(502, f"Agent '{agent.id}' failed mid-stream: {message}", code="agent_error")
                 if isinstance(event.get("usage"), dict):
                     usage = event["usage"]
                 if isinstance(event.get("model"), str):

@@ -85,19 +85,17 @@ class Upstream:
 
     def _count(self, pool: Pool, reason: str) -> None:
         """A call refused without being sent (``plano_upstream_rejected_total``)."""
-        metrics = self.metrics
-        if metrics is not None:
-            try:
-                metrics.rejected(pool.name, reason)
-            except Exception:
-                pass
+        self._metric("rejected", pool, reason)
 
     def _count_retry(self, pool: Pool, reason: str) -> None:
+        self._metric("retry", pool, reason)
+
+    def _metric(self, name: str, pool: Pool, reason: str) -> None:
         metrics = self.metrics
         if metrics is not None:
             try:
-                metrics.retry(pool.name, reason)
-            except Exception:
+                getattr(metrics, name)(pool.name, reason)
+            except Exception:  # metrics must never break a call
                 pass
 
 

@@ -20,3 +20,19 @@ def redis_url() -> str:
     except OSError as exc:
         pytest.skip(f"Redis at {url} is unreachable: {exc}")
     return url
+
+
+def clear_redis_prefix(url: str, prefix: str) -> None:
+    """Delete every key a test wrote under ``prefix`` (tests share the machine's Redis)."""
+    import asyncio
+
+    async def clear() -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(url)
+        keys = [k async for k in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+    asyncio.run(clear())
