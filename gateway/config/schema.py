@@ -137,8 +137,16 @@ class Listener(_Model):
     address: str | None = Field(None, description="Bind address, default 0.0.0.0.")
     timeout: Duration | None = Field(None, description="Whole-response timeout: agent 30s, model/prompt 300s.")
     #: ``plano_orchestrator_v1`` (Plano's name: LLM orchestrator when an orchestration model is
-    #: configured, else the embedded router), ``embedded`` (never call an LLM) or ``llm``.
-    router: Literal["plano_orchestrator_v1", "embedded", "llm"] | None = None
+    #: configured, else the embedded router), ``embedded`` (never call an LLM), ``llm`` or
+    #: ``hybrid`` (plano extension: the embedded router answers confident turns, the LLM
+    #: orchestrator only those below ``router_confidence``).
+    router: Literal["plano_orchestrator_v1", "embedded", "llm", "hybrid"] | None = None
+    router_confidence: float = Field(
+        0.6, ge=0.0, le=1.0, description="plano extension (router: hybrid): an embedded routing decision whose "
+        "confidence (0-1, from the evidence margin of the chosen agent) is below this goes to the LLM orchestrator "
+        "(overrides.agent_orchestration_model); at or above it is answered locally. 0.6 was chosen on the "
+        "routing_dev set: it escalates about half of its (hard) turns and catches 14 of the 15 the embedded "
+        "router gets wrong.")
     max_retries: int | None = Field(None, ge=0)
     answers: Literal["last", "all"] = Field(
         "last", description="plano extension (agent listeners): 'last' (Plano's behaviour) chains the selected "

@@ -48,6 +48,7 @@ runner-up.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 
@@ -93,6 +94,12 @@ CODE_KIND = "error message, stack trace, exception, crash, bug, code, logs, debu
 SEARCH_W = 0.6        # a search-shaped request: this much of one clear word for the searcher
 # What a search-shaped request ("the cheapest one", "any under $400") asks an agent to do.
 SEARCH_KIND = "search, find, compare, recommend, recommendations, options"
+# Confidence of a decision (RoutingDecision.confidence, what `router: hybrid` escalates on):
+# 1 - exp(-margin / CONF_TAU), the margin in units of one clear word (`_margin`): 0 when the
+# decision barely cleared (or barely missed) its bar, 0.63 at one clear word, 0.86 at two.
+CONF_TAU = 1.0
+# Decisions made by a rule rather than by scores carry a fixed confidence.
+RULE_CONFIDENCE = {"no_user_message": 1.0, "empty": 0.3, "smalltalk": 0.9, "general_question": 0.7}
 
 
 log = logging.getLogger("plano.routing")
@@ -152,7 +159,7 @@ class EmbeddedRouter:
     # ------------------------------------------------------------------ public
     def route(self, messages: list[dict]) -> RoutingDecision:
         if len(self.agents) == 1:
-            return RoutingDecision([self.ids[0]], "single_agent")
+            return RoutingDecision([self.ids[0]], "single_agent", confidence=1.0)
         turns = [t for t in user_turns(messages)]
         if not turns:
             return self._default("no_user_message")
@@ -170,16 +177,50 @@ class EmbeddedRouter:
             # about anything of the user's that a specialist manages.
             return self._default("general_question")
 
-        multi = self._multi(latest.text)
+        margins: list[float] = []
+        multi = self._multi(latest.text, margins)
         if multi:
-            return RoutingDecision([self.ids[i] for i in multi], "multi")
+            # As sure as its least clear clause.
+            return RoutingDecision([self.ids[i] for i in multi], "multi",
+                                   confidence=self._confidence(min(margins)))
 
         scores, followup = self._turn_scores(turns, CONTEXT_DEPTH)
         best = self._pick(scores, margin=1.0)
         table = {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
-        if best is None:
-            return self._default("no_match->default", table)
-        return RoutingDecision([self.ids[best]], "followup" if followup else "single", table)
+        decision = self._default("no_match->default", table) if best is None else \
+            RoutingDecision([self.ids[best]], "followup" if followup else "single", table)
+        decision.confidence = self._confidence(self._margin(scores, best, 1.0))
+        decision.candidates = self._candidates(scores)
+        return decision
+
+    # -------------------------------------------------------------- confidence
+    def _margin(self, scores: list[float], pick: int | None, margin: float) -> float:
+        """How clearly a decision was made, in units of one clear word (``index.unit``).
+
+        A specialist pick: the smaller of its lead over the bar it had to clear (the no-match
+        floor above the default agent's evidence) and its lead over ``margin`` x the runner-up.
+        The default agent (no specialist clears the bar): the smaller of how far the best
+        specialist falls short of that bar and the default agent's own evidence - a turn with
+        no evidence for anyone ("can you help with that thing?") is a guess, not a clear no-match.
+        """
+        others = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__, reverse=True)
+        bar = self.min_score + scores[self.default]
+        if pick is not None:
+            runner = max(scores[others[1]], 0.0) if len(others) > 1 else 0.0
+            m = min(scores[pick] - bar, scores[pick] - margin * runner)
+        else:
+            best = scores[others[0]] if others else 0.0
+            m = min(bar - best, max(scores[self.default], 0.0))
+        return m / self.index.unit if self.index.unit else 0.0
+
+    @staticmethod
+    def _confidence(margin: float) -> float:
+        """A margin squashed into [0, 1): 1 - exp(-margin / CONF_TAU); no margin -> 0."""
+        return round(1.0 - math.exp(-max(margin, 0.0) / CONF_TAU), 3)
+
+    def _candidates(self, scores: list[float], k: int = 3) -> list[tuple[str, float]]:
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:k]
+        return [(self.ids[i], round(float(scores[i]), 3)) for i in order]
 
     # ---------------------------------------------------------------- internals
     def _prefetch(self, turns: list[Turn]) -> None:
@@ -204,7 +245,8 @@ class EmbeddedRouter:
             self.sentences.embed(texts)
 
     def _default(self, reason: str, scores: dict[str, float] | None = None) -> RoutingDecision:
-        return RoutingDecision([self.ids[self.default]], reason, scores or {})
+        return RoutingDecision([self.ids[self.default]], reason, scores or {},
+                               confidence=RULE_CONFIDENCE.get(reason))
 
     def _scores(self, text: str, semantic: bool = True, muted: frozenset = frozenset(),
                 form: bool = True) -> list[float]:
@@ -337,16 +379,20 @@ class EmbeddedRouter:
             ctx[name] = max(max(ctx), 0.0) + NAME_W * self.index.unit
         return ctx if self._pick(ctx, margin=1.0) is not None else None
 
-    def _multi(self, text: str) -> list[int] | None:
-        """Agents of a multi-intent turn in execution order, or None for a single intent."""
+    def _multi(self, text: str, margins: list[float] | None = None) -> list[int] | None:
+        """Agents of a multi-intent turn in execution order, or None for a single intent.
+        ``margins`` (if given) receives each picked clause's evidence margin (`_margin`)."""
         pieces = split_pieces(split_blocks(text).ask)
         if len(pieces) < 2:
             return None
         groups: list[_Group] = []
         for p in pieces:
-            agent = None if p.background else self._pick(self._scores(p.text), margin=MARGIN)
+            clause = None if p.background else self._scores(p.text)
+            agent = None if clause is None else self._pick(clause, margin=MARGIN)
             if agent is None or (groups and groups[-1].agent == agent):
                 continue
+            if margins is not None:
+                margins.append(self._margin(clause, agent, MARGIN))
             groups.append(_Group(agent, p.goes_first))
         distinct = {g.agent for g in groups}
         if len(distinct) < 2:

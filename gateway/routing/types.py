@@ -25,3 +25,8 @@ class RoutingDecision:
     #: knows of a data dependency between the intents sets it; explicit order in the turn is
     #: detected by the selector for every router)
     sequenced: bool = False
+    #: how sure the router is, in [0, 1] (None: the router does not say, e.g. the LLM orchestrator).
+    #: The embedded router derives it from its evidence margin (gateway/routing/embedded.py, CONF_TAU).
+    confidence: float | None = None
+    #: the best-scoring agents, best first, as (agent id, score) - what the decision chose between
+    candidates: list[tuple[str, float]] = field(default_factory=list)
