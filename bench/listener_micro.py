@@ -11,7 +11,7 @@ a provider policy, far below the noise of a wrk run on a shared VM.
 
 TREE (default: this repo) goes first on sys.path; ``prof`` prints a cProfile table.
 """
-import asyncio, sys, time, contextlib, cProfile, pstats
+import sys, time, contextlib, cProfile, pstats
 from pathlib import Path
 if len(sys.argv) < 2:
     sys.argv.append(str(Path(__file__).resolve().parents[1]))
