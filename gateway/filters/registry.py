@@ -10,6 +10,7 @@ from gateway.filters.chain import ChainEntry, FilterChain
 from gateway.filters.http import HttpFilter
 from gateway.filters.mcp import McpFilter
 from gateway.filters.spec import FilterSpec, filter_spec
+from gateway.config.schema import Filter
 from gateway.upstream import PoolRegistry, Upstream, resolve_policy
 
 
@@ -40,7 +41,9 @@ class FilterRegistry:
             client = cls(spec, self.upstream)
             # Filters transform payloads without side effects: idempotent by default.
             client.pool = self.pools.filter(entry, client.endpoint)
-            client.retry = resolve_policy(getattr(entry, "retry", None) if entry.__class__.__name__ == "Filter"
-                                          else None, self._global_retry, idempotent=True)
+            # An agent named as a filter keeps its ``retry`` for agent calls (non-idempotent); as a
+            # filter it gets the global default.
+            own = entry.retry if isinstance(entry, Filter) else None
+            client.retry = resolve_policy(own, self._global_retry, idempotent=True)
             self.clients[filter_id] = client
         return client

@@ -19,7 +19,7 @@ from gateway.config.providers import (
     ProviderSpec,
     canonical_provider,
 )
-from gateway.upstream.policy import SINGLE, CallPolicy
+from gateway.upstream.policy import SINGLE, CallPolicy, resolve_policy
 from gateway.upstream.pool import Pool
 from gateway.upstream.transport import TimeoutPolicy, timeout_policy
 
@@ -146,8 +146,6 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
     name = entry.name or entry.model
     proposal = getattr(entry, "retry_policy", None)
     retry = _proposal_retry(proposal)
-    from gateway.upstream.policy import resolve_policy
-
     policy = resolve_policy(getattr(entry, "retry", None), retry, *retry_defaults, idempotent=True,
                             endpoints=len(urls))
     if pools is not None:

@@ -58,6 +58,9 @@ class AgentSelector:
         self.embedded = None
         self.llm = None
         self.hybrid = listener.router == "hybrid"
+        # Dependency between the chosen agents only changes how they run under ``answers: all``
+        # (under ``last`` they are always chained), so the turn is re-read for order markers only then.
+        self.order_matters = getattr(listener, "answers", "last") == "all"
         self.threshold = float(getattr(listener, "router_confidence", 0.6))
         if len(self.specs) > 1:
             from gateway.routing.embedded import EmbeddedRouter
@@ -122,14 +125,14 @@ class AgentSelector:
             try:
                 decision = await self._ask_llm(messages, headers, telemetry, parent)
                 return self._finish(decision.agents, "llm", decision.reason, None, started,
-                                    _sequenced(decision, messages), decided_by="llm")
+                                    self._order(decision, messages), decided_by="llm")
             except OrchestratorError as exc:
                 fallback = str(exc)[:300]
                 log.warning("request_id=%s orchestrator failed, embedded router decides: %s",
                             headers.get("x-request-id"), fallback)
         decision = await self._embedded(messages)
         return self._finish(decision.agents, "embedded", decision.reason, fallback, started,
-                            _sequenced(decision, messages), decision,
+                            self._order(decision, messages), decision,
                             decided_by="llm-fallback" if fallback else "embedded")
 
     async def _hybrid(self, messages, headers, telemetry, parent, started) -> Selection:
@@ -138,7 +141,7 @@ class AgentSelector:
         sure = local.confidence is None or local.confidence >= self.threshold
         if self.llm is None or sure:
             return self._finish(local.agents, "embedded", local.reason, None, started,
-                                _sequenced(local, messages), local, decided_by="embedded")
+                                self._order(local, messages), local, decided_by="embedded")
         try:
             decision = await self._ask_llm(messages, headers, telemetry, parent)
         except Exception as exc:  # noqa: BLE001 - an orchestrator failure must never fail the request
@@ -146,10 +149,13 @@ class AgentSelector:
             log.warning("request_id=%s orchestrator failed on an unsure turn (confidence %.2f), "
                         "embedded decision stands: %s", headers.get("x-request-id"), local.confidence, fallback)
             return self._finish(local.agents, "embedded", local.reason, fallback, started,
-                                _sequenced(local, messages), local, decided_by="llm-fallback")
+                                self._order(local, messages), local, decided_by="llm-fallback")
         reason = f"{decision.reason}; embedded confidence {local.confidence:.2f} < {self.threshold:g}"
-        return self._finish(decision.agents, "llm", reason, None, started, _sequenced(decision, messages),
-                            local, decided_by="llm")
+        return self._finish(decision.agents, "llm", reason, None, started, self._order(decision, messages), local,
+                            decided_by="llm")
+
+    def _order(self, decision, messages: list[dict]) -> bool:
+        return self.order_matters and _sequenced(decision, messages)
 
     async def _ask_llm(self, messages, headers, telemetry, parent):
         call = None
@@ -188,21 +194,10 @@ def _sequenced(decision, messages: list[dict]) -> bool:
         return True
     from gateway.routing.embedded_segment import explicit_order
 
-    text = _latest_user_text(messages)
+    from gateway.telemetry.genai import last_user_text
+
+    text = last_user_text(messages)
     return bool(text) and explicit_order(text)
-
-
-def _latest_user_text(messages: list[dict]) -> str:
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content
-                                if isinstance(p, dict) and isinstance(p.get("text"), str))
-            return ""
-    return ""
 
 
 def _resolve_orchestrator(resolver, model: str):
