@@ -50,6 +50,7 @@ from gateway.orchestration.chain import (
     filter_answer,
     filter_conversation,
     handoff,
+    stream_answer,
 )
 from gateway.orchestration.compose import (
     AgentRun,
@@ -58,7 +59,6 @@ from gateway.orchestration.compose import (
     error_note,
     heading,
     stages,
-    stream_answer,
     sum_usage,
     wait_first_outcome,
 )

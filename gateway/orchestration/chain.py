@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 
 from gateway.filters import CHAT_PATH, FilterChain, FilterRun, shapes
 from gateway.listeners.errors import GatewayError
-from gateway.listeners.relay import upstream_message
-from gateway.upstream import SINGLE, CallPolicy, Pool, Upstream, UpstreamError, resolve_policy, timeout_policy
+from gateway.listeners.relay import classify_break, upstream_message
+from gateway.listeners.sse import EventAligner, event_data, split_events
+from gateway.upstream import (
+    SINGLE,
+    CallPolicy,
+    Pool,
+    Upstream,
+    UpstreamError,
+    resolve_policy,
+    timeout_policy,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,30 +163,73 @@ def agent_upstream_error(agent: AgentEndpoint, err: UpstreamError) -> GatewayErr
 async def collect_answer(upstream: Upstream, agent: AgentEndpoint, body: bytes, headers: dict[str, str],
                          deadline: Deadline, attempt_spans=None) -> str:
     """Call an intermediate agent and return its answer as plain text (or raise GatewayError)."""
+    parts: list[str] = []
+    await stream_answer(upstream, agent, body, headers, deadline, attempt_spans, parts.append)
+    return "".join(parts)
+
+
+async def stream_answer(upstream: Upstream, agent: AgentEndpoint, body: bytes, headers: dict[str, str],
+                        deadline: Deadline, attempt_spans, on_text: Callable[[str], None]) -> tuple[dict | None,
+                                                                                                str | None]:
+    """Call ``agent`` and hand its answer text to ``on_text`` as it arrives (each SSE delta, or a
+    JSON answer at once). Returns (usage, model); raises GatewayError like ``collect_answer``."""
+    failed: tuple[int, bytes] | None = None
     try:
         async with agent_call(upstream, agent, body, headers, deadline, attempt_spans) as resp:
-            data = await resp.read()
             status = resp.status
-            ctype = resp.headers.get("content-type", "")
+            if status >= 400:
+                failed = (status, await resp.read())
+            elif "text/event-stream" in resp.headers.get("content-type", ""):
+                return await _read_sse(agent, resp, on_text)
+            else:
+                data = await resp.read()
     except UpstreamError as err:
         raise agent_upstream_error(agent, err) from None
-    if status >= 400:
-        raise agent_failed(agent.id, status, upstream_message(data, status)[1])
-    if "text/event-stream" in ctype:
-        return _text_from_sse(agent.id, data)
-    return _text_from_json(agent.id, data)
+    if failed is not None:
+        raise agent_failed(agent.id, failed[0], upstream_message(failed[1], failed[0])[1])
+    return _read_json(agent.id, data, on_text)
 
 
-def _text_from_json(agent_id: str, data: bytes) -> str:
+def _read_json(agent_id: str, data: bytes, on_text) -> tuple[dict | None, str | None]:
     try:
-        message = orjson.loads(data)["choices"][0]["message"]
+        parsed = orjson.loads(data)
+        message = parsed["choices"][0]["message"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         raise GatewayError(502, f"Agent '{agent_id}' returned a response that is not a chat completion.",
                            code="agent_invalid_response") from None
     content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if isinstance(content, str):
+        on_text(content)
+    usage = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
+    model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
+    return usage, model
+
+
+async def _read_sse(agent: AgentEndpoint, resp, on_text) -> tuple[dict | None, str | None]:
+    aligner = EventAligner()
+    usage = model = None
+    try:
+        async for chunk in resp.chunks():
+            for block in split_events(aligner.feed(chunk)):
+                payload = event_data(block)
+                event = agent_event(agent.id, payload) if payload is not None else None
+                if event is None:
+                    continue
+                if isinstance(event.get("usage"), dict):
+                    usage = event["usage"]
+                if isinstance(event.get("model"), str):
+                    model = event["model"]
+                for choice in event.get("choices") or ():
+                    delta = choice.get("delta") if isinstance(choice, dict) else None
+                    if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                        on_text(delta["content"])
+    except (GatewayError, UpstreamError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the body broke mid-way
+        raise agent_upstream_error(agent, classify_break(exc, agent.target)) from None
+    return usage, model
 
 
 def agent_event(agent_id: str, payload: bytes) -> dict | None:
@@ -197,18 +250,3 @@ def agent_event(agent_id: str, payload: bytes) -> dict | None:
         message = err.get("message") if isinstance(err, dict) else str(err)
         raise GatewayError(502, f"Agent '{agent_id}' failed mid-stream: {message}", code="agent_error")
     return event
-
-
-def _text_from_sse(agent_id: str, data: bytes) -> str:
-    parts: list[str] = []
-    for line in data.splitlines():
-        if not line.startswith(b"data:"):
-            continue
-        event = agent_event(agent_id, line[5:])
-        if event is None:
-            continue
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-                parts.append(delta["content"])
-    return "".join(parts)

@@ -6,7 +6,7 @@ stages' answers handed to them as today (assistant messages named after the agen
 that do not depend on each other form one stage; a turn that states an order ("first ...
 then ...") or a dependency the router reported gives one stage per agent, i.e. today's chain.
 
-Each agent is called exactly like a chained one (its input filters, the upstream layer's
+Each agent is called exactly like a chained one (``chain.stream_answer``) (its input filters, the upstream layer's
 retries / breakers / the listener deadline, its output filters, its own telemetry span). Its
 answer text is collected in an :class:`AgentRun`; the reply presents the runs in the routed
 order, each section headed by a line ``**<agent id>**:`` and separated by a blank line:
@@ -24,22 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import orjson
 
 from gateway.listeners.errors import GatewayError
-from gateway.listeners.relay import classify_break, upstream_message
-from gateway.listeners.sse import EventAligner, event_data, split_events
-from gateway.orchestration.chain import (
-    AgentEndpoint,
-    Deadline,
-    agent_call,
-    agent_event,
-    agent_failed,
-    agent_upstream_error,
-)
-from gateway.upstream import Upstream, UpstreamError
 
 NOTE_CHARS = 200  # how much of a failed agent's error its section shows
 
@@ -170,67 +159,3 @@ class ChunkWriter:
     @staticmethod
     def _event(payload: dict) -> bytes:
         return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-async def stream_answer(upstream: Upstream, agent: AgentEndpoint, body: bytes, headers: dict[str, str],
-                        deadline: Deadline, attempt_spans, on_text: Callable[[str], None]) -> tuple[dict | None,
-                                                                                                str | None]:
-    """Call ``agent`` and hand its answer text to ``on_text`` as it arrives (each SSE delta, or a
-    JSON answer at once). Returns (usage, model); raises GatewayError like ``collect_answer``."""
-    failed: tuple[int, bytes] | None = None
-    try:
-        async with agent_call(upstream, agent, body, headers, deadline, attempt_spans) as resp:
-            status = resp.status
-            if status >= 400:
-                failed = (status, await resp.read())
-            elif "text/event-stream" in resp.headers.get("content-type", ""):
-                return await _read_sse(agent, resp, on_text)
-            else:
-                data = await resp.read()
-    except UpstreamError as err:
-        raise agent_upstream_error(agent, err) from None
-    if failed is not None:
-        raise agent_failed(agent.id, failed[0], upstream_message(failed[1], failed[0])[1])
-    return _read_json(agent.id, data, on_text)
-
-
-def _read_json(agent_id: str, data: bytes, on_text) -> tuple[dict | None, str | None]:
-    try:
-        parsed = orjson.loads(data)
-        message = parsed["choices"][0]["message"]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-        raise GatewayError(502, f"Agent '{agent_id}' returned a response that is not a chat completion.",
-                           code="agent_invalid_response") from None
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    if isinstance(content, str):
-        on_text(content)
-    usage = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
-    model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
-    return usage, model
-
-
-async def _read_sse(agent: AgentEndpoint, resp, on_text) -> tuple[dict | None, str | None]:
-    aligner = EventAligner()
-    usage = model = None
-    try:
-        async for chunk in resp.chunks():
-            for block in split_events(aligner.feed(chunk)):
-                payload = event_data(block)
-                event = agent_event(agent.id, payload) if payload is not None else None
-                if event is None:
-                    continue
-                if isinstance(event.get("usage"), dict):
-                    usage = event["usage"]
-                if isinstance(event.get("model"), str):
-                    model = event["model"]
-                for choice in event.get("choices") or ():
-                    delta = choice.get("delta") if isinstance(choice, dict) else None
-                    if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-                        on_text(delta["content"])
-    except (GatewayError, UpstreamError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - the body broke mid-way
-        raise agent_upstream_error(agent, classify_break(exc, agent.target)) from None
-    return usage, model
