@@ -27,6 +27,7 @@ from tests.support.agent_mocks import (
     MockTeam,
     assert_openai_error,
     chat_posts,
+    orchestrated_config,
     route_reply,
 )
 from tests.support.gateway import Gateway, free_port
@@ -70,21 +71,12 @@ def gw(team, receiver, tmp_path_factory):
         {"id": "b", "description": "Flight search: flights, airlines and fares between cities."},
         {"id": "c", "description": "Currency exchange rates and conversions."},
     ]
-    config = {
-        "version": "v0.4.0",
-        "agents": [{"id": name, "url": team[name].url} for name in ("a", "b", "c")],
-        "model_providers": [{"model": "openai/orch", "access_key": "sk-orch", "base_url": f"{team['orch'].url}/v1",
-                             "default": True}],
-        "overrides": {"agent_orchestration_model": "openai/orch"},
-        "tracing": {"random_sampling": 100, "opentracing_grpc_endpoint": receiver.endpoint},
-        "listeners": [
-            {"type": "agent", "name": "every_answer", "port": ports["all"], "address": "127.0.0.1",
-             "answers": "all", "agents": agents},
-            {"type": "agent", "name": "last_answer", "port": ports["last"], "address": "127.0.0.1",
-             "agents": agents[:2]},
-            {"type": "model", "name": "models", "port": ports["model"], "address": "127.0.0.1"},
-        ],
-    }
+    config = orchestrated_config(team, ("a", "b", "c"), [
+        {"type": "agent", "name": "every_answer", "port": ports["all"], "address": "127.0.0.1",
+         "answers": "all", "agents": agents},
+        {"type": "agent", "name": "last_answer", "port": ports["last"], "address": "127.0.0.1",
+         "agents": agents[:2]},
+    ], ports["model"], tracing={"random_sampling": 100, "opentracing_grpc_endpoint": receiver.endpoint})
     g = Gateway(config, tmp_path_factory.mktemp("answers-all")).start()
     g.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     yield g

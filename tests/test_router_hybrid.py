@@ -19,7 +19,13 @@ from gateway.routing.embedded import EmbeddedRouter
 from gateway.routing.orchestrator import OrchestratorError
 from gateway.routing.selector import AgentSelector
 from gateway.routing.types import AgentSpec, RoutingDecision
-from tests.support.agent_mocks import MockTeam, called_agents, chat_posts, route_reply
+from tests.support.agent_mocks import (
+    MockTeam,
+    called_agents,
+    chat_posts,
+    orchestrated_config,
+    route_reply,
+)
 from tests.support.gateway import Gateway, free_port
 from tests.support.mock_llm import Reply
 
@@ -42,20 +48,11 @@ def team():
 
 @pytest.fixture(scope="module")
 def gw(team, tmp_path_factory):
-    port, model_port = free_port(), free_port()
-    config = {
-        "version": "v0.4.0",
-        "agents": [{"id": a["id"], "url": team[a["id"]].url} for a in AGENTS],
-        "model_providers": [
-            {"model": "openai/orch", "access_key": "sk-orch", "base_url": f"{team['orch'].url}/v1", "default": True},
-        ],
-        "overrides": {"agent_orchestration_model": "openai/orch", "agent_orchestration_timeout": "1s"},
-        "listeners": [
-            {"type": "agent", "name": "desk", "port": port, "address": "127.0.0.1", "router": "hybrid",
-             "agents": AGENTS, "timeout": "20s"},
-            {"type": "model", "name": "models", "port": model_port, "address": "127.0.0.1"},
-        ],
-    }
+    port = free_port()
+    config = orchestrated_config(team, [a["id"] for a in AGENTS], [
+        {"type": "agent", "name": "desk", "port": port, "address": "127.0.0.1", "router": "hybrid",
+         "agents": AGENTS, "timeout": "20s"}], free_port())
+    config["overrides"]["agent_orchestration_timeout"] = "1s"
     g = Gateway(config, tmp_path_factory.mktemp("router-hybrid")).start()
     g.url = f"http://127.0.0.1:{port}"
     yield g

@@ -13,6 +13,21 @@ from collections.abc import Iterable
 from tests.support.mock_llm import MockLLM, Recorded, Reply, completion
 
 
+def orchestrated_config(team: "MockTeam", agent_ids: Iterable[str], listeners: list[dict], model_port: int,
+                        **extra) -> dict:
+    """A config whose agents are the team's mocks and whose orchestrator model is ``team['orch']``,
+    with an explicit model listener on ``model_port`` (so no implicit 0.0.0.0:12000 listener)."""
+    return {
+        "version": "v0.4.0",
+        "agents": [{"id": name, "url": team[name].url} for name in agent_ids],
+        "model_providers": [{"model": "openai/orch", "access_key": "sk-orch", "base_url": f"{team['orch'].url}/v1",
+                             "default": True}],
+        "overrides": {"agent_orchestration_model": "openai/orch"},
+        "listeners": [*listeners, {"type": "model", "name": "models", "port": model_port, "address": "127.0.0.1"}],
+        **extra,
+    }
+
+
 class MockTeam:
     """Named MockLLM servers started and stopped together."""
 
