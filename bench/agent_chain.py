@@ -38,10 +38,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def shared_uvicorn(app: str, port: int, env: dict | None = None) -> subprocess.Popen:
-    """An app of ../shared/bench (mock upstream, mini proxy) under uvicorn + uvloop + httptools, own session."""
+def shared_uvicorn(app: str, port: int, env: dict | None = None, cpus: str | None = None) -> subprocess.Popen:
+    """An app of ../shared/bench (mock upstream, mini proxy) under uvicorn + uvloop + httptools, own session;
+    ``cpus`` (a taskset list such as "1") pins it and its children."""
     shared = ROOT.parent / "shared" / "bench"
-    return subprocess.Popen([PY, "-m", "uvicorn", app, "--app-dir", str(shared), "--port", str(port), "--loop",
+    pin = ["taskset", "-c", cpus] if cpus else []
+    return subprocess.Popen([*pin, PY, "-m", "uvicorn", app, "--app-dir", str(shared), "--port", str(port), "--loop",
                              "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
                             env={**os.environ, **(env or {})}, start_new_session=True)
 

@@ -29,8 +29,9 @@ from agent_chain import free_port, shared_uvicorn, stop_all, wait_http  # noqa: 
 from telemetry_micro import SINK  # noqa: E402  (the discard-everything OTLP/gRPC sink)
 
 
-def wrk(url: str, duration: float, connections: int) -> tuple[float, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s",
+def wrk(url: str, duration: float, connections: int, cpus: str | None = None) -> tuple[float, float]:
+    pin = ["taskset", "-c", cpus] if cpus else []
+    out = subprocess.run([*pin, "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s",
                           str(SHARED / "post.lua"), url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
