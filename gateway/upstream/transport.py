@@ -160,6 +160,9 @@ class AiohttpTransport(Transport):
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent",),
+            # One session serves every client: an upstream's Set-Cookie must never ride along on
+            # another client's request (and a jar costs a cookie filter per request).
+            cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
             read_bufsize=2**16,
         )
