@@ -55,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop the gateway started with 'plano up'")
     down.add_argument("--timeout", type=float, default=40.0, help="seconds before SIGKILL")
 
+    reload = sub.add_parser("reload", help="make the running gateway re-read its plano.yaml (SIGHUP)",
+                            description="The new config is validated first: an invalid one leaves the old one "
+                                        "serving and the reason is printed. In-flight requests finish on the "
+                                        "config they started with.")
+    reload.add_argument("--pid", type=int, help="the gateway's process (default: the one 'plano up' started)")
+    reload.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the outcome")
+
     validate = sub.add_parser("validate", help="check a config file and print every problem")
     validate.add_argument("file", nargs="?")
     validate.add_argument("--path", default=".")
@@ -87,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_down(args)
     if args.command == "validate":
         return cmd_validate(args)
+    if args.command == "reload":
+        return cmd_reload(args)
     parser.print_help()
     return 0
 
@@ -275,6 +284,33 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
+
+
+def cmd_reload(args) -> int:
+    """SIGHUP the gateway, then print the outcome it records (gateway/server/reload.py)."""
+    from gateway.server.reload import read_status
+
+    pid = args.pid or _read_pid()
+    if pid is None or not _alive(pid):
+        print("plano is not running (no gateway started by 'plano up'; use --pid for a foreground one)",
+              file=sys.stderr)
+        return 1
+    before = read_status()
+    before_seq = before.get("seq") if before and before.get("pid") == pid else None
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        status = read_status()
+        if status and status.get("pid") == pid and status.get("seq") != before_seq:
+            print(status.get("message", ""), file=sys.stdout if status.get("ok") else sys.stderr)
+            return 0 if status.get("ok") else 1
+        if not _alive(pid):
+            print(f"plano (pid {pid}) exited during the reload", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"plano (pid {pid}) did not report the reload's outcome within {args.timeout:.0f}s; see its log",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_down(args) -> int:

@@ -3,97 +3,162 @@
 One app serves every listener: uvicorn hands us the socket a connection arrived
 on (``scope["server"]``), and we dispatch to that listener's app by port. Shared
 per-process resources (the outbound client) are created in the lifespan startup,
-after the worker has its event loop, and closed on shutdown.
+after the worker has its event loop, and closed on shutdown. What is built from
+the config lives in a :class:`~gateway.server.runtime.Runtime`, replaced whole by
+:meth:`GatewayApp.reload` (SIGHUP) while requests in flight finish on their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
+import threading
 
-from gateway.filters import FilterRegistry
 from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import send_error
-from gateway.listeners.model import ModelListener
-from gateway.llm.resolver import ModelResolver
-from gateway.telemetry import Telemetry
-from gateway.llm.call import LLMCaller
+from gateway.server.runtime import Runtime, listener_sockets
 from gateway.state.redis import SharedRedis
-from gateway.upstream.limits import RateLimits
-from gateway.upstream import PoolRegistry, Upstream
+from gateway.telemetry import Telemetry
+from gateway.upstream import Upstream
 
 log = logging.getLogger("plano.server")
 
 
 class GatewayApp:
-    def __init__(self, config) -> None:
+    """One worker's ASGI app: process-wide resources plus the current :class:`Runtime`."""
+
+    def __init__(self, config, *, drain_timeout: float = 30.0, report_reloads: bool = False,
+                 on_ready=None) -> None:
         self.config = config
+        self.drain_timeout = drain_timeout
+        #: Write each reload's outcome for ``plano reload`` (the single in-process worker; under a
+        #: supervisor, the supervisor reports).
+        self.report_reloads = report_reloads
+        #: Called once the lifespan startup is done (a new worker generation tells its supervisor).
+        self.on_ready = on_ready
         overrides = getattr(config, "overrides", None)
         ca_path = getattr(overrides, "upstream_tls_ca_path", None) if overrides else None
+        # Process-wide, kept across reloads: telemetry, the outbound connection pool, Redis.
         self.telemetry = Telemetry(config)  # per worker: built after the fork
-        metrics = self.telemetry.metrics
-        self.upstream = Upstream(ca_path=_existing(ca_path), metrics=metrics)
-        # Every agent, filter and provider pool of the config: endpoints, breakers, limits.
-        self.pools = PoolRegistry(config, metrics)
-        self.by_port: dict[int, object] = {}
-        connect_timeout = _connect_timeout(overrides)
-        model_listener = config.model_listener
-        resolver = ModelResolver(
-            config.model_providers or [],
-            config.model_aliases or {},
-            default_timeout=model_listener.timeout if model_listener else 300.0,
-            connect_timeout=connect_timeout,
-            pools=self.pools,
-            retry_defaults=(_listener_retry(model_listener), getattr(overrides, "retry", None)),
-        )
-        self.caller = LLMCaller(self.upstream, metrics)  # the LLM call unit, with failover
+        self.upstream = Upstream(ca_path=_existing(ca_path), metrics=self.telemetry.metrics)
         self.redis = SharedRedis.from_config(config)  # None: limits live in this process
-        self.limits = RateLimits.from_config(config, self.redis)
-        # one client (and MCP session) per filter per worker
-        self.filters = FilterRegistry(config, self.upstream, self.pools)
-        for listener in config.listeners:
-            if listener.type == "model":
-                self.by_port[listener.port] = ModelListener(listener, resolver, self.upstream, self.filters,
-                                                            self.telemetry, self.caller, self.limits)
-            elif listener.type == "agent":
-                self.by_port[listener.port] = _agent_listener(config, listener, self.upstream, resolver, self.filters,
-                                                              self.telemetry, self.limits)
-            else:
-                log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name, listener.type)
-        # Listener ``max_concurrency``: requests in flight per listener in this worker (0 = none given).
-        self._limits = {l.port: l.max_concurrency for l in config.listeners if getattr(l, "max_concurrency", None)}
-        self._in_flight = dict.fromkeys(self._limits, 0)
-        self._single = next(iter(self.by_port.values())) if len(self.by_port) == 1 and not self._limits else None
+        self.runtime = Runtime(config, upstream=self.upstream, telemetry=self.telemetry, redis=self.redis)
+        self._reloading: asyncio.Lock | None = None
+        self._retiring: set[asyncio.Task] = set()
+
+    # The current runtime's parts, for callers that predate reload (tests, benches).
+    @property
+    def pools(self):
+        return self.runtime.pools
+
+    @property
+    def limits(self):
+        return self.runtime.limits
+
+    @property
+    def filters(self):
+        return self.runtime.filters
+
+    @property
+    def caller(self):
+        return self.runtime.caller
+
+    @property
+    def by_port(self) -> dict:
+        return self.runtime.by_port
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
         if kind == "http":
-            app = self._single
+            rt = self.runtime  # this request's snapshot, kept to its end even if a reload swaps it
+            app = rt.single
             if app is None:
                 port = scope["server"][1]
-                app = self.by_port.get(port)
+                app = rt.by_port.get(port)
                 if app is None:
                     await send_error(send, GatewayError(404, "No listener on this port", code="not_found"))
                     return
-                if port in self._limits and scope["path"] != "/healthz":
-                    await self._gated(port, app, scope, receive, send)
+                if port in rt.gates and scope["path"] != "/healthz":
+                    rt.active += 1
+                    try:
+                        await _gated(rt, port, app, scope, receive, send)
+                    finally:
+                        rt.active -= 1
+                        if rt.retired:
+                            rt.leave()
                     return
-            await _serve(app, scope, receive, send)
+            rt.active += 1
+            try:
+                await _serve(app, scope, receive, send)
+            finally:
+                rt.active -= 1
+                if rt.retired:
+                    rt.leave()
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _gated(self, port: int, app, scope, receive, send) -> None:
-        """A listener with ``max_concurrency``: one request more than the limit is answered 503 at
-        once (with ``Retry-After``) instead of queueing behind the slow ones."""
-        if self._in_flight[port] >= self._limits[port]:
-            await send_error(send, GatewayError(
-                503, f"The listener is at its limit of {self._limits[port]} requests in flight; retry shortly.",
-                code="listener_overloaded", headers=((b"retry-after", b"1"),)))
+    async def reload(self, config) -> int:
+        """Serve ``config`` from now on: build and start a new runtime, swap it in, retire the old one
+        once its requests are done. Returns the new generation; raises (leaving the old runtime
+        serving) if the new one cannot be built. Listener sockets are not rebound here: a config
+        whose listener addresses or ports differ is the supervisor's (a new worker generation)."""
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        async with self._reloading:
+            old = self.runtime
+            if listener_sockets(config) != listener_sockets(old.config):
+                raise ReloadError("listener names, addresses or ports changed: this worker cannot rebind its "
+                                  "sockets; the supervisor starts a new worker generation for that "
+                                  "(plano up --workers 2 or more), or restart plano")
+            new = Runtime(config, upstream=self.upstream, telemetry=self.telemetry, redis=self.redis,
+                          generation=old.generation + 1)
+            try:
+                await new.start(self.upstream.transport)
+            except BaseException:
+                await new.aclose()
+                raise
+            self.runtime = new
+            self.config = config
+            task = asyncio.get_running_loop().create_task(old.retire(self.drain_timeout))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+            log.info("reloaded %s: config generation %d serving", getattr(config, "_source", "the config"),
+                     new.generation)
+            return new.generation
+
+    async def reload_from(self, path: str) -> int:
+        """Read, validate and apply ``path`` (the worker's SIGHUP); errors leave the old config serving."""
+        from gateway.config import load_config
+
+        config = await asyncio.to_thread(load_config, path)
+        return await self.reload(config)
+
+    def _on_sighup(self) -> None:
+        path = getattr(self.config, "_source", None)
+        if not path or not os.path.exists(path):
+            log.error("reload: the config file %r is not readable; still serving the old config", path)
             return
-        self._in_flight[port] += 1
-        try:
-            await _serve(app, scope, receive, send)
-        finally:
-            self._in_flight[port] -= 1
+
+        async def run() -> None:
+            from gateway.server.reload import write_status
+
+            try:
+                generation = await self.reload_from(path)
+            except Exception as exc:  # ConfigError's text lists every problem with its line
+                log.error("reload of %s failed; still serving config generation %d:\n%s", path,
+                          self.runtime.generation, exc)
+                if self.report_reloads:
+                    write_status(False, f"reload failed; still serving the previous config:\n{exc}",
+                                 self.runtime.generation)
+                return
+            if self.report_reloads:
+                write_status(True, f"reloaded {path}: config generation {generation} serving", generation)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -101,20 +166,54 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.upstream.start()
-                    await self.pools.start(self.upstream.transport)
+                    await self.runtime.start(self.upstream.transport)
                 except Exception as exc:  # pragma: no cover - reported to uvicorn
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                _watch_sighup(self._on_sighup)
                 await send({"type": "lifespan.startup.complete"})
+                if self.on_ready is not None:
+                    self.on_ready()
             elif message["type"] == "lifespan.shutdown":
-                await self.pools.close()
-                await self.limits.aclose()
+                for task in list(self._retiring):
+                    task.cancel()
+                await self.runtime.aclose()
                 if self.redis is not None:
                     await self.redis.aclose()
                 await self.upstream.close()
                 await self.telemetry.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class ReloadError(Exception):
+    """A reload this worker cannot apply (the old config keeps serving)."""
+
+
+def _watch_sighup(handler) -> None:
+    """SIGHUP re-reads the config (main thread only: under tests the app may run elsewhere)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        return
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
+    except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - non-Unix loops
+        pass
+
+
+async def _gated(rt, port: int, app, scope, receive, send) -> None:
+    """A listener with ``max_concurrency``: one request more than the limit is answered 503 at
+    once (with ``Retry-After``) instead of queueing behind the slow ones."""
+    limit = rt.gates[port]
+    if rt.in_flight[port] >= limit:
+        await send_error(send, GatewayError(
+            503, f"The listener is at its limit of {limit} requests in flight; retry shortly.",
+            code="listener_overloaded", headers=((b"retry-after", b"1"),)))
+        return
+    rt.in_flight[port] += 1
+    try:
+        await _serve(app, scope, receive, send)
+    finally:
+        rt.in_flight[port] -= 1
 
 
 async def _serve(app, scope, receive, send) -> None:
@@ -127,40 +226,6 @@ async def _serve(app, scope, receive, send) -> None:
                                                 code="internal_error"))
         except Exception:
             pass
-
-
-def _agent_listener(config, listener, upstream, resolver, filters, telemetry, limits):
-    from gateway.listeners.agent import (
-        AgentListener,  # imported lazily: model-only configs skip it
-    )
-
-    return AgentListener(config, listener, upstream, resolver, filters, telemetry, filters.pools, limits)
-
-
-def _listener_retry(listener):
-    """A listener's ``retry`` block; Plano's ``max_retries`` (Envoy's retry policy on provider routes:
-    connect errors, resets and 5xx) maps onto one when ``retry`` is absent."""
-    if listener is None:
-        return None
-    if getattr(listener, "retry", None) is not None:
-        return listener.retry
-    retries = getattr(listener, "max_retries", None)
-    if retries:
-        from gateway.config.reliability import RetryConfig
-
-        return RetryConfig(attempts=retries + 1, on=["connect_error", "timeout", "5xx"])
-    return None
-
-
-def _connect_timeout(overrides) -> float:
-    value = getattr(overrides, "upstream_connect_timeout", None) if overrides else None
-    if value is None:
-        return 5.0
-    if isinstance(value, (int, float)):
-        return float(value)
-    from gateway.config import parse_duration
-
-    return parse_duration(value)
 
 
 def _existing(path: str | None) -> str | None:

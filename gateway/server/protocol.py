@@ -71,6 +71,11 @@ class ListenerLimits:
         return cls(listener.name, listener.read_timeout, listener.keepalive_timeout, listener.max_connections)
 
 
+#: Seconds an idle keep-alive connection stays open after a graceful shutdown began, so that a
+#: request already on its way is served (with ``Connection: close``) instead of reset.
+DRAIN_IDLE_GRACE = 1.0
+
+
 class PlanoHttpProtocol(HttpToolsProtocol):
     """Use :func:`protocol_for` to get a subclass bound to a config's listeners."""
 
@@ -83,6 +88,7 @@ class PlanoHttpProtocol(HttpToolsProtocol):
         self._counted = False
         self._in_request = False  # bytes of a request arrived and its message is not complete yet
         self._read_timer: asyncio.TimerHandle | None = None
+        self._draining = False
 
     # -- connection ------------------------------------------------------------------
 
@@ -112,6 +118,38 @@ class PlanoHttpProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         self._release()  # the websocket protocol owns the transport from here on
         HttpToolsProtocol.handle_websocket_upgrade(self)
+
+    # -- graceful shutdown (SIGTERM, or a worker generation retired by a reload) ---------
+
+    def shutdown(self) -> None:
+        """Drain this connection without cutting a request that is on its way.
+
+        uvicorn closes an idle keep-alive connection at once, but "idle" on the server is often
+        the moment a busy client is sending its next request on it: that request then fails
+        with a reset. Instead the connection gets :data:`DRAIN_IDLE_GRACE` seconds: a request
+        that starts in that time is served and answered with ``Connection: close`` (the client
+        reconnects, to a worker that still accepts), and the connection is closed afterwards.
+        """
+        self._draining = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False  # in flight: close once answered
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.loop.call_later(DRAIN_IDLE_GRACE, self._close_if_idle)
+
+    def on_headers_complete(self) -> None:
+        HttpToolsProtocol.on_headers_complete(self)
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._in_request:
+            return  # a request arrived: it closes the connection when answered
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            transport.close()
 
     def _release(self) -> None:
         if self._counted:

@@ -62,6 +62,8 @@ def serve(config, *, workers: int = 1, drain_timeout: float = 30.0) -> int:
         return 1
     for listener in listeners:
         log.info("listener '%s' (%s) on %s:%s", listener.name, listener.type, listener.address or "0.0.0.0", listener.port)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for during start-up is not a hangup
     from gateway.telemetry.redact import register_config_secrets
 
     register_config_secrets(config)  # log lines scrub the config's keys from here on
@@ -75,7 +77,7 @@ def serve(config, *, workers: int = 1, drain_timeout: float = 30.0) -> int:
 
                 shipping.set_channel(sidecar.worker_channel(0))
                 sidecar.watch()
-            return _run_worker(config, sockets, drain_timeout)
+            return _run_worker(config, sockets, drain_timeout, report_reloads=True)
         return _supervise(config, sockets, workers, drain_timeout, admin, sidecar)
     finally:
         if sidecar is not None:
@@ -163,7 +165,7 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def _run_worker(config, sockets, drain_timeout: float) -> int:
+def _run_worker(config, sockets, drain_timeout: float, *, report_reloads: bool = False, on_ready=None) -> int:
     import uvicorn
 
     from gateway.server.app import GatewayApp
@@ -173,7 +175,7 @@ def _run_worker(config, sockets, drain_timeout: float) -> int:
     # httptools plus per-listener read timeout (408), keep-alive idle limit and connection cap;
     # raises here, at start-up, if this uvicorn lacks a hook it relies on.
     http_protocol = protocol_for(listeners)
-    app = GatewayApp(config)
+    app = GatewayApp(config, drain_timeout=drain_timeout, report_reloads=report_reloads, on_ready=on_ready)
     tune_gc()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -200,29 +202,45 @@ def _run_worker(config, sockets, drain_timeout: float) -> int:
 
 
 def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None, sidecar=None) -> int:
-    """Fork ``workers`` children, restart any that dies, forward shutdown signals."""
+    """Fork ``workers`` children, restart any that dies, forward shutdown signals; SIGHUP reloads
+    (:mod:`gateway.server.reload`): the same sockets → every worker swaps its runtime; other
+    sockets → a new generation of workers takes over and the old one drains."""
     from gateway.telemetry.metrics import mark_process_dead
 
     children: dict[int, int] = {}
+    retiring: set[int] = set()
     stopping = False
+    current = {"config": config, "sockets": sockets, "generation": 0}
+    bound = {(l.address or "0.0.0.0", l.port): sock for l, sock in zip(served_listeners(config), sockets)}
 
-    def spawn(slot: int) -> None:
+    def spawn(slot: int, ready_fd: int | None = None) -> int:
+        cfg, socks = current["config"], current["sockets"]
         pid = os.fork()
         if pid == 0:  # child
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it (app lifespan)
             if admin is not None:
                 admin.close_in_child()
             if sidecar is not None:
                 from gateway.telemetry import shipping
 
                 shipping.set_channel(sidecar.worker_channel(slot))
+            on_ready = None
+            if ready_fd is not None:
+                def on_ready() -> None:
+                    try:
+                        os.write(ready_fd, b"1")
+                        os.close(ready_fd)
+                    except OSError:
+                        pass
             code = 1
             try:
-                code = _run_worker(config, sockets, drain_timeout)
+                code = _run_worker(cfg, socks, drain_timeout, on_ready=on_ready)
             finally:
                 os._exit(code)
         children[pid] = slot
+        return pid
 
     def stop(signum, _frame) -> None:
         nonlocal stopping
@@ -233,8 +251,13 @@ def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None, 
             except ProcessLookupError:
                 pass
 
+    def reload(signum, _frame) -> None:
+        if not stopping:
+            _supervisor_reload(current, bound, children, retiring, spawn, workers)
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, reload)
     for slot in range(workers):
         spawn(slot)
     restarts: list[float] = []
@@ -253,6 +276,9 @@ def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None, 
             continue
         mark_process_dead(pid)  # its in-flight gauge no longer counts; its counters do
         code = os.waitstatus_to_exitcode(status)
+        if pid in retiring:  # an old generation's worker, done draining
+            retiring.discard(pid)
+            continue
         if stopping:
             if code != 0:
                 exit_code = 1
@@ -267,6 +293,97 @@ def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None, 
             continue
         spawn(slot)
     return exit_code
+
+
+def _supervisor_reload(current: dict, bound: dict, children: dict, retiring: set, spawn, workers: int) -> None:
+    """SIGHUP in the supervisor: validate, then swap runtimes in place or roll a new generation."""
+    from gateway.config import ConfigError, load_config
+    from gateway.server.reload import write_status
+    from gateway.server.runtime import listener_sockets
+
+    old = current["config"]
+    path = getattr(old, "_source", None)
+    try:
+        new = load_config(path)
+    except ConfigError as err:
+        log.error("reload of %s failed; still serving the previous config:\n%s", path, err)
+        write_status(False, f"reload failed; still serving the previous config:\n{err}", current["generation"])
+        return
+    except OSError as exc:
+        log.error("reload: cannot read %s (%s); still serving the previous config", path, exc)
+        write_status(False, f"reload failed: cannot read {path}: {exc}", current["generation"])
+        return
+    generation = current["generation"] + 1
+    if listener_sockets(new) == listener_sockets(old):
+        current["config"], current["generation"] = new, generation  # workers restarted later read it too
+        for pid in list(children):
+            if pid not in retiring:
+                try:
+                    os.kill(pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+        write_status(True, f"reloaded {path}: config generation {generation} sent to {workers} worker(s)", generation)
+        log.info("reload: config generation %d sent to the workers", generation)
+        return
+    # New listener sockets: bind what is new, start a new generation, then retire the old one.
+    listeners = served_listeners(new)
+    try:
+        socks = [bound.get((l.address or "0.0.0.0", l.port)) or bind_listener(l.name, l.address or "0.0.0.0", l.port)
+                 for l in listeners]
+    except BindError as exc:
+        log.error("reload failed (%s); still serving the previous config", exc)
+        write_status(False, f"reload failed: {exc}; still serving the previous config", current["generation"])
+        return
+    old_pids = [pid for pid in children if pid not in retiring]
+    current["config"], current["sockets"], current["generation"] = new, socks, generation
+    pipes = []
+    for slot in range(workers):
+        read_fd, write_fd = os.pipe()
+        spawn(slot, write_fd)
+        os.close(write_fd)
+        pipes.append(read_fd)
+    ready = _wait_ready(pipes, timeout=60.0)
+    retiring.update(old_pids)
+    for pid in old_pids:
+        try:
+            os.kill(pid, signal.SIGTERM)  # drains like a shutdown
+        except ProcessLookupError:
+            pass
+    keep = {(l.address or "0.0.0.0", l.port) for l in listeners}
+    for key, sock in list(bound.items()):
+        if key not in keep:
+            sock.close()  # the old generation holds its own copy while it drains
+            del bound[key]
+    for listener, sock in zip(listeners, socks):
+        bound[(listener.address or "0.0.0.0", listener.port)] = sock
+    note = "" if ready == workers else f" ({workers - ready} worker(s) not ready in time)"
+    write_status(True, f"reloaded {path}: listener sockets changed; worker generation {generation} serving{note}",
+                 generation)
+    log.info("reload: worker generation %d serving; the previous one drains%s", generation, note)
+
+
+def _wait_ready(fds: list[int], timeout: float) -> int:
+    """How many of the new workers said they serve (one byte each) within ``timeout``."""
+    import select
+
+    ready, pending = 0, list(fds)
+    deadline = time.monotonic() + timeout
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            readable, _, _ = select.select(pending, [], [], left)
+        except InterruptedError:
+            continue
+        for fd in readable:
+            if os.read(fd, 1):
+                ready += 1
+            pending.remove(fd)
+            os.close(fd)
+    for fd in pending:
+        os.close(fd)
+    return ready
 
 
 def _has_uvloop() -> bool:
