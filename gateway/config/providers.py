@@ -32,11 +32,14 @@ class ProviderSpec:
     default_origin: str | None
     #: Path prefix put before the API suffix (``/chat/completions``).
     path_prefix: str
-    #: API used for OpenAI chat clients.
+    #: The provider's own wire API (what its default path serves): OPENAI_CHAT for OpenAI-compatible
+    #: servers, ANTHROPIC_MESSAGES for Anthropic, ... Client APIs it does not speak are translated.
     chat_api: str = OPENAI_CHAT
     auth: str = AUTH_BEARER
     #: Listed in ``provider_interface`` choices for custom prefixes.
     interface: bool = False
+    #: Also serves OpenAI Responses natively (``<prefix>/responses``): Responses clients pass through.
+    responses: bool = False
 
 
 def _spec(name, display, origin, prefix, **kw) -> ProviderSpec:
@@ -46,13 +49,14 @@ def _spec(name, display, origin, prefix, **kw) -> ProviderSpec:
 PROVIDERS: dict[str, ProviderSpec] = {
     s.name: s
     for s in (
-        _spec("openai", "OpenAI", "https://api.openai.com", "/v1", interface=True),
-        _spec("anthropic", "Anthropic", "https://api.anthropic.com", "/v1"),
+        _spec("openai", "OpenAI", "https://api.openai.com", "/v1", interface=True, responses=True),
+        _spec("anthropic", "Anthropic", "https://api.anthropic.com", "/v1", chat_api=ANTHROPIC_MESSAGES,
+              auth=AUTH_X_API_KEY),
         _spec("gemini", "Google", "https://generativelanguage.googleapis.com", "/v1beta/openai", interface=True),
         _spec("groq", "Groq", "https://api.groq.com", "/openai/v1", interface=True),
         _spec("mistral", "Mistral", "https://api.mistral.ai", "/v1", interface=True),
         _spec("deepseek", "DeepSeek", "https://api.deepseek.com", "/v1", interface=True),
-        _spec("xai", "xAI", "https://api.x.ai", "/v1"),
+        _spec("xai", "xAI", "https://api.x.ai", "/v1", responses=True),
         _spec("moonshotai", "Moonshot AI", "https://api.moonshot.ai", "/v1", interface=True),
         _spec("together_ai", "Together AI", "https://api.together.xyz", "/v1"),
         _spec("xiaomi", "Xiaomi", "https://api.xiaomimimo.com", "/v1", interface=True),

@@ -173,6 +173,8 @@ class Listener(_Model):
                                         "listener and worker; beyond it new connections are refused with 503.")
 
     _implicit: bool = PrivateAttr(default=False)
+    #: The config's ``state_storage`` (Responses API state), handed to a model listener with its own settings.
+    _state_storage: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _type_defaults(self) -> "Listener":
@@ -411,8 +413,17 @@ class Overrides(_Model):
 
 
 class StateStorage(_Model):
-    type: Literal["memory", "postgres"]
+    type: Literal["memory", "postgres", "sqlite"] = Field(
+        ..., description="Where Responses API conversation state lives (sqlite is plano's default when the "
+        "section is omitted).")
     connection_string: str | None = None
+    path: str | None = Field(None, description="plano extension (sqlite): the database file "
+                             "(default $PLANO_HOME/state/responses.sqlite3).")
+    ttl: Duration | None = Field(None, description="plano extension: stored turns expire after this (default 24h).")
+    max_entries: int | None = Field(None, ge=1, description="plano extension (memory): most turns kept per "
+                                    "worker, least recently used evicted first (default 10000).")
+    pool_size: int | None = Field(None, ge=1, description="plano extension (postgres): pooled connections per "
+                                  "worker (default 10).")
 
 
 # --------------------------------------------------------------------------- tracing

@@ -357,6 +357,9 @@ def _validate_listeners(ctx: _Context, value: Any) -> tuple[bool, list[Listener]
 
 
 def _normalise(ctx: _Context, cfg: PlanoConfig, loaded: LoadedYaml) -> None:
+    # each listener carries the Responses API state settings (the model listener opens the store)
+    for listener in cfg.listeners or ():
+        listener._state_storage = cfg.state_storage
     # credentials whose env var is unset
     for path, names in loaded.missing_credentials.items():
         section = path[0]
@@ -853,7 +856,6 @@ def _rules_listeners(ctx: _Context, cfg: PlanoConfig) -> None:
 
 #: Sections plano accepts (Plano compatibility) but does not act on yet, and what will act on them.
 _NOT_YET = {
-    "state_storage": "Responses API state arrives with /v1/responses",
     "routing_preferences": "preference-based model routing is not implemented yet",
     "model_metrics_sources": "cost/latency sources are used only by preference routing, not implemented yet",
 }

@@ -1,24 +1,33 @@
-"""The model listener: an OpenAI-compatible proxy in front of the configured providers.
+"""The model listener: every client API in front of every configured provider.
 
-Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (+ CORS preflight),
-``GET /healthz``. The request body is parsed once (orjson), checked at the edge,
-its ``model`` rewritten to the provider's id, and forwarded; the response is relayed
-as it arrives — JSON untouched, SSE event by event. With ``input_filters`` /
-``output_filters`` the same path runs through :mod:`gateway.filters` instead.
+Routes: ``POST /v1/chat/completions`` (OpenAI Chat), ``POST /v1/messages`` (Anthropic
+Messages, any query string such as ``?beta=true``), ``POST /v1/responses`` (OpenAI
+Responses) — one request path, parameterised by the client API
+(:class:`~gateway.wire.api.ClientAPI`): parse → resolve → filters → call (with
+failover and translation, :mod:`gateway.llm.call`) → relay → telemetry. Plus
+``POST /v1/messages/count_tokens``, ``GET``/``DELETE /v1/responses/{id}`` (and
+``/input_items``), ``GET /v1/models`` (+ CORS preflight) and ``GET /healthz``.
+
+When the client API is the upstream's, the body is parsed once (orjson), checked at the
+edge, its ``model`` rewritten to the provider's id, and forwarded; the answer is relayed
+as it arrives — JSON untouched, SSE event by event. Otherwise the target's translator
+re-expresses the request and the answer (event by event). Errors always come back in the
+client API's envelope. With ``input_filters`` / ``output_filters`` the same path runs
+through :mod:`gateway.filters`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 
 import orjson
 
-from gateway.filters import CHAT_PATH, FilterRegistry, filter_run, shapes
+from gateway.config.providers import OPENAI_RESPONSES
+from gateway.filters import FilterRegistry, filter_run, shapes
 from gateway.filters.output import relay_json_filtered, relay_stream_filtered
-from gateway.listeners.chat import parse_chat_request
-from gateway.listeners.errors import GatewayError
 from gateway.listeners.http import (
     JSON_CT,
     ClientDisconnected,
@@ -27,24 +36,30 @@ from gateway.listeners.http import (
     Send,
     cors_preflight,
     dispatch,
+    drain,
     healthz,
     read_body,
     request_id,
     send_body,
-    send_error,
 )
-from gateway.listeners.relay import relay_json, relay_stream
+from gateway.llm.call import LLMCaller, not_served
 from gateway.llm.resolver import ModelResolver
 from gateway.llm.targets import Target, client_credential, passthrough_headers
 from gateway.telemetry import Telemetry
-from gateway.llm.call import LLMCaller
-from gateway.upstream.limits import RateLimits, refusal
-from gateway.upstream.usage import estimate_tokens
 from gateway.upstream import Upstream, UpstreamError
 from gateway.upstream.headers import provider_headers
+from gateway.upstream.limits import RateLimits, refusal
+from gateway.upstream.usage import estimate_tokens
+from gateway.wire.anthropic import MESSAGES, estimate_input_tokens, parse_messages_request
+from gateway.wire.api import ClientAPI
+from gateway.wire.errors import GatewayError
+from gateway.wire.openai_chat import CHAT
+from gateway.wire.relay import observers, relay_json, relay_stream
+from gateway.wire.responses import RESPONSES, input_items
 
 log = logging.getLogger("plano.model")
 
+_RESPONSES_PREFIX = "/v1/responses/"
 
 
 class ModelListener:
@@ -52,7 +67,8 @@ class ModelListener:
 
     def __init__(self, listener, resolver: ModelResolver, upstream: Upstream,
                  filters: FilterRegistry | None = None, telemetry: Telemetry | None = None,
-                 caller: LLMCaller | None = None, limits: RateLimits | None = None) -> None:
+                 caller: LLMCaller | None = None, limits: RateLimits | None = None, *,
+                 state_storage=None) -> None:
         self.name = listener.name
         self.tel = telemetry or Telemetry(None, metrics=False)
         self.max_body = getattr(listener, "max_body_bytes", None) or 10 * 1024 * 1024
@@ -65,21 +81,37 @@ class ModelListener:
         self.output_chain = filters.chain(listener.output_filters, "output") if filters else None
         self.filtered = self.input_chain is not None or self.output_chain is not None
         self._models_body = orjson.dumps({"object": "list", "data": resolver.model_list()})
+        # ``state_storage`` (None: SQLite under $PLANO_HOME); the listener's config carries the section.
+        self._state_config = state_storage if state_storage is not None else getattr(listener, "_state_storage", None)
+        self._state = None  # the Responses state store, opened on first use (in the worker's loop)
         self._routes = {
-            ("POST", "/v1/chat/completions"): self.chat_completions,
+            ("POST", CHAT.path): partial(self.handle, CHAT),
+            ("POST", MESSAGES.path): partial(self.handle, MESSAGES),
+            ("POST", RESPONSES.path): partial(self.handle, RESPONSES),
+            ("POST", "/v1/messages/count_tokens"): self.count_tokens,
             ("GET", "/v1/models"): self.list_models,
             ("OPTIONS", "/v1/models"): cors_preflight,
             ("GET", "/healthz"): healthz,
             ("GET", "/agents/v1/models"): self.list_models,
         }
+        self.chat_completions = self._routes[("POST", CHAT.path)]  # kept for callers of the old name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await dispatch(self._routes, self.name, scope, receive, send)
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is not None:
+            await handler(scope, receive, send)
+        elif scope["path"].startswith(_RESPONSES_PREFIX):
+            await self.stored_response(scope, receive, send)
+        else:
+            await dispatch(self._routes, self.name, scope, receive, send)
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._models_body, [JSON_CT, (b"access-control-allow-origin", b"*")])
 
-    async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # ------------------------------------------------------------------ the request path
+
+    async def handle(self, api: ClientAPI, scope: Scope, receive: Receive, send: Send) -> None:
+        """One client request of API ``api``: parse → resolve → filters → call → relay → telemetry."""
         rid = request_id(scope)
         ctx = self.tel.start_request(self.name, "model", scope["method"], scope["path"], scope["headers"], rid)
         request: dict | None = None
@@ -89,39 +121,45 @@ class ModelListener:
         try:
             body = await read_body(scope, receive, self.max_body)
             size = len(body)
-            request = parse_chat_request(body)
+            request = api.parse(body)
             if self.limits is not None:
                 verdict = await self.limits.admit(scope["headers"])
                 if verdict is not None:
                     raise refusal(verdict, self.tel.metrics, self.name)
             if self.filtered:
-                await self._chat_filtered(scope, send, request, rid, ctx)
+                await self._filtered(api, scope, send, request, rid, ctx)
                 return
-            await self._call(scope, send, request, request.get("model"), rid, ctx, None, None)
+            await self._call(api, scope, send, request, request.get("model"), rid, ctx, None, None)
         except GatewayError as err:
             error, status = err.message, err.status
-            await send_error(ctx.wrap_send(send), err, rid)
+            await send_error(ctx.wrap_send(send), api, err, rid)
         except UpstreamError as err:
             error, status = str(err), err.status
             log.warning("request_id=%s upstream=%s %s", rid, err.target, err)
-            await send_error(ctx.wrap_send(send), GatewayError(err.status, error, code=f"upstream_{err.kind}",
-                                                headers=err.response_headers()), rid)
+            await send_error(ctx.wrap_send(send), api, GatewayError(err.status, error, code=f"upstream_{err.kind}",
+                                                                    headers=err.response_headers()), rid)
         except ClientDisconnected:
             error = "client disconnected"
         finally:
-            ctx.finish(status, bytes_in=size, messages=request.get("messages") if request else None, error=error)
+            ctx.finish(status, bytes_in=size, messages=api.messages(request) if request else None, error=error)
 
-    async def _call(self, scope: Scope, send: Send, request: dict, requested: str | None, rid: str, ctx,
-                    output, run) -> None:
-        """Resolve the request's model, call it (with failover) and relay the answer.
+    async def _call(self, api: ClientAPI, scope: Scope, send: Send, request: dict, requested: str | None, rid: str,
+                    ctx, output, run) -> None:
+        """Resolve the request's model, call it (with failover and translation) and relay the answer.
 
         ``requested`` is the model the client asked for (an input filter may have changed ``request``'s);
         ``output``/``run``: the listener's output filters, when it has any.
         """
-        target = self._resolve(request.get("model"))
-        fallbacks = [t for t in self.resolver.fallbacks(request.get("model"), target) if t.is_openai_compatible] \
+        target = self.resolver.resolve(request.get("model"))
+        route = target.routes.get(api.name)
+        if route is None:
+            raise not_served(target, api)
+        fallbacks = [t for t in self.resolver.fallbacks(request.get("model"), target) if api.name in t.routes] \
             if target.fallbacks or self.resolver.alias_fallbacks or self.resolver.alias_groups else []
         stream = request.get("stream") is True
+        recorder = None
+        if api is RESPONSES and route.api != OPENAI_RESPONSES:  # translated: plano keeps the conversation
+            recorder = await self._conversation(request, target)
         charge = None
         if self.rate_limits is not None and self.rate_limits.token_rules:
             charge = self.rate_limits.tokens(f"{target.provider}/{target.model_id}", target.model_id,
@@ -130,58 +168,53 @@ class ModelListener:
                 verdict = await charge.admit(estimate_tokens(request))
                 if verdict is not None:
                     raise refusal(verdict, self.tel.metrics, self.name)
-        call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request)
-        # What the relay reports to: telemetry, plus token usage when a token limit applies.
+        call = ctx.llm_call(target.provider, requested, target.model_id, stream=stream, request=request,
+                            path=api.path)
+        # What the relay reports to: telemetry, token usage when a token limit applies, stored state.
         observer = call if charge is None else charge.observe(call)
+        if recorder is not None:
+            observer = observers(observer, recorder)
         forwarded = provider_headers(scope["headers"])  # an allow-list: no cookies, no oversized headers
 
-        def build(current: Target) -> tuple[dict[str, str], bytes]:
+        def build(current: Target) -> tuple[dict[str, str], dict]:
             # With fallbacks each model gets its own copy: one provider's key never reaches another.
             headers = self._upstream_headers(scope, current, rid, dict(forwarded) if fallbacks else forwarded)
             call.inject(headers)
             request["model"] = current.model_id
-            return headers, orjson.dumps(request)
+            return headers, request
 
         try:
-            async with self.caller.open(target, fallbacks, build,
+            async with self.caller.open(target, fallbacks, build, client=api,
                                         on_failover=_failover_recorder(ctx, call) if fallbacks else None,
                                         attempt_spans=_attempt_spans(ctx, call.span)) as resp:
                 current = resp.origin or target
                 invalid = target_invalid(current)
                 if stream:
                     if output is None:
-                        await relay_stream(send, resp, rid, invalid_json=invalid, target=current.name, call=observer)
+                        await relay_stream(send, resp, rid, invalid_json=invalid, target=current.name,
+                                           call=observer, api=api)
                     else:
                         await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid,
                                                     target=current.name, call=observer)
                 elif output is None:
-                    await relay_json(send, resp, rid, invalid, call=observer)
+                    await relay_json(send, resp, rid, invalid, call=observer, api=api)
                 else:
                     await relay_json_filtered(send, resp, rid, output, run, invalid, call=observer)
         except BaseException as exc:
             _failed(observer, exc)
             raise
 
-    def _resolve(self, model: str | None) -> Target:
-        target = self.resolver.resolve(model)
-        if not target.is_openai_compatible:
-            raise GatewayError(
-                501,
-                f"Provider '{target.provider}' ({target.api}) is not supported for chat completions yet.",
-                code="provider_api_not_supported",
-            )
-        return target
-
-    async def _chat_filtered(self, scope: Scope, send: Send, request: dict, rid: str, ctx) -> None:
+    async def _filtered(self, api: ClientAPI, scope: Scope, send: Send, request: dict, rid: str, ctx) -> None:
         """The same request path with the listener's filter chains: input filters see the whole client
         body before the model is resolved (a filter may change ``model``), output filters the answer."""
         run = filter_run(scope, rid)
         run.telemetry = ctx
         requested = request.get("model")
         if self.input_chain is not None:
-            request = await self.input_chain.run(request, CHAT_PATH, run, shapes.chat_request)
+            request = await self.input_chain.run(request, api.path, run,
+                                                 shapes.chat_request if api is CHAT else None)
         send = ctx.wrap_send(send)  # output filters change the body: count what the client really gets
-        await self._call(scope, send, request, requested, rid, ctx, self.output_chain, run)
+        await self._call(api, scope, send, request, requested, rid, ctx, self.output_chain, run)
 
     def _upstream_headers(self, scope: Scope, target: Target, rid: str, headers: dict[str, str]) -> dict[str, str]:
         """``headers`` (the client's forwardable ones, updated in place) plus ours and ``target``'s auth."""
@@ -204,6 +237,128 @@ class ModelListener:
             headers.update(target.extra_headers)
         return headers
 
+    # ------------------------------------------------------------------ count_tokens
+
+    async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/messages/count_tokens``: the Anthropic upstream's own count, else an estimate
+        (:func:`gateway.wire.anthropic.estimate_input_tokens`)."""
+        rid = request_id(scope)
+        ctx = self.tel.start_request(self.name, "model", scope["method"], scope["path"], scope["headers"], rid)
+        error: str | None = None
+        status: int | None = None
+        size = 0
+        try:
+            body = await read_body(scope, receive, self.max_body)
+            size = len(body)
+            request = parse_messages_request(body, count_tokens=True)
+            target = self.resolver.resolve(request.get("model"))
+            route = target.routes.get(MESSAGES.name)
+            if route is not None and route.translator is None:  # a native Messages upstream counts itself
+                request["model"] = target.model_id
+                headers = self._upstream_headers(scope, target, rid, provider_headers(scope["headers"]))
+                urls = tuple(_count_url(u) for u in route.urls)
+                async with self.upstream.call(target.pool, urls, headers=headers, body=orjson.dumps(request),
+                                              timeout=target.timeout, policy=target.policy,
+                                              target=target.name) as resp:
+                    status = resp.status
+                    await relay_json(send, resp, rid, target_invalid(target), api=MESSAGES)
+                return
+            status = 200
+            answer = orjson.dumps({"input_tokens": estimate_input_tokens(request)})
+            await send_body(send, 200, answer, [JSON_CT, (b"x-request-id", rid.encode()),
+                                                (b"x-plano-token-count", b"estimate")])
+        except GatewayError as err:
+            error, status = err.message, err.status
+            await send_error(send, MESSAGES, err, rid)
+        except UpstreamError as err:
+            error, status = str(err), err.status
+            await send_error(send, MESSAGES, GatewayError(err.status, error, code=f"upstream_{err.kind}",
+                                                          headers=err.response_headers()), rid)
+        except ClientDisconnected:
+            error = "client disconnected"
+        finally:
+            ctx.finish(status, bytes_in=size, error=error)
+
+    # ------------------------------------------------------------------ Responses state
+
+    async def state(self):
+        if self._state is None:
+            from gateway.state.responses import open_store
+
+            self._state = await open_store(self._state_config)
+        return self._state
+
+    async def _conversation(self, request: dict, target: Target):
+        """Merge the stored conversation into a translated Responses request (``previous_response_id``)
+        and return the observer that stores this turn (None with ``store: false``)."""
+        previous = request.get("previous_response_id")
+        items = input_items(request.get("input"))
+        if isinstance(previous, str) and previous:
+            store = await self.state()
+            stored = await store.get(previous)
+            if stored is None:
+                raise GatewayError(404, f"Previous response with id '{previous}' not found.",
+                                   code="previous_response_not_found", param="previous_response_id")
+            items = [*stored.items, *items]
+            request["input"] = items
+        if request.get("store") is False:
+            return None
+        from gateway.state.responses import ResponseRecorder
+
+        return ResponseRecorder(await self.state(), items, target.name)
+
+    async def stored_response(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``."""
+        await drain(receive)
+        rid = request_id(scope)
+        rest = scope["path"][len(_RESPONSES_PREFIX):]
+        response_id, _, tail = rest.partition("/")
+        method = scope["method"]
+        try:
+            if not response_id or tail not in ("", "input_items") or (tail and method != "GET") \
+                    or method not in ("GET", "DELETE"):
+                if method not in ("GET", "DELETE") and response_id and not tail:
+                    raise GatewayError(405, f"Method {method} is not allowed on {scope['path']}",
+                                       code="method_not_allowed")
+                raise GatewayError(404, f"Unknown path {scope['path']} on listener '{self.name}'", code="not_found")
+            store = await self.state()
+            if method == "DELETE":
+                if not await store.delete(response_id):
+                    raise _no_response(response_id)
+                answer = {"id": response_id, "object": "response.deleted", "deleted": True}
+            else:
+                stored = await store.get(response_id)
+                if stored is None:
+                    raise _no_response(response_id)
+                if tail:
+                    answer = {"object": "list", "data": stored.items, "first_id": None, "last_id": None,
+                              "has_more": False}
+                else:
+                    answer = stored.response
+            await send_body(send, 200, orjson.dumps(answer), [JSON_CT, (b"x-request-id", rid.encode())])
+        except GatewayError as err:
+            await send_error(send, RESPONSES, err, rid)
+
+
+def _no_response(response_id: str) -> GatewayError:
+    return GatewayError(404, f"No response found with id '{response_id}'.", code="response_not_found",
+                        param="response_id")
+
+
+def _count_url(url: str) -> str:
+    base, sep, query = url.partition("?")
+    return f"{base}/count_tokens{sep}{query}"
+
+
+async def send_error(send: Send, api: ClientAPI, err: GatewayError, rid: str | None = None) -> None:
+    """``err`` in the client API's envelope."""
+    headers = [JSON_CT]
+    if rid:
+        headers.append((b"x-request-id", rid.encode()))
+    if err.headers:
+        headers.extend(err.headers)
+    await send_body(send, err.status, api.error_body(err, rid), headers)
+
 
 _ERROR_CLASS = {"connect": "connect", "reset": "connect", "open": "connect", "overloaded": "connect",
                 "timeout": "timeout", "broken": "stream"}
@@ -215,6 +370,8 @@ def _failed(call, exc: BaseException) -> None:
         call.finish(exc.status, error=str(exc), error_class=_ERROR_CLASS.get(exc.kind, "other"))
     elif isinstance(exc, GatewayError):
         call.finish(exc.status, error=exc.message, error_class="parse")
+    elif isinstance(exc, asyncio.CancelledError):
+        call.finish(None, error="cancelled", error_class="other")
     else:
         call.finish(None, error=type(exc).__name__, error_class="other")
 

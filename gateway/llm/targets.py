@@ -10,11 +10,13 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from gateway.config.providers import (
+    ANTHROPIC_MESSAGES,
     AUTH_AZURE,
     AUTH_BEARER,
     AUTH_X_API_KEY,
     AZURE_API_VERSION,
     OPENAI_CHAT,
+    OPENAI_RESPONSES,
     PROVIDERS,
     ProviderSpec,
     canonical_provider,
@@ -22,6 +24,24 @@ from gateway.config.providers import (
 from gateway.upstream.policy import SINGLE, CallPolicy, resolve_policy
 from gateway.upstream.pool import Pool
 from gateway.upstream.transport import TimeoutPolicy, timeout_policy
+from gateway.wire.translate import can_translate, translator
+
+
+#: The client APIs the model listener serves.
+CLIENT_APIS = (OPENAI_CHAT, ANTHROPIC_MESSAGES, OPENAI_RESPONSES)
+
+#: Path suffix of each upstream API under a provider's prefix.
+_SUFFIX = {OPENAI_CHAT: "/chat/completions", ANTHROPIC_MESSAGES: "/messages", OPENAI_RESPONSES: "/responses"}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one client API reaches a target: the upstream API, its URL per endpoint, and the
+    translator between them (None: the same API, bytes pass through untouched)."""
+
+    api: str
+    urls: tuple[str, ...]
+    translator: object | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +74,44 @@ class Target:
     #: ``retry_policy.strategy`` of Plano's proposal: same_model | same_provider | different_provider.
     strategy: str | None = None
     base_urls: tuple[str, ...] = ()
+    #: Client API → :class:`Route` (a client API missing here is not served for this model).
+    routes: dict = None  # type: ignore[assignment]
 
     def for_model(self, model_id: str) -> "Target":
         """A wildcard entry's target specialised to a concrete model id (same pool and policy)."""
         if self.spec:
-            urls = tuple(chat_url(self.spec, base, model_id) for base in (self.base_urls or (self.base_url,)))
+            bases = self.base_urls or (self.base_url,)
+            urls = tuple(chat_url(self.spec, base, model_id, _SUFFIX.get(self.api, "")) for base in bases)
+            routes = build_routes(self.spec, self.api, bases, model_id, urls)
         else:
-            urls = self.urls
-        return replace(self, model_id=model_id, url=urls[0], urls=urls,
+            urls, routes = self.urls, self.routes
+        return replace(self, model_id=model_id, url=urls[0], urls=urls, routes=routes,
                        name=f"{self.name.rsplit('/', 1)[0]}/{model_id}")
 
     @property
     def is_openai_compatible(self) -> bool:
-        return self.api == OPENAI_CHAT
+        """Whether OpenAI chat-completions clients can use this model (natively or translated)."""
+        return OPENAI_CHAT in self.routes
+
+    def route(self, client_api: str) -> Route | None:
+        return self.routes.get(client_api)
 
 
-def chat_url(spec: ProviderSpec, base_url: str | None, model_id: str) -> str:
-    """The chat-completions URL for a provider, honouring a ``base_url`` path prefix.
+def build_routes(spec: ProviderSpec | None, api: str, bases, model_id: str, native_urls: tuple[str, ...]) -> dict:
+    """The :class:`Route` of each client API for a provider whose own API is ``api``."""
+    routes: dict[str, Route] = {}
+    for client in CLIENT_APIS:
+        if client == api:
+            routes[client] = Route(api, native_urls)
+        elif client == OPENAI_RESPONSES and spec is not None and spec.responses:
+            routes[client] = Route(OPENAI_RESPONSES, tuple(chat_url(spec, b, model_id, "/responses") for b in bases))
+        elif can_translate(client, api):
+            routes[client] = Route(api, native_urls, translator(client, api))
+    return routes
+
+
+def chat_url(spec: ProviderSpec, base_url: str | None, model_id: str, suffix: str = "/chat/completions") -> str:
+    """The chat-completions (or other ``suffix``) URL for a provider, honouring a ``base_url`` path prefix.
 
     A non-root ``base_url`` path replaces the provider's default prefix and keeps the
     API suffix (Plano §4.7): ``https://proxy.example/ai/openai`` ->
@@ -100,7 +141,7 @@ def chat_url(spec: ProviderSpec, base_url: str | None, model_id: str) -> str:
             if "api-version" not in query:
                 query = f"{query}&api-version={AZURE_API_VERSION}" if query else f"api-version={AZURE_API_VERSION}"
         return f"{url}?{query}" if query else url
-    url = f"{origin}{path}/chat/completions"
+    url = f"{origin}{path}{suffix}"
     return f"{url}?{query}" if query else url
 
 
@@ -129,9 +170,10 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
         base_url = base_urls[0]
     bases = base_urls or (base_url,)
     if spec is not None:
-        urls = tuple(chat_url(spec, base, model_id) for base in bases)
+        urls = tuple(chat_url(spec, base, model_id, _SUFFIX.get(api, "")) for base in bases)
     else:  # custom prefix without a known interface: OpenAI-compatible, unversioned suffix
         urls = tuple((base or "").rstrip("/") + "/chat/completions" for base in bases)
+    routes = build_routes(spec, api, bases, model_id, urls)
     url = urls[0]
     key = entry.access_key
     auth: tuple[tuple[str, str], ...] = ()
@@ -165,6 +207,7 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
         failover_statuses=failover,
         strategy=proposal.strategy if proposal is not None else None,
         base_urls=tuple(b for b in bases if b),
+        routes=routes,
         name=name,
         provider=provider,
         display=spec.display if spec else provider,

@@ -1,0 +1,207 @@
+"""Relaying an upstream's answer (LLM or agent) to the client, in the client API's wire format.
+
+JSON is passed on byte for byte; SSE is passed on event by event (see
+:mod:`gateway.wire.sse`); error statuses keep their status and reach the client in
+its API's error envelope (``api``: a :class:`~gateway.wire.api.ClientAPI`; None is
+OpenAI Chat Completions, the agents' API). A stream that breaks after the headers
+went out ends with an in-stream error event of the client's API, since the status
+can no longer change. A translated upstream reaches these functions already
+re-expressed in the client's API (:mod:`gateway.wire.translate`), so the relays do
+not know whether they pass through or translate.
+
+Relays report to one observer (``call``): the telemetry call, or an
+:class:`Observers` fan-out (telemetry, token usage for limits, stored Responses state).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import orjson
+
+from gateway.listeners.http import JSON_CT, SSE_CT, Send, send_body
+from gateway.wire.errors import GatewayError
+from gateway.wire.openai_chat import completion_as_sse
+from gateway.wire.sse import EventAligner, openai_error_event
+from gateway.upstream import UpstreamError, response_headers
+
+MAX_ERROR_BODY = 1 << 20  # error bodies relayed up to 1 MiB
+
+#: Builds the client-facing error for an upstream error status from (status, upstream message).
+Describe = Callable[[int, str], GatewayError]
+#: The 502 for a 2xx answer that is not a JSON object, or a factory for it (built only when needed).
+Invalid = GatewayError | Callable[[], GatewayError]
+
+
+class Observers:
+    """Several relay observers as one: each gets every ``chunk`` and the ``finish``, in order."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items) -> None:
+        self.items = items
+
+    def chunk(self, data: bytes) -> None:
+        for item in self.items:
+            item.chunk(data)
+
+    def finish(self, status, **kwargs) -> None:
+        for item in self.items:
+            item.finish(status, **kwargs)
+
+
+def observers(*items):
+    """One observer for the relay from several (None entries skipped): the item itself when only one."""
+    present = [i for i in items if i is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else Observers(present)
+
+
+def upstream_message(data: bytes, status: int) -> tuple[dict | None, str]:
+    """(parsed JSON object or None, the best human message found in an error body)."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return parsed, err["message"]
+        if isinstance(err, str):
+            return parsed, err
+        for key in ("message", "detail"):
+            if isinstance(parsed.get(key), str):
+                return parsed, parsed[key]
+        return parsed, orjson.dumps(parsed).decode()[:500]
+    text = data.decode("utf-8", "replace").strip()[:500]
+    return None, text or f"HTTP {status}"
+
+
+async def relay_error(send: Send, status: int, upstream_headers, data: bytes, rid: str,
+                      describe: Describe | None = None, api=None) -> None:
+    """Relay an upstream 4xx/5xx with its status.
+
+    Without ``describe`` a body already in the client API's error envelope passes
+    through verbatim (the model proxy's contract); any other body — another API's
+    envelope, HTML, text — or any body when ``describe`` is given, is rewritten into
+    the client API's envelope with the upstream's message.
+    """
+    data = data[:MAX_ERROR_BODY]
+    parsed, message = upstream_message(data, status)
+    if api is not None:
+        if describe is not None:
+            data = api.error_body(describe(status, message), rid)
+        elif parsed is None or not api.native_error(parsed):
+            data = api.error_body(GatewayError(status, f"Upstream error: {message}", code="upstream_error"), rid)
+    elif describe is not None:
+        data = describe(status, message).openai_body()
+    elif parsed is None or not isinstance(parsed.get("error"), dict) or parsed.get("type") == "error":
+        data = GatewayError(status, f"Upstream error: {message}", code="upstream_error").openai_body()
+    out = response_headers(upstream_headers, keep_type=False)
+    out += [JSON_CT, (b"x-request-id", rid.encode())]
+    await send_body(send, status, data, out)
+
+
+async def relay_stream(send: Send, resp, rid: str, *, invalid_json: Invalid,
+                       describe: Describe | None = None, target: str = "upstream", call=None, api=None) -> None:
+    """Relay a response to a ``stream: true`` request (SSE, or JSON if the upstream ignored stream).
+
+    ``call`` (optional) observes the relay for telemetry: ``chunk(bytes)`` per forwarded
+    piece (first token, final usage) and ``finish(status, ...)`` once at the end.
+    """
+    status = resp.status
+    if status >= 400:
+        await relay_error(send, status, resp.headers, await resp.read(), rid, describe, api)
+        if call is not None:
+            call.finish(status)
+        return
+    if "text/event-stream" not in resp.headers.get("content-type", ""):
+        # The upstream ignored ``stream: true``: the client still gets the stream it asked for.
+        data = await resp.read()
+        parsed = json_object(data, invalid_json)
+        events = completion_as_sse(parsed) if api is None else api.as_sse(parsed)
+        await send_body(send, status, events, client_headers(resp, SSE_CT, rid))
+        if call is not None:
+            call.finish(status, completion=parsed, response_bytes=len(data))
+        return
+    await send({"type": "http.response.start", "status": status, "headers": client_headers(resp, SSE_CT, rid)})
+    aligner = EventAligner()
+    sent = 0
+    try:
+        async for chunk in resp.chunks():
+            ready = aligner.feed(chunk)
+            if ready:
+                if call is not None:
+                    call.chunk(ready)
+                    sent += len(ready)
+                await send({"type": "http.response.body", "body": ready, "more_body": True})
+    except Exception as exc:  # the stream broke after the headers went out
+        err = exc if isinstance(exc, UpstreamError) else classify_break(exc, target)
+        event = openai_error_event if api is None else api.error_event
+        await send({"type": "http.response.body", "body": event(str(err), code=f"upstream_{err.kind}")})
+        if call is not None:
+            call.finish(status, response_bytes=sent, error=str(err), error_class="stream")
+        return
+    tail = aligner.pending.strip()
+    event = openai_error_event if api is None else api.error_event
+    end = event("Upstream stream ended inside an event.", code="upstream_incomplete_event") if tail else b""
+    await send({"type": "http.response.body", "body": end, "more_body": False})
+    if call is not None:
+        call.finish(status, response_bytes=sent, error="incomplete final event" if tail else None,
+                    error_class="stream" if tail else None)
+
+
+async def relay_json(send: Send, resp, rid: str, invalid_json: Invalid,
+                     describe: Describe | None = None, call=None, api=None) -> None:
+    """Relay a complete JSON response, refusing a 2xx body that is not a JSON object (502)."""
+    data = await resp.read()
+    status = resp.status
+    if status >= 400:
+        await relay_error(send, status, resp.headers, data, rid, describe, api)
+        if call is not None:
+            call.finish(status, response_bytes=len(data))
+        return
+    try:
+        parsed = json_object(data, invalid_json)
+    except GatewayError:
+        if call is not None:
+            call.finish(status, response_bytes=len(data), error="invalid JSON response", error_class="parse")
+        raise
+    await send_body(send, status, data, client_headers(resp, JSON_CT, rid))
+    if call is not None:
+        call.finish(status, completion=parsed, response_bytes=len(data))
+
+
+def json_object(data: bytes, invalid: Invalid) -> dict:
+    """A 2xx body must be a JSON object; anything else is the upstream's fault (502).
+
+    ``invalid``: the error to raise, or a factory for it (so the hot path builds none).
+    """
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise invalid if isinstance(invalid, GatewayError) else invalid()
+    return parsed
+
+
+def client_headers(resp, content_type: tuple[bytes, bytes], rid: str) -> list[tuple[bytes, bytes]]:
+    """Response headers for the client: the upstream's worth keeping, our content type and request id."""
+    out = response_headers(resp.headers, keep_type=False)
+    out.append(content_type)
+    if content_type is SSE_CT:  # ours replaces the upstream's (agents commonly send one too)
+        out = [h for h in out if h[0] != b"cache-control"]
+        out.append((b"cache-control", b"no-cache"))
+    out.append((b"x-request-id", rid.encode()))
+    return out
+
+
+def classify_break(exc: Exception, target: str) -> UpstreamError:
+    """The :class:`UpstreamError` for an exception raised while a response body streamed in."""
+    import asyncio
+
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamError("timeout", target)
+    return UpstreamError("broken", target, type(exc).__name__)
