@@ -148,6 +148,9 @@ def pieces(text: str, n: int = 3) -> list[str]:
 
 
 def chat_last_user_text(body: Any) -> str:
+    messages = (body or {}).get("messages") or []
+    if messages and messages[-1].get("role") == "tool":  # a tool result is what the model answers next
+        return str(messages[-1].get("content"))
     for message in reversed((body or {}).get("messages") or []):
         if message.get("role") == "user":
             content = message.get("content")
