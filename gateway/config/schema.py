@@ -42,6 +42,8 @@ from .reliability import (  # noqa: E402
     UpstreamPolicyFields,
 )
 
+from gateway.tasks.config import TasksConfig  # noqa: E402
+
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
@@ -515,6 +517,8 @@ class PlanoConfig(_Model):
     admin: Admin | None = Field(None, description="plano extension: metrics/admin server (127.0.0.1:9092).")
     state: SharedState | None = Field(None, description="plano extension: Redis for breakers and limits shared "
                                       "across workers and replicas.")
+    tasks: TasksConfig | None = Field(None, description="plano extension: async tasks (/v1/tasks) on agent "
+                                      "listeners: store, limits, webhooks.")
     # legacy prompt gateway (accepted, not supported)
     prompt_targets: list[dict[str, Any]] | None = Field(None, description="Legacy prompt gateway; not supported.")
     system_prompt: str | None = Field(None, description="Legacy prompt gateway; not supported.")

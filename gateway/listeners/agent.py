@@ -109,8 +109,17 @@ class AgentListener:
             ("OPTIONS", "/v1/models"): cors_preflight,
             ("GET", "/healthz"): healthz,
         }
+        # ``/v1/tasks`` (async tasks, gateway.tasks): this listener's agents are the workflows' tools
+        self.tasks = _mount_tasks(self, config, upstream, self.tel)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tasks = self.tasks
+        if tasks is not None:
+            if not tasks.runtime.started:
+                await _start_tasks()
+            if scope["path"].startswith("/v1/tasks"):
+                await tasks(scope, receive, send)
+                return
         await dispatch(self._routes, self.name, scope, receive, send)
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -336,6 +345,21 @@ class AgentListener:
 
 
 _TELEMETRY_KEY = "plano.telemetry"
+
+
+def _mount_tasks(app, config, upstream, telemetry):
+    from gateway.tasks.wiring import mount
+
+    return mount(app, config, upstream, telemetry)
+
+
+async def _start_tasks() -> None:
+    from gateway.tasks.wiring import start
+
+    try:
+        await start()
+    except Exception:  # the store is unreachable: /v1/tasks answers 503, chat keeps working
+        log.exception("the task runtime could not start")
 
 
 def _attempt_spans(call):

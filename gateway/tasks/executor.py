@@ -1,0 +1,442 @@
+"""Runs one task's workflow: plan once, then steps as their dependencies complete.
+
+- Steps whose dependencies are complete start at once, side by side (asyncio tasks); a step's
+  input is the outputs of its dependencies (assistant messages named after their agents, as the
+  agent listener hands answers on) followed by its sub-request.
+- Every agent call goes through :class:`gateway.orchestration.invoke.AgentInvoker` (the agent's
+  filters, upstream policy, breakers, timeouts, an ``agent_call`` span under the task's span).
+- A failed step is called again up to ``tasks.retry.attempts`` times, then **adapted**: the
+  recovery execution memory remembers for this agent and failure kind; else an agent whose
+  description matches the error (e.g. a token refresher for "token expired") runs first and the
+  failed agent is called again (``prepare``); else another agent that can serve the sub-request
+  answers instead (``replace``). Recovery steps carry ``parent`` = the failed step. Whether the
+  recovery worked is remembered (:mod:`.memory`).
+- An answer with a line ``NEEDS: <what>`` adds a step for the agent that serves that need and
+  calls the asking agent again with its output; ``INPUT_REQUIRED: <question>`` makes the task
+  ``waiting`` until ``POST /v1/tasks/{id}/input``.
+- ``max_steps`` bounds the steps, recovery and added ones included (``workflow_depth_exceeded``);
+  ``task_timeout`` bounds the whole task.
+- The state (plan, steps, outputs) is saved after every change with a fenced write, so a task
+  resumed after a crash re-runs only the steps that had not completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+
+import orjson
+
+from gateway.listeners.errors import GatewayError
+from gateway.orchestration.chain import Deadline
+from gateway.tasks import memory
+from gateway.tasks.planner import PlanError, step
+from gateway.tasks.store import Lost, dumps, loads
+
+log = logging.getLogger("plano.tasks")
+
+OUTPUT_CHARS = 20_000  # an output kept in the state (and handed to later steps)
+TRACE_CHARS = 2_000  # what the trace shows of a request / output
+_NEEDS = re.compile(r"^\s*NEEDS?:\s*(.+)$", re.I | re.M)
+_INPUT = re.compile(r"^\s*INPUT_REQUIRED:\s*(.+)$", re.I | re.M)
+_JSON_ASK = re.compile(r"\bjson\b", re.I)
+
+
+class TaskFailed(Exception):
+    def __init__(self, code: str, message: str, tool: str | None = None, recoverable: bool = False,
+                 suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.error = {"code": code, "message": message, "tool": tool, "recoverable": recoverable,
+                      "suggestion": suggestion}
+
+
+class Run:
+    """One run of one task on this worker (from claim to a terminal state, waiting, or a lost lease)."""
+
+    def __init__(self, service, task: dict, owner: str) -> None:
+        self.service = service
+        self.rt = service.runtime
+        self.cfg = service.runtime.cfg
+        self.task = task
+        self.owner = owner
+        self.state = loads(task.get("state")) or {}
+        self.steps: list[dict] = self.state.get("steps") or []
+        self.ctx = None
+        self.entries: list[dict] | None = None
+
+    # -- persistence --------------------------------------------------------------------------
+
+    async def save(self, outbox: list[dict] = (), release: bool = False, **fields) -> None:
+        self.state["steps"] = self.steps
+        await self.rt.store.update_task(self.task["id"], self.owner, {"state": dumps(self.state), **fields}, outbox,
+                                        release=release)
+
+    def event(self, name: str, data) -> list[dict]:
+        return self.rt.webhooks.event(self.task, name, data)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        task = self.task
+        tel = self.service.telemetry
+        self.ctx = tel.start_request(self.service.name, "agent", "POST", "/v1/tasks",
+                                     [(b"traceparent", (task.get("traceparent") or "").encode())],
+                                     task["id"], handler="task") if tel is not None else None
+        status = 200
+        try:
+            if task["status"] == "waiting":  # waited past waiting_timeout
+                raise TaskFailed("waiting_timeout", "No input arrived within the waiting timeout.")
+            left = (task["deadline"] or time.time() + self.cfg.task_timeout) - time.time()
+            if left <= 0:
+                raise TaskFailed("task_timeout", f"The task did not finish within {self.cfg.task_timeout:g}s.")
+            try:
+                async with asyncio.timeout(left):
+                    await self._run()
+            except TimeoutError:
+                raise TaskFailed("task_timeout", f"The task did not finish within {self.cfg.task_timeout:g}s.",
+                                 recoverable=True, suggestion="Split the task or raise tasks.task_timeout.") from None
+        except TaskFailed as failed:
+            status = 500
+            await self._fail(failed.error)
+        except Lost:
+            status = 409
+            log.info("task %s: lease lost (cancelled or taken over); this worker stops", task["id"])
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            if self.ctx is not None:
+                self.ctx.finish(status)
+
+    async def _run(self) -> None:
+        task = self.task
+        first = not self.steps
+        if first:
+            await self._plan()
+            if task["mode"] == "test":
+                await self._finish({"plan": [_plan_view(s) for s in self.steps], "planner": self.state["planner"]})
+                return
+            await self.save(status="running")
+        else:
+            for s in self.steps:  # in flight when the last owner stopped: run again
+                if s["status"] == "running":
+                    s["status"] = "pending"
+            if task.get("input") is not None:
+                value = loads(task["input"])
+                for s in self.steps:
+                    if s["status"] == "waiting":
+                        s["status"] = "pending"
+                        s.setdefault("inputs", []).append(value)
+                self.state.setdefault("inputs", []).append(value)
+                await self.save(status="running", input=None)
+        await self._execute()
+
+    async def _plan(self) -> None:
+        svc = self.service
+        headers = {"x-request-id": self.task["id"]}
+        try:
+            steps, planner = await svc.planner.plan(self.task["prompt"], self.task.get("sub_agent"), headers,
+                                                    self.ctx)
+        except PlanError as exc:
+            raise TaskFailed(exc.code, exc.message) from None
+        if self.cfg.memory.enabled and not self.task.get("sub_agent"):
+            entries = await self._memory()
+            steps = memory.apply(steps, entries, self.cfg.memory.min_successes, set(svc.planner.ids))
+        self.state["planner"] = planner
+        self.steps = steps
+        if len(steps) > self.cfg.max_steps:
+            raise TaskFailed("workflow_depth_exceeded", f"The workflow needs {len(steps)} steps; the limit is "
+                             f"{self.cfg.max_steps} (tasks.max_steps).", suggestion="Split the task into smaller tasks.")
+
+    async def _memory(self) -> list[dict]:
+        if self.entries is None:
+            self.entries = await self.rt.store.memory(self.service.name, self.service.planner.ids)
+        return self.entries
+
+    async def _execute(self) -> None:
+        running: dict[asyncio.Task, dict] = {}
+        try:
+            while True:
+                now = time.time()
+                launched = False
+                for s in self.steps:
+                    if s["status"] == "pending" and s.get("not_before", 0) <= now and self._ready(s):
+                        s["status"] = "running"
+                        s["attempt"] = s.get("attempt", 0) + 1
+                        s["started_at"] = now
+                        running[asyncio.create_task(self._call(s))] = s
+                        launched = True
+                if launched:
+                    await self.save()
+                if not running:
+                    later = [s["not_before"] for s in self.steps if s["status"] == "pending" and s.get("not_before")]
+                    if later:
+                        await asyncio.sleep(max(0.0, min(later) - time.time()))
+                        continue
+                    break
+                wake = [s["not_before"] - now for s in self.steps if s["status"] == "pending" and s.get("not_before")]
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED,
+                                             timeout=max(0.0, min(wake)) if wake else None)
+                outbox: list[dict] = []
+                for t in done:
+                    s = running.pop(t)
+                    outbox += await self._settle(s, t)
+                if done:
+                    await self.save(outbox)
+        finally:
+            for t in running:
+                t.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        waiting = [s for s in self.steps if s["status"] == "waiting"]
+        if waiting:
+            await self._wait(waiting[0])
+            return
+        await self._finish(await self._result())
+
+    def _effective(self, index: int) -> dict:
+        s = self.steps[index]
+        seen = 0
+        while s.get("replaced_by") is not None and seen < len(self.steps):
+            s = self.steps[s["replaced_by"]]
+            seen += 1
+        return s
+
+    def _ready(self, s: dict) -> bool:
+        return all(self._effective(d)["status"] == "complete" for d in s["deps"])
+
+    async def _call(self, s: dict) -> str:
+        messages = []
+        for d in s["deps"]:
+            dep = self._effective(d)
+            messages.append({"role": "assistant", "name": dep["tool"], "content": dep.get("output") or ""})
+        messages.append({"role": "user", "content": s["request"]})
+        for value in s.get("inputs") or ():
+            if s.get("question"):
+                messages.append({"role": "assistant", "name": s["tool"], "content": s["question"]})
+            messages.append({"role": "user", "content": value if isinstance(value, str) else
+                             orjson.dumps(value).decode()})
+        svc = self.service
+        remaining = (self.task["deadline"] or 0) - time.time()
+        limit = self.cfg.step_timeout or None
+        seconds = min(x for x in (limit, remaining if remaining > 0 else None) if x) if (limit or remaining > 0) \
+            else None
+        headers = {"x-request-id": f"{self.task['id']}.{s['index']}.{s['attempt']}",
+                   "x-plano-task-id": self.task["id"], "x-plano-task-step": str(s["index"]),
+                   "x-plano-task-attempt": str(s["attempt"])}
+        answer = await svc.invoker.answer(s["tool"], messages, headers=headers, deadline=Deadline(seconds),
+                                          ctx=self.ctx, index=s["index"], rid=headers["x-request-id"])
+        return answer.text
+
+    async def _settle(self, s: dict, t: asyncio.Task) -> list[dict]:
+        """Record a finished call; returns the outbox rows it produced."""
+        now = time.time()
+        s["duration_ms"] = round((now - s["started_at"]) * 1000, 1)
+        exc = t.exception()
+        if exc is None:
+            text = t.result()
+            asked = _INPUT.search(text)
+            if asked:
+                s["status"] = "waiting"
+                s["question"] = asked.group(1).strip()
+                return []
+            need = _NEEDS.search(text)
+            if need and not s.get("needs_done"):
+                s["output"] = text[:OUTPUT_CHARS]
+                self._add_need(s, need.group(1).strip())
+                return []
+            s["status"] = "complete"
+            s["output"] = text[:OUTPUT_CHARS]
+            s.pop("error", None)
+            if s.get("recovery") and s.get("parent") is not None:
+                failed = self.steps[s["parent"]]
+                await self._remember(failed["tool"], s["failure"], s["recovery"], True)
+            return self.event("task.progress", {"step": trace_step(s)})
+        if not isinstance(exc, GatewayError):
+            log.error("task %s step %s: %s", self.task["id"], s["index"], exc, exc_info=exc)
+            exc = GatewayError(500, f"internal error ({type(exc).__name__})", code="internal_error")
+        s["error"] = {"code": exc.code, "status": exc.status, "message": exc.message[:500]}
+        if s["attempt"] < self.cfg.retry.attempts:
+            s["status"] = "pending"
+            s["not_before"] = now + self.cfg.retry.backoff
+            return []
+        s["status"] = "failed"
+        await self._adapt(s, exc)
+        return []
+
+    async def _remember(self, agent: str, failure: str, recovery: str, worked: bool) -> None:
+        if not self.cfg.memory.enabled:
+            return
+        try:
+            await self.rt.store.remember(self.service.name, agent, failure, recovery, worked,
+                                         self.cfg.memory.max_entries)
+        except Exception:  # noqa: BLE001 - memory is advice, never a reason to fail a task
+            log.exception("execution memory write failed")
+
+    def _room(self, n: int) -> None:
+        if len(self.steps) + n > self.cfg.max_steps:
+            raise TaskFailed("workflow_depth_exceeded", f"Adapting the workflow would exceed "
+                             f"{self.cfg.max_steps} steps (tasks.max_steps), recovery steps included.",
+                             suggestion="Split the task or fix the failing agent.")
+
+    async def _adapt(self, s: dict, err: GatewayError) -> None:
+        kind = memory.failure_kind(err)
+        planner = self.service.planner
+        if s.get("recovery") and s.get("parent") is not None:  # a recovery that did not work
+            await self._remember(self.steps[s["parent"]]["tool"], s["failure"], s["recovery"], False)
+        origin = self.steps[s["parent"]] if s.get("parent") is not None and s.get("recovery") else s
+        tried = set(origin.get("tried") or [origin["tool"]]) | {s["tool"]}
+        done = set(origin.get("recoveries") or [])
+        choice = None
+        remembered = memory.best(await self._memory(), origin["tool"], 1, failure=kind)
+        if remembered and remembered["recovery"] not in done and remembered["recovery"].partition(":")[2] in planner.ids:
+            choice = (remembered["recovery"], memory.describe(remembered))
+        if choice is None:
+            # an agent for the failure itself ("token expired" -> the one that refreshes tokens), not
+            # one that does the same job (that is a replacement, below)
+            fixer = planner.pick(err.message, exclude={origin["tool"]})
+            if fixer and f"prepare:{fixer}" not in done and fixer not in planner.candidates(origin["request"]):
+                choice = (f"prepare:{fixer}", f"{origin['tool']} failed ({kind}); {fixer} handles that, then "
+                          f"{origin['tool']} is called again")
+        if choice is None:
+            for other in planner.candidates(origin["request"], exclude=tried):
+                if f"replace:{other}" not in done:
+                    choice = (f"replace:{other}", f"{origin['tool']} failed ({kind}) after {s['attempt']} "
+                              f"attempt(s); {other} can serve this request")
+                    break
+        if choice is None:
+            raise TaskFailed("step_failed", f"Step {s['index']} ({s['tool']}: {s['action']}) failed: "
+                             f"{err.message}", tool=s["tool"], recoverable=err.status >= 500 or err.status == 429,
+                             suggestion="Check the agent, or retry the task later.")
+        recovery, note = choice
+        kind_of, _, agent = recovery.partition(":")
+        origin.setdefault("recoveries", []).append(recovery)
+        origin["tried"] = sorted(tried | {agent})
+        parent = origin["index"]
+        if kind_of == "prepare":
+            self._room(2)
+            prep = step(len(self.steps), agent, f"{origin['tool']} failed: {err.message[:300]}. Fix this so "
+                        f"it can answer: {origin['request']}", origin["deps"], parent=parent, note=note)
+            self.steps.append(prep)
+            again = step(len(self.steps), origin["tool"], origin["request"], [*origin["deps"], prep["index"]],
+                         parent=parent, recovery=recovery, failure=kind,
+                         note=f"{origin['tool']} again after {agent}")
+            self.steps.append(again)
+            s["replaced_by"] = again["index"]
+        else:
+            self._room(1)
+            other = step(len(self.steps), agent, origin["request"], origin["deps"], parent=parent,
+                         recovery=recovery, failure=kind, note=note)
+            self.steps.append(other)
+            s["replaced_by"] = other["index"]
+        if s is not origin:
+            origin["replaced_by"] = s["replaced_by"]
+
+    def _add_need(self, s: dict, need: str) -> None:
+        planner = self.service.planner
+        agent = planner.pick(need, exclude={s["tool"]}) or next(
+            iter(planner.candidates(need, exclude={s["tool"]})), None)
+        if agent is None:
+            s["status"] = "complete"  # nobody can serve it: the answer stands as it is
+            s["note"] = f"needed '{need[:100]}' but no agent serves it"
+            return
+        self._room(2)
+        added = step(len(self.steps), agent, need, s["deps"], parent=s["index"],
+                     note=f"added: {s['tool']} needs {need[:100]}")
+        self.steps.append(added)
+        again = step(len(self.steps), s["tool"], s["request"], [*s["deps"], added["index"]], parent=s["index"],
+                     needs_done=True, note=f"{s['tool']} again with {agent}'s answer")
+        self.steps.append(again)
+        s["status"] = "complete"
+        s["replaced_by"] = again["index"]
+
+    async def _result(self) -> dict:
+        live = [self._effective(s["index"]) for s in self.steps if s.get("parent") is None]
+        seen: dict[int, dict] = {}
+        for s in live:
+            seen.setdefault(s["index"], s)
+        needed = {self._effective(d)["index"] for s in seen.values() for d in s["deps"]}
+        sinks = [s for i, s in seen.items() if i not in needed]
+        text = "\n\n".join(s.get("output") or "" for s in sinks)
+        result = {"text": text, "steps": [{"index": s["index"], "tool": s["tool"], "action": s["action"],
+                                           "output": s.get("output")} for s in self.steps
+                                          if s["status"] == "complete"]}
+        if _JSON_ASK.search(self.task["prompt"]):
+            data = _parse_json(text)
+            if data is None and sinks:  # one repair attempt by the agent that answered last
+                last = sinks[-1]
+                fix = {**last, "request": f"Return only valid JSON (no prose) for this request: {last['request']}"
+                                          f"\nYour previous answer was:\n{text[:4000]}", "inputs": []}
+                try:
+                    data = _parse_json(await self._call(fix))
+                except GatewayError:
+                    data = None
+            result["data"] = data
+            if data is None:
+                result["data_error"] = "the answer is not valid JSON (after one repair attempt)"
+        return result
+
+    async def _finish(self, result: dict) -> None:
+        now = time.time()
+        await self.save(self.event("task.complete", result), status="complete", result=dumps(result),
+                        completed_at=now, release=True)
+        self.rt.nudge_webhooks()
+
+    async def _fail(self, error: dict) -> None:
+        now = time.time()
+        try:
+            await self.save(self.event("task.failed", {"error": error}), status="failed", error=dumps(error),
+                            completed_at=now, release=True)
+        except Lost:
+            return
+        self.rt.nudge_webhooks()
+
+    async def _wait(self, s: dict) -> None:
+        until = time.time() + self.cfg.waiting_timeout
+        await self.save(self.event("task.waiting", {"step": trace_step(s), "question": s.get("question")}),
+                        status="waiting", wait_until=until, release=True)
+        self.rt.nudge_webhooks()
+
+
+def _parse_json(text: str):
+    t = text.strip()
+    if t.startswith("```"):
+        t = t.strip("`")
+        t = t[t.find("\n") + 1:] if "\n" in t else t
+    for opener, closer in (("{", "}"), ("[", "]")):
+        a, b = t.find(opener), t.rfind(closer)
+        if a >= 0 and b > a:
+            try:
+                return orjson.loads(t[a:b + 1])
+            except orjson.JSONDecodeError:
+                continue
+    return None
+
+
+def _plan_view(s: dict) -> dict:
+    out = {"index": s["index"], "tool": s["tool"], "action": s["action"], "request": s["request"],
+           "depends_on": s["deps"]}
+    if s.get("note"):
+        out["note"] = s["note"]
+    return out
+
+
+def trace_step(s: dict) -> dict:
+    from gateway.telemetry.redact import redact_secrets
+    from gateway.tasks.webhooks import iso
+
+    out = {"index": s["index"], "tool": s["tool"], "action": s["action"], "status": s["status"],
+           "duration_ms": s.get("duration_ms", 0), "parent": s.get("parent"), "attempt": s.get("attempt", 0),
+           "started_at": iso(s.get("started_at")), "depends_on": s["deps"],
+           "request": redact_secrets(s["request"][:TRACE_CHARS])}
+    if s.get("output") is not None:
+        out["output"] = redact_secrets(s["output"][:TRACE_CHARS])
+    if s.get("note"):
+        out["note"] = s["note"]
+    if s.get("error"):
+        out["error"] = s["error"]
+    if s.get("question"):
+        out["question"] = s["question"]
+    return out
