@@ -1,4 +1,5 @@
-"""The ``plano`` command: ``up``, ``down``, ``validate``, ``trace``, ``--version``.
+"""The ``plano`` command: ``up``, ``down``, ``reload``, ``validate``, ``trace``, ``init``, ``logs``, ``obs``,
+``cli_agent``, ``--version``.
 
 ``plano up FILE`` validates the config, starts ``plano up FILE --foreground`` as a
 detached process (its own session, output in ``$PLANO_HOME/run/plano.log``),
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--with-tracing", action="store_true",
                     help="start the built-in trace receiver (plano trace listen) and send traces to it")
     up.add_argument("--tracing-port", type=int, default=_trace_port(), help="receiver port for --with-tracing (4317)")
+    up.add_argument("--listener-port", type=int, default=None,
+                    help="zero-config only (no config file found): port of the model listener (default 12000)")
 
     down = sub.add_parser("down", help="stop the gateway started with 'plano up'")
     down.add_argument("--timeout", type=float, default=40.0, help="seconds before SIGKILL")
@@ -85,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("--verbose", "-v", action="store_true", help="show every attribute")
     trace.add_argument("--no-interactive", action="store_true", help="accepted for Plano compatibility")
 
+    from gateway.ops.cli import add_parsers, dispatch
+
+    add_parsers(sub)
     args = parser.parse_args(argv)
+    handled = dispatch(args)
+    if handled is not None:
+        return handled
     if args.command == "trace":
         return cmd_trace(args)
     if args.command == "up":
@@ -144,6 +153,15 @@ def _workers(value: str) -> int:
 
 def cmd_up(args) -> int:
     workers = _workers(str(args.workers))
+    from gateway.ops.cli import zero_config_path
+
+    zero = zero_config_path(args)  # no config file anywhere: a synthesised one (Plano's zero-config up)
+    if zero is not None:
+        args.file = str(zero)
+    elif args.listener_port is not None:
+        print("plano: --listener-port applies only to zero-config 'plano up' (no config file); "
+              "set the port in the config", file=sys.stderr)
+        return 2
     path, config = _load(args)
     if config is None:
         return 1
@@ -203,15 +221,21 @@ def _start_background(path: Path, config, workers: int, args) -> int:
         print(f"plano is already running (pid {running}); run 'plano down' first", file=sys.stderr)
         return 1
     logs = _fresh_log(run_dir() / "plano.log")
+    from gateway.ops.cli import background_env
+
     instance = secrets.token_hex(8)
+    env, access_log = background_env(os.environ)
     cmd = [sys.executable, "-m", "gateway", "up", str(path), "--foreground", "--workers", str(workers),
            "--drain-timeout", str(args.drain_timeout)]
     started = time.monotonic()
     with open(logs, "wb") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=str(Path(path).resolve().parent),
-                                env={**os.environ, INSTANCE_ENV: instance})
+                                env={**env, INSTANCE_ENV: instance})
     _pidfile().write_text(str(proc.pid))
+    from gateway.ops.runstate import describe, write_state
+
+    write_state(describe(config, proc.pid, path, access_log, env))
     listeners = served_listeners(config)
     pending = {(l.name, _probe_host(l.address), l.port) for l in listeners}
     deadline = started + args.wait
@@ -239,7 +263,8 @@ def _start_background(path: Path, config, workers: int, args) -> int:
     print(f"plano {__version__} is up (pid {proc.pid}, {took:.2f}s); config {path}")
     for l in listeners:
         print(f"  {l.type:5} listener '{l.name}': http://{_probe_host(l.address)}:{l.port}")
-    print(f"  logs: {logs}\n  stop: plano down")
+    print(f"  logs: {logs}" + (f"\n  access log: {access_log} (plano logs -f)" if access_log else "")
+          + "\n  stop: plano down")
     return 0
 
 

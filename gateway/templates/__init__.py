@@ -1,0 +1,1 @@
+"""Starter configs for ``plano init`` (one YAML file per template)."""
