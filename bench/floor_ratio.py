@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT / "bench"))
 from agent_chain import free_port, shared_uvicorn, stop_all, wait_http
+from proctree import tree_cpu
 from tracing_overhead import wrk
 
 
@@ -93,37 +94,14 @@ def main() -> int:
     return 0
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and its descendants, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        stats[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += stats.get(p, 0.0)
-        todo.extend(children.get(p, ()))
-    return total
-
-
 def _measure(pid: int, url: str, args) -> tuple[float, tuple[float, float] | None]:
     """Warm up, then one wrk run: (req/s, (proxy CPU us per request, share of one core) or None unpinned)."""
     import time
 
     wrk(url, 1, args.connections, args.load_cpus)
-    before, start = _tree_cpu(pid), time.monotonic()
+    before, start = tree_cpu(pid), time.monotonic()
     rps, _ = wrk(url, args.duration, args.connections, args.load_cpus)
-    used, wall = _tree_cpu(pid) - before, time.monotonic() - start
+    used, wall = tree_cpu(pid) - before, time.monotonic() - start
     if not args.pin:
         return rps, None
     return rps, (used / (rps * wall) * 1e6, used / wall)

@@ -37,6 +37,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proctree import tree_rss  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: One small aiohttp server per process: an agent or a provider mock. ``FAIL_FILE`` existing → 503.
@@ -90,29 +93,6 @@ def spawn_redis(port: int) -> subprocess.Popen:
                             start_new_session=True)
     wait_port(port)
     return proc
-
-
-def tree_rss(pid: int) -> int:
-    """RSS in bytes of ``pid`` and its descendants."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        rss[int(entry)] = int(fields[21]) * page
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += rss.get(p, 0)
-        todo.extend(children.get(p, ()))
-    return total
 
 
 def config(ports: dict) -> dict:
