@@ -30,6 +30,10 @@ model_providers:
 """
 import os
 CFG = CFG.replace(" POLICY", os.environ.get("POLICY", ""))
+# AUTH=1: the listener requires a key (auth.api_keys) and the request carries it (Bearer).
+AUTH = os.environ.get("AUTH", "") not in ("", "0")
+if AUTH:
+    CFG = CFG.replace("address: 127.0.0.1}", "address: 127.0.0.1, auth: {api_keys: [sk-plano-bench-key-0001]}}")
 BODY = orjson.dumps({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]})
 ANSWER = orjson.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "mock-model",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
@@ -61,19 +65,20 @@ async def main(n, profile):
     else:
         up._session = FakeSession()
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "server": ("127.0.0.1", 18000),
-             "headers": [(b"host", b"x"), (b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
+             "headers": [(b"host", b"x"), (b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+                        + ([(b"authorization", b"Bearer sk-plano-bench-key-0001")] if AUTH else []),
              "query_string": b""}
     async def receive():
         return {"type": "http.request", "body": BODY, "more_body": False}
     async def send(m):
         pass
     for _ in range(2000):
-        await app(dict(scope), receive, send)
+        await app(dict(scope, headers=list(scope["headers"])), receive, send)
     pr = cProfile.Profile() if profile else None
     if pr: pr.enable()
     t = time.perf_counter()
     for _ in range(n):
-        await app(dict(scope), receive, send)
+        await app(dict(scope, headers=list(scope["headers"])), receive, send)
     dt = time.perf_counter() - t
     if pr:
         pr.disable()

@@ -41,6 +41,7 @@ from .reliability import (  # noqa: E402
     SharedState,
     UpstreamPolicyFields,
 )
+from .access import Auth, ListenerAuth  # noqa: E402
 
 from gateway.tasks.config import TasksConfig  # noqa: E402
 
@@ -173,6 +174,12 @@ class Listener(_Model):
                                         "are closed after this.")
     max_connections: int | None = Field(None, ge=1, description="plano extension: open client connections per "
                                         "listener and worker; beyond it new connections are refused with 503.")
+    auth: ListenerAuth | None = Field(None, description="plano extension: client API keys required on this "
+                                      "listener (see the README's access control section).")
+    max_header_bytes: Size = Field(64 * 1024, description="plano extension: request line plus headers; "
+                                   "beyond it 431.")
+    max_json_depth: int = Field(64, ge=1, le=1000, description="plano extension: JSON bodies nested deeper "
+                                "are refused with 400.")
 
     _implicit: bool = PrivateAttr(default=False)
     #: The config's ``state_storage`` (Responses API state), handed to a model listener with its own settings.
@@ -517,6 +524,7 @@ class PlanoConfig(_Model):
     admin: Admin | None = Field(None, description="plano extension: metrics/admin server (127.0.0.1:9092).")
     state: SharedState | None = Field(None, description="plano extension: Redis for breakers and limits shared "
                                       "across workers and replicas.")
+    auth: Auth | None = Field(None, description="plano extension: virtual keys, budgets and the admin key.")
     tasks: TasksConfig | None = Field(None, description="plano extension: async tasks (/v1/tasks) on agent "
                                       "listeners: store, limits, webhooks.")
     # legacy prompt gateway (accepted, not supported)

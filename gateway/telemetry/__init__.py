@@ -49,6 +49,9 @@ from gateway.telemetry.tracing import (
     ROUTING,
     Tracing,
     TracingSettings,
+    UnsampledSpan,
+    _rand,
+    remote_parent,
     trace_id_of,
 )
 
@@ -58,6 +61,17 @@ _HANDLERS = {"model": "llm_chat", "agent": "agent_chat"}
 _MAX_PENDING_SIGNALS = 1000
 SIGNALS_EVERY = 0.05
 SIGNALS_BUDGET = 0.002  # seconds of signal analysis per loop batch
+
+
+def _propagating_root(raw_headers):
+    """With tracing off: an unrecorded root that continues the caller's trace (or starts one) for propagation."""
+    for key, _ in raw_headers:
+        if key == b"traceparent":
+            parent = remote_parent(raw_headers)
+            if parent is not None:
+                return UnsampledSpan(parent.trace_id, _rand(64) or 1, parent.flags, parent.state)
+            break
+    return UnsampledSpan(_rand(128) or 1, _rand(64) or 1, 0, None)
 
 
 class Telemetry:
@@ -127,7 +141,10 @@ class Telemetry:
             ctx._lm = lm
         tracing = self.tracing
         if tracing is None:
-            ctx.trace_id = trace_id_of(raw_headers)
+            # Export is off, but the trace context still travels: agents, filters and providers get a
+            # ``traceparent`` (the caller's trace continued, else a fresh one) so they can correlate.
+            ctx.root = ctx._child_default = root = _propagating_root(raw_headers)
+            ctx.trace_id = root.trace_id_hex
         else:
             attrs = {"request_id": request_id}
             from_headers = tracing.header_attributes(raw_headers) if tracing.settings.header_prefixes else None
