@@ -88,10 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("--verbose", "-v", action="store_true", help="show every attribute")
     trace.add_argument("--no-interactive", action="store_true", help="accepted for Plano compatibility")
 
-    from gateway.ops.cli import add_parsers, dispatch
+    from gateway.ops.cli import add_parsers, dispatch, split_passthrough
 
     add_parsers(sub)
+    argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
+    if passthrough:
+        args.args = passthrough
     handled = dispatch(args)
     if handled is not None:
         return handled

@@ -57,7 +57,16 @@ def add_parsers(sub) -> None:
     agent.add_argument("--settings", default=None, metavar="JSON",
                        help="JSON settings: ANTHROPIC_* / model keys become environment variables, the rest "
                             "is passed to claude as --settings")
-    agent.add_argument("args", nargs="*", help="arguments passed to the tool (after --)")
+    agent.epilog = "Arguments after -- go to the tool: plano cli_agent claude -- -p 'explain this repo'"
+    agent.set_defaults(args=[])
+
+
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``plano cli_agent claude [opts] -- TOOL ARGS``: plano's arguments and the tool's."""
+    if "cli_agent" in argv and "--" in argv and argv.index("cli_agent") < argv.index("--"):
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1:]
+    return argv, []
 
 
 def dispatch(args) -> int | None:
