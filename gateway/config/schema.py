@@ -56,9 +56,15 @@ class _Model(BaseModel):
 
 
 class Agent(UpstreamPolicyFields):
-    """An agent backend: an OpenAI chat-completions HTTP server (one ``url`` or several ``urls``)."""
+    """An agent backend: an OpenAI chat-completions HTTP server (one ``url`` or several ``urls``),
+    or an A2A agent (``type: a2a``)."""
 
     id: str
+    type: Literal["openai", "a2a"] = Field(
+        "openai", description="plano extension: 'openai' (Plano's agents: OpenAI chat completions at "
+        "{url}/v1/chat/completions) or 'a2a' (an Agent2Agent agent: its card is read from "
+        "{url}/.well-known/agent-card.json, falling back to /.well-known/agent.json, and it is called with "
+        "SendMessage / SendStreamingMessage, or 0.3's message/send / message/stream).")
     url: str | None = None
     urls: list[str] | None = Field(None, min_length=1, description="plano extension: several endpoints, "
                                    "load-balanced; 'url' is the one-endpoint form.")
@@ -106,6 +112,20 @@ class Filter(UpstreamPolicyFields):
         return self
 
 
+class McpServer(_Model):
+    """plano extension: an upstream MCP server whose tools plano's MCP endpoint aggregates."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Prefix of its tools on plano's MCP "
+                      "endpoint ('<name>__<tool>').")
+    url: str = Field(description="Streamable HTTP endpoint, e.g. http://host:8000/mcp (a url without a path "
+                     "means /mcp).")
+    allow: list[str] | None = Field(None, description="Tool names (fnmatch patterns) exposed; default all.")
+    deny: list[str] | None = Field(None, description="Tool names (fnmatch patterns) never listed nor callable; "
+                                   "deny wins over allow.")
+    timeout: Duration = Field(30.0, description="A tools/call (and tools/list) may take this long.")
+    headers: dict[str, str] | None = Field(None, description="Extra headers sent to the server (e.g. its key).")
+
+
 # --------------------------------------------------------------------------- listeners
 
 
@@ -113,7 +133,9 @@ class ListenerAgent(_Model):
     """An agent served by an agent listener."""
 
     id: str
-    description: str
+    description: str | None = Field(None, description="What the agent handles (the router reads it). Required, "
+                                    "except for an A2A agent, whose card's description and skills are used "
+                                    "when it is omitted.")
     default: bool = False
     input_filters: list[str] | None = None
     output_filters: list[str] | None = Field(None, description="plano extension: response filter chain.")
@@ -156,6 +178,12 @@ class Listener(_Model):
         "agents and replies with the last agent's answer; 'all' runs independent intents concurrently and replies "
         "with every agent's answer, in the routed order, as one response.")
     agents: list[ListenerAgent] | None = None
+    a2a: bool = Field(True, description="plano extension (agent listeners): serve an A2A agent card at "
+                      "/.well-known/agent-card.json and the A2A JSON-RPC endpoint at /a2a (the a2a extra).")
+    mcp: bool = Field(True, description="plano extension (agent listeners): serve an MCP endpoint at /mcp with "
+                      "each agent as a tool, an 'ask' tool and the tools of mcp_servers.")
+    mcp_servers: list[str] | None = Field(None, description="plano extension (agent listeners): names of "
+                                          "mcp_servers whose tools this listener's /mcp aggregates (default all).")
     input_filters: list[str] | None = None
     output_filters: list[str] | None = None
     filter_chain: list[str] | None = Field(None, description="Alias of input_filters; normalised into input_filters.")
@@ -507,6 +535,8 @@ class PlanoConfig(_Model):
     version: Version
     agents: list[Agent] = Field(default_factory=list)
     filters: list[Filter] = Field(default_factory=list)
+    mcp_servers: list[McpServer] = Field(default_factory=list, description="plano extension: upstream MCP "
+                                         "servers whose tools agent listeners' /mcp endpoints aggregate.")
     listeners: list[Listener]
     endpoints: dict[str, Endpoint] = Field(default_factory=dict)
     model_providers: list[ModelProvider] = Field(default_factory=list)

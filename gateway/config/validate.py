@@ -751,6 +751,18 @@ def _rules_agents(ctx: _Context, cfg: PlanoConfig) -> None:
                     ctx.error(path, f"Please provide a valid URL with scheme (http/https) and host: {problem}")
 
 
+def _rules_mcp_servers(ctx: _Context, cfg: PlanoConfig) -> None:
+    seen: set[str] = set()
+    for i, server in enumerate(cfg.mcp_servers):
+        if server.name in seen:
+            ctx.error(("mcp_servers", i, "name"), f"duplicate mcp server name '{server.name}'")
+        seen.add(server.name)
+        problem = _check_url(server.url)
+        if problem:
+            ctx.error(("mcp_servers", i, "url"), f"Please provide a valid URL with scheme (http/https) and host: "
+                      f"{problem}")
+
+
 def _rules_listeners(ctx: _Context, cfg: PlanoConfig) -> None:
     explicit_llm_listener = False
     names: dict[str, int] = {}
@@ -807,6 +819,10 @@ def _rules_listeners(ctx: _Context, cfg: PlanoConfig) -> None:
                 seen.add(ag.id)
                 if ctx.ok("agents") and ag.id not in agent_ids:
                     ctx.error(apath + ("id",), f"agent '{ag.id}' is not defined in agents")
+                elif ag.description is None and ctx.ok("agents") and \
+                        getattr(cfg.agent_by_id(ag.id), "type", "openai") != "a2a":
+                    ctx.error(apath + ("description",), f"required field is missing: agent '{ag.id}' needs a 'description' (only an A2A "
+                              "agent may omit it: its card describes it)")
                 if ag.default:
                     if default_seen is not None:
                         ctx.error(
@@ -818,6 +834,10 @@ def _rules_listeners(ctx: _Context, cfg: PlanoConfig) -> None:
                         default_seen = j
                 check_refs(apath, "input_filters", ag.input_filters)
                 check_refs(apath, "output_filters", ag.output_filters)
+            known = {m.name for m in cfg.mcp_servers}
+            for k, name in enumerate(lst.mcp_servers or ()):
+                if name not in known:
+                    ctx.error(base + ("mcp_servers", k), f"mcp server '{name}' is not defined in mcp_servers")
         elif lst.agents:
             ctx.warn(base + ("agents",), f"'agents' is only used by agent listeners; ignored on {lst.type} listener")
 
@@ -977,6 +997,7 @@ def build_config(loaded: LoadedYaml, source: str, base_dir: Path | None = None) 
     if idx is not None and ctx.ok("model_aliases", "overrides"):
         _rules_aliases_overrides(ctx, cfg, idx)
     _rules_agents(ctx, cfg)
+    _rules_mcp_servers(ctx, cfg)
     _rules_listeners(ctx, cfg)
     _rules_misc(ctx, cfg)
     _rules_inert(ctx, cfg, idx)

@@ -62,7 +62,7 @@ from gateway.orchestration.compose import (
     sum_usage,
     wait_first_outcome,
 )
-from gateway.routing.selector import AgentSelector
+from gateway.routing.selector import AgentSelector, Selection
 from gateway.telemetry import Telemetry
 from gateway.upstream import PoolRegistry, Upstream, UpstreamError, forward_headers
 from gateway.upstream.limits import refusal
@@ -88,6 +88,7 @@ class AgentListener:
         if resolver is None:
             resolver = ModelResolver(config.model_providers or [], config.model_aliases or {}, default_timeout=None)
         self.selector = AgentSelector(listener, config, resolver, upstream)
+        self._listener, self._config, self._resolver = listener, config, resolver
         if pools is None:
             pools = filters.pools if filters is not None else PoolRegistry(config)
         if filters is None:
@@ -109,6 +110,10 @@ class AgentListener:
             ("OPTIONS", "/v1/models"): cors_preflight,
             ("GET", "/healthz"): healthz,
         }
+        # A2A agents upstream (their cards), A2A and MCP served by this listener (gateway.a2a, gateway.mcp_gateway)
+        self._cards: asyncio.Task | None = None
+        self._cards_pending = any(e.a2a is not None for e in self.endpoints.values())
+        self.protocols = _protocol_routes(self, config, listener)
         # ``/v1/tasks`` (async tasks, gateway.tasks): this listener's agents are the workflows' tools
         self.tasks = _mount_tasks(self, config, upstream, self.tel)
 
@@ -120,7 +125,37 @@ class AgentListener:
             if scope["path"].startswith("/v1/tasks"):
                 await tasks(scope, receive, send)
                 return
+        if self._cards_pending:
+            await self._await_cards(scope["path"] != "/healthz")
+        if self.protocols is not None and await self.protocols(scope, receive, send):
+            return
         await dispatch(self._routes, self.name, scope, receive, send)
+
+    async def _await_cards(self, wait: bool) -> None:
+        """Read the A2A agents' cards once, at the listener's first request (``plano up``'s health
+        probe): it does not wait for them; every other request does (routing may need them)."""
+        if self._cards is None:
+            self._cards = asyncio.get_running_loop().create_task(self._load_cards())
+        if wait:
+            await asyncio.shield(self._cards)
+
+    async def _load_cards(self) -> None:
+        from gateway.a2a.upstream import CARD_TIMEOUT
+
+        agents = [e for e in self.endpoints.values() if e.a2a is not None]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.a2a.load_card(self.upstream, e.pool, e.target) for e in agents)),
+                                   CARD_TIMEOUT * 4 + 1)
+        except Exception:  # noqa: BLE001 - cards are best effort; agents are called anyway
+            log.exception("listener '%s': reading A2A agent cards failed", self.name)
+        described = {e.id: e.a2a.description for e in agents if e.a2a.description}
+        missing = [a for a in self._listener.agents or [] if not a.description and a.id in described]
+        if missing:  # the router learns these agents from their cards
+            agents_now = [a.model_copy(update={"description": described[a.id]}) if a in missing else a
+                          for a in self._listener.agents]
+            listener = self._listener.model_copy(update={"agents": agents_now})
+            self.selector = AgentSelector(listener, self._config, self._resolver, self.upstream)
+        self._cards_pending = False
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._models_body, [JSON_CT])
@@ -143,9 +178,11 @@ class AgentListener:
             deadline = Deadline(self.timeout)
             headers = self._agent_headers(scope, rid)
             with ctx.routing() as routing:
+                forced = scope.get("plano.agent")  # in process only: an MCP agent tool names its agent
                 try:
-                    selection = await asyncio.wait_for(
-                        self.selector.select(request["messages"], headers, ctx, routing.span), deadline.remaining())
+                    selection = Selection([forced], "named", "asked by name", None, 0.0, decided_by="named") \
+                        if forced in self.endpoints else await asyncio.wait_for(
+                            self.selector.select(request["messages"], headers, ctx, routing.span), deadline.remaining())
                 except TimeoutError:
                     raise deadline.expired_error() from None
                 plan = None
@@ -173,7 +210,8 @@ class AgentListener:
                     else:
                         payload = orjson.dumps({**request, "messages": messages})
                         answer = await collect_answer(self.upstream, agent, payload, agent_headers, deadline,
-                                                      _attempt_spans(call))
+                                                      _attempt_spans(call), span=call.span,
+                                                      metrics=self.tel.metrics)
                 except GatewayError as err:
                     call.finish(err.status, outcome=_outcome(err), error=err.message)
                     raise
@@ -212,11 +250,13 @@ class AgentListener:
                 payload = orjson.dumps({**request, "messages": messages})
                 if agent.output_filters is None:
                     run.usage, run.model = await stream_answer(self.upstream, agent, payload, agent_headers,
-                                                               deadline, _attempt_spans(call), run.add)
+                                                               deadline, _attempt_spans(call), run.add,
+                                                               span=call.span, metrics=self.tel.metrics)
                 else:  # output filters see the whole answer, as for a chained agent
                     parts: list[str] = []
                     run.usage, run.model = await stream_answer(self.upstream, agent, payload, agent_headers,
-                                                               deadline, _attempt_spans(call), parts.append)
+                                                               deadline, _attempt_spans(call), parts.append,
+                                                               span=call.span, metrics=self.tel.metrics)
                     run.add(await filter_answer(agent, request, "".join(parts), filters, deadline))
             except GatewayError as err:
                 call.finish(err.status, outcome=_outcome(err), error=err.message)
@@ -309,6 +349,13 @@ class AgentListener:
         if agent.input_filters is not None:
             messages = await filter_conversation(agent, request, messages, self._filter_run(scope, rid), deadline)
         payload = orjson.dumps({**request, "messages": messages})
+        if agent.a2a is not None:  # an A2A agent: its answer becomes the client's chat completion
+            from gateway.a2a.relay import relay_a2a
+
+            run = self._filter_run(scope, rid) if agent.output_filters is not None else None
+            await relay_a2a(send, self.upstream, agent, request, payload, headers, deadline, rid,
+                            _attempt_spans(observer.call), observer.call, run, self.tel.metrics)
+            return
         invalid = GatewayError(502, f"Agent '{agent.id}' returned a response that is not a JSON object.",
                                code="agent_invalid_response")
 
@@ -360,6 +407,17 @@ async def _start_tasks() -> None:
         await start()
     except Exception:  # the store is unreachable: /v1/tasks answers 503, chat keeps working
         log.exception("the task runtime could not start")
+
+
+def _protocol_routes(app, config, listener):
+    """The listener's A2A (agent card, JSON-RPC) and MCP endpoints, or None when both are off.
+
+    Built lazily on their first request, so the SDKs load only when a client speaks them."""
+    if not (getattr(listener, "a2a", False) or getattr(listener, "mcp", False)):
+        return None
+    from gateway.a2a.routes import ProtocolRoutes
+
+    return ProtocolRoutes(app, config, listener)
 
 
 def _attempt_spans(call):

@@ -46,6 +46,8 @@ class AgentEndpoint:
     pool: Pool | None = None
     policy: CallPolicy = SINGLE
     connect_timeout: float = 5.0
+    #: ``type: a2a`` agents: their :class:`gateway.a2a.upstream.A2AAgent` (card, protocol version, calls)
+    a2a: object | None = None
 
     @property
     def target(self) -> str:
@@ -70,9 +72,14 @@ def agent_endpoint(agent, input_filters: FilterChain | None = None, output_filte
     urls = tuple(chat_completions_url(b) for b in bases)
     pool = pools.agent(agent) if pools is not None else Pool(f"agent:{agent.id}", [b.rstrip("/") for b in bases])
     policy = resolve_policy(getattr(agent, "retry", None), *retry_defaults, idempotent=False, endpoints=len(urls))
+    a2a = None
+    if getattr(agent, "type", None) == "a2a":
+        from gateway.a2a.upstream import A2AAgent  # only configs with A2A agents load it
+
+        a2a = A2AAgent(agent.id, bases)
     return AgentEndpoint(agent.id, urls[0], getattr(agent, "timeout", None), input_filters, output_filters,
                          input_filters is not None or output_filters is not None, urls, pool, policy,
-                         getattr(agent, "connect_timeout", None) or 5.0)
+                         getattr(agent, "connect_timeout", None) or 5.0, a2a)
 
 
 def agent_failed(agent_id: str, status: int, message: str) -> GatewayError:
@@ -161,18 +168,25 @@ def agent_upstream_error(agent: AgentEndpoint, err: UpstreamError) -> GatewayErr
 
 
 async def collect_answer(upstream: Upstream, agent: AgentEndpoint, body: bytes, headers: dict[str, str],
-                         deadline: Deadline, attempt_spans=None) -> str:
+                         deadline: Deadline, attempt_spans=None, *, span=None, metrics=None) -> str:
     """Call an intermediate agent and return its answer as plain text (or raise GatewayError)."""
     parts: list[str] = []
-    await stream_answer(upstream, agent, body, headers, deadline, attempt_spans, parts.append)
+    await stream_answer(upstream, agent, body, headers, deadline, attempt_spans, parts.append, span=span,
+                        metrics=metrics)
     return "".join(parts)
 
 
 async def stream_answer(upstream: Upstream, agent: AgentEndpoint, body: bytes, headers: dict[str, str],
-                        deadline: Deadline, attempt_spans, on_text: Callable[[str], None]) -> tuple[dict | None,
-                                                                                                str | None]:
+                        deadline: Deadline, attempt_spans, on_text: Callable[[str], None], *, span=None,
+                        metrics=None) -> tuple[dict | None, str | None]:
     """Call ``agent`` and hand its answer text to ``on_text`` as it arrives (each SSE delta, or a
-    JSON answer at once). Returns (usage, model); raises GatewayError like ``collect_answer``."""
+    JSON answer at once). Returns (usage, model); raises GatewayError like ``collect_answer``.
+
+    An A2A agent (``type: a2a``) is called over A2A (``span``: its agent-call span, which gets the
+    A2A method and task id; ``metrics``: per protocol method counts)."""
+    if agent.a2a is not None:
+        return await agent.a2a.stream_answer(upstream, agent, body, headers, deadline, attempt_spans, on_text,
+                                             span=span, metrics=metrics)
     failed: tuple[int, bytes] | None = None
     try:
         async with agent_call(upstream, agent, body, headers, deadline, attempt_spans) as resp:

@@ -134,6 +134,14 @@ class Metrics:
         self.tasks = Gauge("plano_tasks", "Tasks by state.", ["state"], multiprocess_mode="livesum", **r)
         self.task_transitions = Counter("plano_task_transitions_total", "Tasks entering a state.", ["state"], **r)
 
+        self.protocol_requests = Counter("plano_protocol_requests_total",
+                                         "A2A and MCP calls by protocol method: served (direction=server) or "
+                                         "made to upstream agents and MCP servers (direction=upstream).",
+                                         ["protocol", "method", "direction", "outcome"], **r)
+        self.protocol_duration = Histogram("plano_protocol_request_duration_seconds",
+                                           "Duration of A2A and MCP calls by protocol method.",
+                                           ["protocol", "method", "direction"], buckets=CALL_BUCKETS, **r)
+
         self.signals = Counter("plano_signals_quality_total", "Conversation-quality buckets of model-proxy calls.",
                                ["quality"], **r)
 
@@ -228,6 +236,14 @@ class Metrics:
 
     def rejected(self, upstream: str, reason: str) -> None:
         self.overloads.labels(upstream, reason).inc()
+
+    def protocol(self, protocol: str, method: str, direction: str, outcome: str, seconds: float) -> None:
+        """One A2A / MCP call (rare next to chat requests: labelled directly, not pre-bound)."""
+        try:
+            self.protocol_requests.labels(protocol, method, direction, outcome).inc()
+            self.protocol_duration.labels(protocol, method, direction).observe(seconds)
+        except Exception:  # metrics must never break a call
+            pass
 
     def task_state(self, state: str, delta: int = 1, *, entered: bool = True) -> None:
         self.tasks.labels(state).inc(delta)
