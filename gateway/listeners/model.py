@@ -54,7 +54,7 @@ from gateway.wire.anthropic import MESSAGES, estimate_input_tokens, parse_messag
 from gateway.wire.api import ClientAPI
 from gateway.wire.errors import GatewayError
 from gateway.wire.openai_chat import CHAT
-from gateway.wire.relay import observers, relay_json, relay_stream
+from gateway.wire.relay import StreamUsage, observers, relay_json, relay_stream
 from gateway.wire.responses import RESPONSES, input_items
 
 log = logging.getLogger("plano.model")
@@ -172,6 +172,8 @@ class ModelListener:
                             path=api.path)
         # What the relay reports to: telemetry, token usage when a token limit applies, stored state.
         observer = call if charge is None else charge.observe(call)
+        if stream and api is not CHAT:  # usage lives in other events than OpenAI chat's
+            observer = StreamUsage(observer)
         if recorder is not None:
             observer = observers(observer, recorder)
         forwarded = provider_headers(scope["headers"])  # an allow-list: no cookies, no oversized headers

@@ -58,6 +58,61 @@ def observers(*items):
     return present[0] if len(present) == 1 else Observers(present)
 
 
+class StreamUsage:
+    """Reads token usage from an Anthropic Messages or Responses stream for an observer that knows only
+    OpenAI-shaped ``usage`` events: Messages split it across ``message_start`` (input, cache) and
+    ``message_delta`` (output); Responses nest it in ``response.completed``. Passes everything on to
+    ``inner`` and adds ``usage=`` to its ``finish``. Only chunks naming those events are parsed."""
+
+    __slots__ = ("inner", "usage")
+
+    _MARKERS = (b"message_start", b"message_delta", b"response.completed", b"response.incomplete")
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.usage: dict | None = None
+
+    def chunk(self, data: bytes) -> None:
+        self.inner.chunk(data)
+        if b'"usage"' not in data or not any(m in data for m in self._MARKERS):
+            return
+        from gateway.wire.sse import event_data, split_events
+
+        for block in split_events(data):
+            payload = event_data(block)
+            if not payload or b'"usage"' not in payload:
+                continue
+            try:
+                event = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if type(event) is not dict:
+                continue
+            kind = event.get("type")
+            found = None
+            if kind == "message_start" and isinstance(event.get("message"), dict):
+                found = event["message"].get("usage")
+            elif kind == "message_delta":
+                found = event.get("usage")
+            elif kind in ("response.completed", "response.incomplete") and isinstance(event.get("response"), dict):
+                found = event["response"].get("usage")
+            if isinstance(found, dict):
+                merged = {**(self.usage or {}), **{k: v for k, v in found.items() if v is not None}}
+                if "total_tokens" not in found and "input_tokens" in merged and "output_tokens" in merged:
+                    merged["total_tokens"] = (merged.get("input_tokens") or 0) + (merged.get("cache_read_input_tokens")
+                                              or 0) + (merged.get("cache_creation_input_tokens") or 0) + \
+                        (merged.get("output_tokens") or 0)
+                self.usage = merged
+
+    def finish(self, status, **kwargs) -> None:
+        if self.usage is not None and kwargs.get("usage") is None and kwargs.get("completion") is None:
+            kwargs["usage"] = self.usage
+        self.inner.finish(status, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(object.__getattribute__(self, "inner"), name)
+
+
 def upstream_message(data: bytes, status: int) -> tuple[dict | None, str]:
     """(parsed JSON object or None, the best human message found in an error body)."""
     try:
