@@ -82,9 +82,14 @@ class Planner:
         is only ever given to an agent because its description fits."""
         if self.router is None:
             return None
+        # words first (~0.3 ms); the sentence encoder (milliseconds of numpy) only when they decide nothing
+        return self._pick(text, exclude, self.router._scores(text, semantic=False)) or \
+            (self._pick(text, exclude, self.router._scores(text)) if self.router.sentences is not None
+             or self.router.semantic is not None else None)
+
+    def _pick(self, text: str, exclude, scores) -> str | None:
         from gateway.routing.embedded import MARGIN
 
-        scores = self.router._scores(text)
         order = [i for i in sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
                  if self.router.ids[i] not in exclude]
         if not order or scores[order[0]] < self.router.min_score:

@@ -6,6 +6,8 @@ import time
 
 import httpx
 
+from tests.support.gateway import free_port
+
 AGENTS = {
     "weather": "Weather: current conditions and forecasts for cities.",
     "flights": "Flight search: flights, airlines and fares between cities.",
@@ -35,9 +37,13 @@ def config(farm, port: int, *, store: str | None = None, agents=None, webhook: s
     cfg = {
         "version": "v0.4.0",
         "agents": [{"id": n, "url": farm.url(n)} for n in names],
+        # an explicit model listener on a free port: no implicit one on 0.0.0.0:12000 (replicas, parallel runs)
+        "model_providers": [{"model": "openai/unused", "access_key": "sk-unused",
+                             "base_url": f"{farm.url(names[0])}/v1", "default": True}],
         "listeners": [{"type": "agent", "name": "team", "port": port, "address": "127.0.0.1",
                        "router": "embedded",
-                       "agents": [{"id": n, "description": AGENTS.get(n, n)} for n in names]}],
+                       "agents": [{"id": n, "description": AGENTS.get(n, n)} for n in names]},
+                      {"type": "model", "name": "models", "port": free_port(), "address": "127.0.0.1"}],
         "tasks": tasks,
     }
     if tracing:
