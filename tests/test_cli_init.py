@@ -32,7 +32,7 @@ def test_list_templates_names_plano_and_our_templates():
     assert r.returncode == 0, r.stderr
     listed = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
     assert PLANO_TEMPLATES <= listed
-    assert {"offline_demo", "reliability_failover"} <= listed
+    assert {"offline_demo", "reliability_failover", "async_tasks"} <= listed
     assert listed == set(IDS)
 
 
@@ -60,7 +60,8 @@ def test_template_is_written_validates_and_starts(tmp_path, template):
         listener["port"] = free_port()
         listener["address"] = "127.0.0.1"
     (tmp_path / "run").mkdir()
-    gw = Gateway(config, tmp_path / "run", env={"PLANO_ADMIN_PORT": "0", "PLANO_ACCESS_LOG": "off"})
+    gw = Gateway(config, tmp_path / "run", env={"PLANO_ADMIN_PORT": "0", "PLANO_ACCESS_LOG": "off",
+                                                "PLANO_HOME": str(tmp_path / "home")})
     with gw:
         for port in _served_ports(config):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:

@@ -235,3 +235,58 @@ def test_histogram_quantiles_and_pricing_sources(tmp_path):
     finally:
         server.shutdown()
     assert load_pricing(None, None).lookup("openai", "gpt-4o") == Price(2.5, 10.0, 1.25)
+
+    # the config's auth.prices (what cost budgets charge) win for the models they name
+    priced = load_config_text(yaml.safe_dump({
+        "version": "v0.4.0", "listeners": [{"type": "model", "name": "llm", "port": 12000}],
+        "model_providers": [{"model": "openai/gpt-4o", "access_key": "k", "default": True}],
+        "auth": {"prices": {"openai/gpt-4o": {"input": 3, "output": 4}, "acme/*": {"input": 1, "output": 2}}},
+    }))
+    table = load_pricing(None, priced)
+    assert table.lookup("openai", "gpt-4o") == Price(3.0, 4.0)
+    assert table.lookup("acme", "anything") == Price(1.0, 2.0)
+    assert table.lookup("openai", "gpt-4o-mini") == Price(0.15, 0.6, 0.075)  # the rest of the shipped table
+
+
+def test_obs_live_view_updates_on_a_terminal(tmp_path, llm, started):
+    import pty
+    import select
+    import signal
+
+    port = free_port()
+    env, admin = started({
+        "version": "v0.4.0",
+        "listeners": [{"type": "model", "name": "llm", "port": port, "address": "127.0.0.1"}],
+        "model_providers": [{"model": "openai/gpt-4o", "access_key": "sk-a", "base_url": f"{llm.url}/v1",
+                             "default": True}],
+    }, workers=1)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "obs", "--refresh", "0.2", "--width", "160"], cwd=REPO,
+                            env={**os.environ, **env, "TERM": "xterm"}, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def expect(text: bytes, timeout: float = 30.0) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            assert time.monotonic() < deadline, f"{text!r} never shown:\n{seen.decode(errors='replace')[-3000:]}"
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                seen += os.read(master, 65536)
+        seen = seen[seen.index(text) + len(text):]
+
+    try:
+        expect(b"requests 0  errors 0  LLM calls 0")
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
+                       json={"model": "gpt-4o", "messages": [{"role": "user", "content": "live"}]})
+        assert r.status_code == 200
+        expect(b"requests 1  errors 0  LLM calls 1")  # a later frame shows the request
+        expect(b"openai/gpt-4o")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        os.close(master)

@@ -44,6 +44,8 @@ TEMPLATES: tuple[Template, ...] = (
              "four demo agents, a local demo model, filters; no API keys (make demo)", "plano-py"),
     Template("reliability_failover", "Reliability and failover",
              "retries, circuit breakers, model failover, aliases, rate limits", "plano-py"),
+    Template("async_tasks", "Async tasks",
+             "POST /v1/tasks: planned multi-step work over agents, durable store, webhooks", "plano-py"),
 )
 
 

@@ -4,7 +4,8 @@ Prices are USD per 1M tokens (``input``, ``output``, ``cached_input``). Sources,
 wins: an explicit file (``plano obs --pricing``), the config's first Plano cost source
 (``model_metrics_sources: [{type: cost, provider: models.dev, url: https://...}]``, fetched; a
 source that cannot be fetched falls back to the shipped table, saying so), else
-``gateway/telemetry/pricing.yaml``. Files are this module's format (``models: {key: {...}}``) or
+``gateway/telemetry/pricing.yaml``. The config's ``auth.prices`` (the prices cost budgets use) win
+over any of them for the models they name. Files are this module's format (``models: {key: {...}}``) or
 models.dev's ``api.json`` (``{provider: {models: {id: {cost: {input, output, cache_read}}}}}``).
 """
 
@@ -53,6 +54,9 @@ class Pricing:
                 for prefix in (key, bare):
                     if cand.startswith(prefix + "-") and (best is None or len(prefix) > best[0]):
                         best = (len(prefix), price)
+        if best is None and provider:
+            found = self.prices.get(f"{provider}/*")
+            return found
         return best[1] if best else None
 
 
@@ -110,6 +114,16 @@ def fetch(url: str, timeout: float = 5.0) -> Pricing:
 
 
 def load_pricing(explicit: str | None = None, config=None) -> Pricing:
+    table = _base_pricing(explicit, config)
+    auth = getattr(config, "auth", None)
+    overlay = getattr(auth, "prices", None) or {}
+    if overlay:
+        table.prices = {**table.prices, **{key: Price(float(p.input), float(p.output)) for key, p in overlay.items()}}
+        table.source += " + the config's auth.prices"
+    return table
+
+
+def _base_pricing(explicit: str | None, config) -> Pricing:
     if explicit:
         parsed = urlparse(explicit)
         return fetch(explicit) if parsed.scheme in ("http", "https") else load_file(explicit)
