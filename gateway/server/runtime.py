@@ -61,6 +61,11 @@ class Runtime:
             else:
                 log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name,
                             listener.type)
+        # Access control and request-shape limits: one edge middleware in front of every listener.
+        from gateway.auth import AuthRuntime
+
+        self.auth = AuthRuntime(config, redis, self.limits.backend)
+        self.by_port = self.auth.wrap_all(config, self.by_port)
         # Listener ``max_concurrency``: requests in flight per listener in this worker.
         self.gates = {l.port: l.max_concurrency for l in config.listeners if getattr(l, "max_concurrency", None)}
         self.in_flight = dict.fromkeys(self.gates, 0)
@@ -72,6 +77,7 @@ class Runtime:
 
     async def start(self, transport) -> None:
         await self.pools.start(transport)
+        await self.auth.start()  # the first key table is loaded before the first request
 
     def leave(self) -> None:
         """A request on this runtime ended (called after ``active`` was decremented)."""
@@ -91,6 +97,7 @@ class Runtime:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.auth.aclose()
         await self.pools.close()
         await self.limits.aclose()
         close = getattr(self.filters, "aclose", None)
