@@ -15,11 +15,13 @@ OPENAI_CHAT = "openai_chat"
 ANTHROPIC_MESSAGES = "anthropic_messages"
 OPENAI_RESPONSES = "openai_responses"
 BEDROCK_CONVERSE = "bedrock_converse"
+GEMINI_GENERATE = "gemini_generate_content"  # Gemini API's native generateContent / streamGenerateContent
 
 #: How the credential is presented upstream.
 AUTH_BEARER = "bearer"  # Authorization: Bearer <key>
 AUTH_X_API_KEY = "x-api-key"  # Anthropic native
 AUTH_AZURE = "api-key"  # Azure OpenAI key header
+AUTH_GOOGLE = "x-goog-api-key"  # Gemini API key header
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,9 @@ PROVIDERS: dict[str, ProviderSpec] = {
         _spec("openai", "OpenAI", "https://api.openai.com", "/v1", interface=True, responses=True),
         _spec("anthropic", "Anthropic", "https://api.anthropic.com", "/v1", chat_api=ANTHROPIC_MESSAGES,
               auth=AUTH_X_API_KEY),
-        _spec("gemini", "Google", "https://generativelanguage.googleapis.com", "/v1beta/openai", interface=True),
+        # Native generateContent; a base_url whose path ends in /openai selects Gemini's OpenAI-compatible surface.
+        _spec("gemini", "Google", "https://generativelanguage.googleapis.com", "/v1beta", chat_api=GEMINI_GENERATE,
+              auth=AUTH_GOOGLE, interface=True),
         _spec("groq", "Groq", "https://api.groq.com", "/openai/v1", interface=True),
         _spec("mistral", "Mistral", "https://api.mistral.ai", "/v1", interface=True),
         _spec("deepseek", "DeepSeek", "https://api.deepseek.com", "/v1", interface=True),

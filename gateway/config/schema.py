@@ -291,6 +291,14 @@ class ModelProvider(_Model):
     circuit_breaker: CircuitBreakerConfig | None = Field(None, description="plano extension: per-endpoint breaker.")
     max_concurrency: int | None = Field(None, ge=1, description="plano extension: in-flight calls; beyond: 503.")
     load_balancing: Literal["round_robin", "least_in_flight"] | None = None
+    aws_access_key_id: str | None = Field(None, description="plano extension (amazon_bedrock): SigV4 access key; "
+                                          "default AWS_ACCESS_KEY_ID. Unused when access_key (a Bedrock API key) is set.")
+    aws_secret_access_key: str | None = Field(None, description="plano extension (amazon_bedrock): SigV4 secret; "
+                                              "default AWS_SECRET_ACCESS_KEY.")
+    aws_session_token: str | None = Field(None, description="plano extension (amazon_bedrock): session token of "
+                                          "temporary credentials; default AWS_SESSION_TOKEN.")
+    aws_region: str | None = Field(None, description="plano extension (amazon_bedrock): signing region; default the "
+                                   "base_url's bedrock-runtime.<region> host, else AWS_REGION.")
 
     _access_key_env_missing: str | None = PrivateAttr(default=None)
 

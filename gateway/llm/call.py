@@ -94,10 +94,11 @@ class LLMCaller:
         request = body if type(body) is dict else orjson.loads(body)
         translator = route.translator
         data = orjson.dumps(translator.request(request, target))
-        async with self.upstream.call(target.pool, route.urls, headers=translator.headers(headers), body=data,
+        urls, headers = translator.prepare(route.urls, translator.headers(headers), data, request, target)
+        async with self.upstream.call(target.pool, urls, headers=headers, body=data,
                                       timeout=timeout or target.timeout, policy=target.policy, deadline=deadline,
                                       attempt_spans=attempt_spans, target=target.name) as resp:
-            yield TranslatedResponse(resp, translator, request, client, target.name)
+            yield translator.wrap(resp, request, client, target.name)
 
     @contextlib.asynccontextmanager
     async def _chain(self, target: Target, fallbacks: list[Target], build: Build, on_failover, deadline,
@@ -110,15 +111,16 @@ class LLMCaller:
             headers, body = build(current)
             translator = route.translator
             request = None
+            urls = route.urls
             if translator is not None:
                 request = body if type(body) is dict else orjson.loads(body)
-                headers = translator.headers(headers)
                 body = orjson.dumps(translator.request(request, current))
+                urls, headers = translator.prepare(urls, translator.headers(headers), body, request, current)
             elif type(body) is not bytes:
                 body = orjson.dumps(body)
             more = index < last
             try:
-                async with self.upstream.call(current.pool, route.urls, headers=headers, body=body,
+                async with self.upstream.call(current.pool, urls, headers=headers, body=body,
                                               timeout=timeout or current.timeout, policy=current.policy,
                                               deadline=deadline,
                                               attempt_spans=attempt_spans, target=current.name) as resp:
@@ -135,8 +137,7 @@ class LLMCaller:
                     if tag:
                         resp.with_header("x-plano-model", current.name)
                     resp.origin = current
-                    yield resp if translator is None else \
-                        TranslatedResponse(resp, translator, request, client, current.name)
+                    yield resp if translator is None else translator.wrap(resp, request, client, current.name)
                     return
             except UpstreamError as err:
                 if more and err.kind in _FAILOVER_ERRORS:

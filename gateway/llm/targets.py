@@ -7,14 +7,17 @@ timeouts) is computed once at start-up, so the hot path only copies a dict.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from gateway.config.providers import (
     ANTHROPIC_MESSAGES,
     AUTH_AZURE,
     AUTH_BEARER,
+    AUTH_GOOGLE,
     AUTH_X_API_KEY,
     AZURE_API_VERSION,
+    BEDROCK_CONVERSE,
+    GEMINI_GENERATE,
     OPENAI_CHAT,
     OPENAI_RESPONSES,
     PROVIDERS,
@@ -31,7 +34,9 @@ from gateway.wire.translate import can_translate, translator
 CLIENT_APIS = (OPENAI_CHAT, ANTHROPIC_MESSAGES, OPENAI_RESPONSES)
 
 #: Path suffix of each upstream API under a provider's prefix.
-_SUFFIX = {OPENAI_CHAT: "/chat/completions", ANTHROPIC_MESSAGES: "/messages", OPENAI_RESPONSES: "/responses"}
+_SUFFIX = {OPENAI_CHAT: "/chat/completions", ANTHROPIC_MESSAGES: "/messages", OPENAI_RESPONSES: "/responses",
+           # native upstreams whose path names the model (the stream variant is chosen per request)
+           GEMINI_GENERATE: "/models/{model}:generateContent", BEDROCK_CONVERSE: "/model/{model}/converse"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,8 @@ class Target:
     base_urls: tuple[str, ...] = ()
     #: Client API → :class:`Route` (a client API missing here is not served for this model).
     routes: dict = None  # type: ignore[assignment]
+    #: Signs each request over its final bytes (Bedrock SigV4, :mod:`gateway.llm.auth.sigv4`); None: keys only.
+    signer: object | None = None
 
     def for_model(self, model_id: str) -> "Target":
         """A wildcard entry's target specialised to a concrete model id (same pool and policy)."""
@@ -126,8 +133,6 @@ def chat_url(spec: ProviderSpec, base_url: str | None, model_id: str, suffix: st
         query = parts.query
         if not path:
             path = spec.path_prefix
-        elif spec.name == "gemini" and not path.endswith("/openai"):
-            path += "/openai"  # Gemini's OpenAI-compatible surface lives under .../openai
     else:
         origin = spec.default_origin or ""
         path = spec.path_prefix
@@ -141,8 +146,25 @@ def chat_url(spec: ProviderSpec, base_url: str | None, model_id: str, suffix: st
             if "api-version" not in query:
                 query = f"{query}&api-version={AZURE_API_VERSION}" if query else f"api-version={AZURE_API_VERSION}"
         return f"{url}?{query}" if query else url
+    if "{model}" in suffix:  # Gemini: models/{model}:generateContent, Bedrock: model/{model}/converse
+        suffix = suffix.replace("{model}", _model_segment(spec, model_id))
     url = f"{origin}{path}{suffix}"
     return f"{url}?{query}" if query else url
+
+
+def _model_segment(spec: ProviderSpec, model_id: str) -> str:
+    """The model id as one path segment: Bedrock ids (``us.amazon.nova-premier-v1:0``, ARNs) fully
+    percent-encoded, as AWS SDKs send them; Gemini's without a redundant ``models/``."""
+    if spec.chat_api == GEMINI_GENERATE:
+        return quote(model_id.removeprefix("models/"), safe="")
+    return quote(model_id, safe="")
+
+
+def gemini_openai_compatible(spec: ProviderSpec | None, base_url: str | None) -> bool:
+    """A Gemini entry whose base_url path ends in ``/openai`` (``…/v1beta/openai``) uses Google's
+    OpenAI-compatible surface (chat passthrough, Bearer key) instead of native generateContent."""
+    return spec is not None and spec.chat_api == GEMINI_GENERATE and bool(base_url) \
+        and urlsplit(base_url).path.rstrip("/").endswith("/openai")
 
 
 DEFAULT_FAILOVER_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
@@ -168,6 +190,8 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
     base_urls = tuple(getattr(entry, "base_urls", None) or ())
     if base_urls and not base_url:
         base_url = base_urls[0]
+    if gemini_openai_compatible(spec, base_url):
+        api, auth_style = OPENAI_CHAT, AUTH_BEARER
     bases = base_urls or (base_url,)
     if spec is not None:
         urls = tuple(chat_url(spec, base, model_id, _SUFFIX.get(api, "")) for base in bases)
@@ -179,6 +203,17 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
     auth: tuple[tuple[str, str], ...] = ()
     if key and not entry.passthrough_auth:
         auth = _auth_headers(auth_style, key)
+    signer = None
+    missing_key_env = getattr(entry, "access_key_env_missing", None)
+    if api == BEDROCK_CONVERSE and not key and not entry.passthrough_auth:
+        # No Bedrock API key: SigV4 with the entry's or the environment's AWS credentials.
+        from gateway.llm.auth.sigv4 import bedrock_signer
+
+        signer = bedrock_signer(entry, base_url)
+        if signer is not None:
+            missing_key_env = None
+        elif missing_key_env is None:
+            missing_key_env = "AWS_ACCESS_KEY_ID"
     extra = tuple((str(k), str(v)) for k, v in (entry.headers or {}).items())
     http_host = getattr(entry, "http_host", None)
     if http_host:
@@ -218,10 +253,11 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
         auth_headers=auth,
         extra_headers=extra,
         passthrough_auth=bool(entry.passthrough_auth),
-        missing_key_env=getattr(entry, "access_key_env_missing", None),
+        missing_key_env=missing_key_env,
         timeout=timeout_policy(total, connect),
         base_url=base_url,
         spec=spec,
+        signer=signer,
     )
 
 
@@ -251,6 +287,8 @@ def _auth_headers(style: str, key: str) -> tuple[tuple[str, str], ...]:
         return (("x-api-key", key), ("anthropic-version", "2023-06-01"))
     if style == AUTH_AZURE:
         return (("api-key", key),)
+    if style == AUTH_GOOGLE:
+        return (("x-goog-api-key", key),)
     return (("Authorization", f"Bearer {key}"),)
 
 

@@ -14,6 +14,10 @@ chat → anthropic messages     :mod:`.chat_anthropic` (chat request → message
 messages → chat               :mod:`.chat_anthropic` (messages request → chat; answer back)
 responses → chat              :mod:`.responses_chat`
 responses → messages          responses → chat → messages (the two composed)
+chat → gemini                 :mod:`.gemini` (generateContent / streamGenerateContent SSE)
+messages, responses → gemini  the chat bridge, then :mod:`.gemini`
+chat → bedrock converse       :mod:`.bedrock` (Converse / ConverseStream, binary event stream)
+messages, responses → bedrock the chat bridge, then :mod:`.bedrock`
 ============================  ===========================================================
 
 The LLM call unit (:mod:`gateway.llm.call`) applies a target's translator: it
@@ -28,7 +32,13 @@ from collections.abc import Callable
 
 import orjson
 
-from gateway.config.providers import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
+from gateway.config.providers import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_CONVERSE,
+    GEMINI_GENERATE,
+    OPENAI_CHAT,
+    OPENAI_RESPONSES,
+)
 from gateway.upstream import UpstreamError
 from gateway.wire.sse import EventAligner, event_data, event_name, split_events
 from gateway.wire.translate import chat_anthropic as ca
@@ -66,14 +76,20 @@ RESPONSES_TO_CHAT = Step(lambda req, target: rc.responses_request_to_chat(req, m
 
 
 class Translator:
-    """Client API → upstream API, as one or more :class:`Step` s (client side first)."""
+    """Client API → upstream API, as one or more :class:`Step` s (client side first).
 
-    __slots__ = ("client", "upstream", "steps", "drop_prefix")
+    ``io``: what an upstream needs beyond JSON translation (native Gemini, Bedrock): its
+    ``prepare(urls, headers, body, request, target) -> (urls, headers)`` picks the URL per
+    stream mode and signs the final bytes; its ``wrap(resp, translator, request, api, target)``
+    gives the :class:`TranslatedResponse` (binary streams, the upstream's error shape)."""
 
-    def __init__(self, client: str, upstream: str, steps: tuple[Step, ...]) -> None:
+    __slots__ = ("client", "upstream", "steps", "drop_prefix", "io")
+
+    def __init__(self, client: str, upstream: str, steps: tuple[Step, ...], io=None) -> None:
         self.client = client
         self.upstream = upstream
         self.steps = steps
+        self.io = io
         prefix = _API_HEADER_PREFIX.get(client)
         self.drop_prefix = prefix if prefix and prefix != _API_HEADER_PREFIX.get(upstream) else None
 
@@ -96,6 +112,18 @@ class Translator:
 
     def stream(self, request: dict) -> "StreamTranslation":
         return StreamTranslation([step.stream(request) for step in reversed(self.steps)])
+
+    def prepare(self, urls, headers: dict[str, str], body: bytes, request: dict, target):
+        """(urls, headers) to send ``body`` (the translated request) with; ``request``: the client's."""
+        io = self.io
+        return (urls, headers) if io is None else io.prepare(urls, headers, body, request, target)
+
+    def wrap(self, resp, request: dict, api, target: str) -> "TranslatedResponse":
+        """The upstream's response re-expressed in the client's API."""
+        io = self.io
+        if io is None:
+            return TranslatedResponse(resp, self, request, api, target)
+        return io.wrap(resp, self, request, api, target)
 
 
 class StreamTranslation:
@@ -235,3 +263,23 @@ class TranslatedResponse:
             end = api.stream_end()
             if end:
                 yield end
+
+
+# ============================================================================ native upstreams
+# Gemini and Bedrock are imported last: their responses extend TranslatedResponse.
+
+from gateway.wire.translate import bedrock as _bedrock  # noqa: E402
+from gateway.wire.translate import gemini as _gemini  # noqa: E402
+
+CHAT_TO_GEMINI = Step(lambda req, target: _gemini.chat_request_to_gemini(req),
+                      lambda answer, req: _gemini.gemini_response_to_chat(answer, req),
+                      lambda req: _gemini.GeminiToChatStream(req))
+CHAT_TO_BEDROCK = Step(lambda req, target: _bedrock.chat_request_to_bedrock(req),
+                       lambda answer, req: _bedrock.bedrock_response_to_chat(answer, req),
+                       lambda req: _bedrock.BedrockToChatStream(req))
+
+for _upstream, _step, _io in ((GEMINI_GENERATE, CHAT_TO_GEMINI, _gemini.IO),
+                              (BEDROCK_CONVERSE, CHAT_TO_BEDROCK, _bedrock.IO)):
+    for _client, _bridge in ((OPENAI_CHAT, ()), (ANTHROPIC_MESSAGES, (MESSAGES_TO_CHAT,)),
+                             (OPENAI_RESPONSES, (RESPONSES_TO_CHAT,))):
+        _TRANSLATORS[(_client, _upstream)] = Translator(_client, _upstream, (*_bridge, _step), _io)
