@@ -397,3 +397,10 @@ def test_broken_anthropic_stream_ends_chat_stream_with_openai_error(oc, up, kind
         for _ in oc.chat.completions.create(model="claude-sonnet-4-6", stream=True,
                                             messages=[{"role": "user", "content": "x"}]):
             pass
+
+
+def test_unknown_messages_paths_and_methods_in_anthropic_shape(gw):
+    _anthropic_error(httpx.get(f"{gw.url()}/v1/messages"), 405, "invalid_request_error")
+    _anthropic_error(httpx.post(f"{gw.url()}/v1/messages/batches", json={}), 404, "not_found_error")
+    r = httpx.get(f"{gw.url()}/v1/nothing-here")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"  # OpenAI's shape elsewhere

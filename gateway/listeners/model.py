@@ -102,6 +102,14 @@ class ModelListener:
             await handler(scope, receive, send)
         elif scope["path"].startswith(_RESPONSES_PREFIX):
             await self.stored_response(scope, receive, send)
+        elif scope["path"].startswith(MESSAGES.path):  # Anthropic clients get 404/405 in their own shape
+            await drain(receive)
+            path = scope["path"]
+            if any(p == path for _, p in self._routes):
+                err = GatewayError(405, f"Method {scope['method']} is not allowed on {path}", code="method_not_allowed")
+            else:
+                err = GatewayError(404, f"Unknown path {path} on listener '{self.name}'", code="not_found")
+            await send_error(send, MESSAGES, err, request_id(scope))
         else:
             await dispatch(self._routes, self.name, scope, receive, send)
 
