@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 import time
 import uuid
 
@@ -75,6 +76,10 @@ _SCHEMA_DROP = frozenset({"$schema", "additionalProperties", "strict", "$id"})
 _MIME_BY_EXT = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
                 "webp": "image/webp", "heic": "image/heic", "heif": "image/heif", "pdf": "application/pdf"}
 _SIG_MARK = "_ts_"
+_RAW_MARK = "_tx_"
+_B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_TO_URLSAFE = str.maketrans("+/", "-_")
+_FROM_URLSAFE = str.maketrans("-_", "+/")
 
 
 def finish_to_chat(reason, called: bool):
@@ -185,24 +190,29 @@ def _args(text) -> dict:
 
 
 def encode_call_id(n, signature: str | None, gemini_id: str | None = None) -> str:
+    """A tool call id carrying Gemini's thought signature in characters any client keeps (``[A-Za-z0-9_-]``):
+    a standard base64 signature (what Gemini sends) as URL-safe base64 after ``_ts_``; anything else
+    base64url-encoded after ``_tx_``."""
     base = gemini_id or f"call_{n}{uuid.uuid4().hex[:12]}"
     if not signature:
         return base
-    packed = base64.urlsafe_b64encode(signature.encode()).decode().rstrip("=") if not _is_b64url(signature) \
-        else signature.rstrip("=")
-    return f"{base}{_SIG_MARK}{packed}"
-
-
-def _is_b64url(text: str) -> bool:
-    return all(c.isalnum() or c in "-_=" for c in text)
+    if _B64.match(signature) and len(signature) % 4 == 0:
+        return f"{base}{_SIG_MARK}{signature.rstrip('=').translate(_TO_URLSAFE)}"
+    return f"{base}{_RAW_MARK}{base64.urlsafe_b64encode(signature.encode()).decode().rstrip('=')}"
 
 
 def decode_call_id(call_id: str) -> tuple[str, str | None]:
     """(the id without the signature, the thought signature or None)."""
-    if _SIG_MARK not in call_id:
-        return call_id, None
-    base, _, packed = call_id.partition(_SIG_MARK)
-    return base, packed.replace("-", "+").replace("_", "/") + "=" * (-len(packed) % 4)
+    if _SIG_MARK in call_id:
+        base, _, packed = call_id.partition(_SIG_MARK)
+        return base, packed.translate(_FROM_URLSAFE) + "=" * (-len(packed) % 4)
+    if _RAW_MARK in call_id:
+        base, _, packed = call_id.partition(_RAW_MARK)
+        try:
+            return base, base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return call_id, None
+    return call_id, None
 
 
 def _signature_of(call: dict) -> str | None:
