@@ -16,8 +16,8 @@ import orjson
 from gateway.listeners.errors import GatewayError
 from gateway.listeners.sse import EventAligner, event_data, split_events
 
-#: Client headers a protocol call hands on to the chat request (never hop-by-hop ones).
-_KEEP = ("authorization", "x-api-key", "x-request-id", "traceparent", "tracestate", "user-agent")
+#: Client headers a protocol call hands on to the chat request (never credentials: the edge checked them).
+_KEEP = ("x-request-id", "traceparent", "tracestate", "user-agent")
 
 
 class ChatFailed(Exception):
