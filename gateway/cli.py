@@ -316,29 +316,19 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def cmd_reload(args) -> int:
     """SIGHUP the gateway, then print the outcome it records (gateway/server/reload.py)."""
-    from gateway.server.reload import read_status
-
     pid = args.pid or _read_pid()
     if pid is None or not _alive(pid):
         print("plano is not running (no gateway started by 'plano up'; use --pid for a foreground one)",
               file=sys.stderr)
         return 1
-    before = read_status()
-    before_seq = before.get("seq") if before and before.get("pid") == pid else None
-    os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        status = read_status()
-        if status and status.get("pid") == pid and status.get("seq") != before_seq:
-            print(status.get("message", ""), file=sys.stdout if status.get("ok") else sys.stderr)
-            return 0 if status.get("ok") else 1
-        if not _alive(pid):
-            print(f"plano (pid {pid}) exited during the reload", file=sys.stderr)
-            return 1
-        time.sleep(0.05)
-    print(f"plano (pid {pid}) did not report the reload's outcome within {args.timeout:.0f}s; see its log",
-          file=sys.stderr)
-    return 1
+    from gateway.server.reload import request_and_wait
+
+    try:
+        print(request_and_wait(pid, args.timeout))
+        return 0
+    except RuntimeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
 
 
 def cmd_down(args) -> int:

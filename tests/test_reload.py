@@ -213,3 +213,33 @@ class aiohttp_session_post:
 
     def __exit__(self, *exc) -> None:
         return None
+
+
+def test_the_admin_endpoint_reloads_and_reports_the_outcome(tmp_path, upstreams):
+    import httpx
+
+    a, b = upstreams
+    port, admin_port = free_port(), free_port()
+    key = "adm-reload-key-93b1"
+    env = {"PLANO_HOME": str(tmp_path / "home"), "PLANO_ACCESS_LOG": "off", "PLANO_ADMIN_KEY": key,
+           "PLANO_ADMIN_PORT": str(admin_port)}
+    with Gateway(_config(a, port), tmp_path, env=env) as gw:
+        url = f"http://127.0.0.1:{admin_port}/admin/reload"
+        assert httpx.post(url).status_code in (401, 403)  # the admin key is required
+        (tmp_path / "plano.yaml").write_text(yaml.safe_dump(_config(b, port)))
+        r = httpx.post(url, headers={"authorization": f"Bearer {key}"}, timeout=60)
+        assert r.status_code == 202, r.text
+        assert "generation 1" in r.json()["status"]
+        with aiohttp_session_post(gw.url()) as status:
+            assert status == 200
+        assert len(b.requests) == 1
+        broken = _config(b, port)
+        broken["listeners"][0]["port"] = "not-a-port"
+        (tmp_path / "plano.yaml").write_text(yaml.safe_dump(broken))
+        r = httpx.post(url, headers={"authorization": f"Bearer {key}"}, timeout=60)
+        assert r.status_code == 400, r.text
+        assert "still serving the previous config" in r.json()["error"]["message"]
+        assert "port" in r.json()["error"]["message"]
+        with aiohttp_session_post(gw.url()) as status:
+            assert status == 200
+        assert len(b.requests) == 2

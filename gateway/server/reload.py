@@ -50,3 +50,26 @@ def read_status() -> dict | None:
         return json.loads(status_path().read_text())
     except (OSError, ValueError):
         return None
+
+
+def request_and_wait(pid: int | None = None, timeout: float = 30.0) -> str:
+    """SIGHUP ``pid`` (default: this process) and wait for the outcome it records.
+
+    Returns the status message of a reload that took; raises :class:`RuntimeError` with the
+    reason of one that did not (the old config keeps serving). ``POST /admin/reload`` runs this.
+    """
+    import signal
+
+    pid = pid or os.getpid()
+    before = read_status()
+    before_seq = before.get("seq") if before and before.get("pid") == pid else None
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_status()
+        if status and status.get("pid") == pid and status.get("seq") != before_seq:
+            if status.get("ok"):
+                return str(status.get("message", "reloaded"))
+            raise RuntimeError(str(status.get("message", "reload failed")))
+        time.sleep(0.05)
+    raise RuntimeError(f"the reload did not report its outcome within {timeout:.0f}s; see the gateway log")

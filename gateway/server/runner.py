@@ -139,7 +139,13 @@ def _start_admin(config):
     if port == 0:
         return None
     server = AdminServer(address, port)
-    return server if server.start() else None
+    if not server.start():
+        return None
+    from gateway.server.reload import request_and_wait
+    from gateway.telemetry.admin import set_reload_hook
+
+    set_reload_hook(request_and_wait)  # POST /admin/reload answers with the reload's outcome
+    return server
 
 
 # Young-generation size for the cyclic GC (CPython's default is 700 allocations).
