@@ -159,6 +159,39 @@ def twelve(agents: list[AgentSpec]) -> list[AgentSpec]:
     return out[:12] if len(out) > 12 else out
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def startup(kind: str) -> None:
+    """Start-up cost the gateway pays once per worker: loading the sentence encoder and the
+    matcher (first use), then building a 12-agent listener's router (descriptions encoded)."""
+    if kind != "embedded":
+        return
+    r0 = rss_mb()
+    t0 = time.perf_counter()
+    from gateway.routing import encoder as enc
+    from gateway.routing import matcher as mt
+
+    if not enc.available():
+        print("start-up: sentence encoder not installed (words only)\n")
+        return
+    e = enc.get_encoder()
+    m = mt.get_matcher(e)
+    load = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    router = EmbeddedRouter(twelve(load_agents(os.path.join(ROOT, "..", "shared", "routing_dev", "agents.yaml"))))
+    build_s = time.perf_counter() - t1
+    size = os.path.getsize(mt.matcher_path()) / 1e6 if m is not None else 0.0
+    print(f"matcher: {'on (' + str(mt.matcher_path()) + f', {size:.1f} MB)' if router.matcher is not None else 'off'}")
+    print(f"start-up: encoder + matcher load {load:.2f} s, 12-agent listener {build_s:.2f} s "
+          f"(total {load + build_s:.2f} s); RSS {r0:.0f} -> {rss_mb():.0f} MB\n")
+
+
 def report(name: str, agents: list[AgentSpec], cases: list[dict], kind: str, verbose: bool,
            timing: bool = True) -> tuple[dict, float]:
     """Route one set, print its per-kind table (and timings); returns (per-kind, overall %)."""
@@ -224,6 +257,8 @@ def main(argv=None) -> int:
         sets = [(os.path.basename(os.path.normpath(args.set_dir)) if not args.cases else args.cases,
                  args.agents or os.path.join(args.set_dir, "agents.yaml"),
                  args.cases or os.path.join(args.set_dir, "cases.jsonl"))]
+    if not args.no_timing:
+        startup(args.router)
     rates = []
     for name, agents_path, cases_path in sets:
         per, rate = report(name, load_agents(agents_path), load_cases(cases_path), args.router, args.verbose,

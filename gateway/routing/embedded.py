@@ -39,6 +39,15 @@ descriptions' sentences and `Handles:` examples (`gateway/routing/semantic.py`);
 agent gains SEM_ENC_W clear words per unit of cosine above SEM_ENC_FLOOR, the default
 agent included (its gain raises the bar specialists must clear). The turn and its clauses
 are encoded in one batch per request. `PLANO_ROUTER_ENCODER=0` turns the encoder off.
+Trained matcher (`gateway/routing/matcher.py`, issue 12 item 2): when its weights are shipped
+(`gateway/routing/data/matcher.npz`, built by `make -C training matcher`) and the encoder is
+on, a cross-encoder that reads the turn (with the previous user turn as context) and each
+description together decides instead (`_route_matched`): clauses whose best specialist clears
+MATCH_CLAUSE make a multi-intent turn, else the best specialist if its logit clears MATCH_MIN
+and the default agent's, else the default agent. `PLANO_ROUTER_MATCHER=0` turns it off. Not
+shipped yet: the first CPU-trained weights lose to the word + encoder evidence on routing_dev
+(training/README.md), so today the router below decides.
+
 Without the weights, a lighter layer (`embedded_semantic`, static word vectors distilled
 from a sentence model) credits, where the words alone decide nothing, the agent whose
 description words are closest in meaning ("hurricane" ~ "storm") by its lead over the
@@ -51,6 +60,8 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+
+import numpy as np
 
 from gateway.routing.embedded_blocks import code_names, split_blocks
 from gateway.routing.embedded_dialog import (
@@ -100,6 +111,11 @@ SEARCH_KIND = "search, find, compare, recommend, recommendations, options"
 CONF_TAU = 1.0
 # Decisions made by a rule rather than by scores carry a fixed confidence.
 RULE_CONFIDENCE = {"no_user_message": 1.0, "empty": 0.3, "smalltalk": 0.9, "general_question": 0.7}
+# The trained matcher (gateway/routing/matcher.py) decides when it is shipped and the encoder is
+# on: it reads the turn (with the previous user turn as context) and each description together.
+MATCH_MIN = 0.0       # a specialist's logit must clear this (and the default agent's) to be picked
+MATCH_CLAUSE = 0.0    # a clause of a multi-intent turn: its best specialist's logit must clear this
+MATCH_BLEND = 0.0     # weight of the word/encoder evidence (in clear words) added to the logits
 
 
 log = logging.getLogger("plano.routing")
@@ -121,6 +137,20 @@ def _sentence_scorer(agents: list[AgentSpec], encoder):
             log.warning("sentence encoder unavailable, routing without it: %s", exc)
             return None
     return SemanticScorer(agents, encoder)
+
+
+def _matcher_scorer(agents: list[AgentSpec], sentences):
+    """The trained matcher over these agents, or None (PLANO_ROUTER_MATCHER=0, or not shipped)."""
+    from gateway.routing import matcher as m
+
+    try:
+        mt = m.get_matcher(sentences.encoder)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("routing matcher unavailable, routing without it: %s", exc)
+        return None
+    if mt is None:
+        return None
+    return m.MatcherScorer([a.description or a.id.replace("_", " ") for a in agents], mt)
 
 
 @dataclass
@@ -147,6 +177,7 @@ class EmbeddedRouter:
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit
         self.sentences = _sentence_scorer(self.agents, encoder) if semantic else None
+        self.matcher = _matcher_scorer(self.agents, self.sentences) if self.sentences is not None else None
         vectors = load_vectors() if semantic and self.sentences is None else None
         self.semantic = SemanticIndex(profiles, vectors) if vectors is not None else None
         kind = self.index.evidence(content_stems(CODE_KIND)).scores
@@ -167,6 +198,8 @@ class EmbeddedRouter:
         if not latest.text.strip() or not content_stems(latest.text) and len(turns) < 2 \
                 and not is_social(latest.text):
             return self._default("empty")
+        if self.matcher is not None:
+            return self._route_matched(turns)
         if is_social(latest.text):
             return self._default("smalltalk")
         if self.sentences is not None:
@@ -192,6 +225,84 @@ class EmbeddedRouter:
         decision.confidence = self._confidence(self._margin(scores, best, 1.0))
         decision.candidates = self._candidates(scores)
         return decision
+
+    # ----------------------------------------------------------------- matcher
+    def _route_matched(self, turns: list[Turn]) -> RoutingDecision:
+        """The trained matcher decides: clauses that each belong clearly to different
+        specialists make a multi-intent turn; otherwise the turn (with the previous user turn
+        as context when there is one) goes to its best specialist if that one clears the
+        matcher's bar and the default agent, else to the default agent."""
+        from gateway.routing.matcher import conversation_text
+
+        latest = turns[-1]
+        ask = split_blocks(latest.text).ask or latest.text
+        multi = self._matched_multi(ask)
+        if multi is not None:
+            agents, margin = multi
+            return RoutingDecision([self.ids[i] for i in agents], "multi",
+                                   confidence=self._confidence(margin))
+        prev = ""
+        if len(turns) > 1 and not is_topic_shift(latest.text):
+            prev = " ".join(split_blocks(turns[-2].text).ask.split()[-40:])
+        logits = self._match_scores(conversation_text(prev, latest.text))
+        best = self._match_pick(logits, MATCH_MIN)
+        table = {self.ids[i]: round(float(x), 3) for i, x in enumerate(logits)}
+        if best is None:
+            decision = RoutingDecision([self.ids[self.default]], "no_match->default", table)
+        else:
+            decision = RoutingDecision([self.ids[best]], "followup" if prev else "single", table)
+        decision.confidence = self._confidence(self._match_margin(logits, best, MATCH_MIN))
+        decision.candidates = self._candidates(list(logits))
+        return decision
+
+    def _match_scores(self, text: str) -> np.ndarray:
+        logits = self.matcher.logits(text)
+        if MATCH_BLEND:
+            words = self._scores(text.replace(" [SEP] ", " . "))
+            logits = logits + MATCH_BLEND * np.asarray(words) / self.index.unit
+        return logits
+
+    def _match_pick(self, logits, floor: float) -> int | None:
+        order = sorted((i for i in range(len(logits)) if i != self.default), key=lambda i: logits[i], reverse=True)
+        if not order:
+            return None
+        b = order[0]
+        return b if logits[b] > floor and logits[b] > logits[self.default] else None
+
+    def _match_margin(self, logits, pick: int | None, floor: float) -> float:
+        others = sorted((float(logits[i]) for i in range(len(logits)) if i != self.default), reverse=True)
+        bar = max(floor, float(logits[self.default]))
+        if pick is not None:
+            runner = others[1] if len(others) > 1 else bar
+            return min(float(logits[pick]) - bar, float(logits[pick]) - runner)
+        return bar - (others[0] if others else bar - 1.0)
+
+    def _matched_multi(self, ask: str) -> tuple[list[int], float] | None:
+        pieces = [p for p in split_pieces(ask) if not p.background]
+        if len(pieces) < 2:
+            return None
+        groups: list[_Group] = []
+        margins = []
+        for p in pieces:
+            logits = self._match_scores(p.text)
+            agent = self._match_pick(logits, MATCH_CLAUSE)
+            if agent is None or (groups and groups[-1].agent == agent):
+                continue
+            margins.append(self._match_margin(logits, agent, MATCH_CLAUSE))
+            groups.append(_Group(agent, p.goes_first))
+        if len({g.agent for g in groups}) < 2:
+            return None
+        ordered: list[_Group] = []
+        for g in groups:
+            if g.goes_first and ordered:
+                ordered.insert(len(ordered) - 1, g)
+            else:
+                ordered.append(g)
+        out: list[int] = []
+        for g in ordered:
+            if g.agent not in out:
+                out.append(g.agent)
+        return out, min(margins)
 
     # -------------------------------------------------------------- confidence
     def _margin(self, scores: list[float], pick: int | None, margin: float) -> float:

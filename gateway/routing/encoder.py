@@ -295,7 +295,8 @@ class SentenceEncoder:
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, self.max_tokens)
 
-    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+    def _embed(self, batch: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Embedding-layer output (b, length, dim) of padded token ids, and the (b, length) mask."""
         b = len(batch)
         length = max(len(x) for x in batch)
         ids = np.zeros((b, length), dtype=np.int64)
@@ -304,12 +305,17 @@ class SentenceEncoder:
             ids[r, :len(x)] = x
             mask[r, :len(x)] = 1.0
         x = self.word_emb[ids] + self.pos_emb[:length] + self.type0
-        x = _layer_norm(x.astype(np.float32), *self.emb_ln, self.eps).reshape(b * length, self.dim)
+        return _layer_norm(x.astype(np.float32), *self.emb_ln, self.eps), mask
+
+    def _layers(self, x: np.ndarray, mask: np.ndarray, layers) -> np.ndarray:
+        """Run (b, length, dim) states through ``layers`` (self-attention within each row)."""
+        b, length, _ = x.shape
+        x = x.reshape(b * length, self.dim)
         h = self.heads
         d = self.dim // h
         scale = np.float32(1.0 / np.sqrt(d))
         bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padding is never attended
-        for lay in self.layers:
+        for lay in layers:
             qkv = (x @ lay.qkv_w + lay.qkv_b).reshape(b, length, 3, h, d)
             q = qkv[:, :, 0].transpose(0, 2, 1, 3)
             k = qkv[:, :, 1].transpose(0, 2, 3, 1)
@@ -321,9 +327,25 @@ class SentenceEncoder:
             x = _layer_norm(ctx @ lay.o_w + lay.o_b + x, lay.ln1_w, lay.ln1_b, self.eps)
             f = _gelu(x @ lay.i_w + lay.i_b) @ lay.f_w + lay.f_b
             x = _layer_norm(f + x, lay.ln2_w, lay.ln2_b, self.eps)
-        x = x.reshape(b, length, self.dim)
-        pooled = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
-        return pooled
+        return x.reshape(b, length, self.dim)
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        x, mask = self._embed(batch)
+        x = self._layers(x, mask, self.layers)
+        return (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+
+    def states(self, toks: list[list[int]], upto: int, batch_size: int = 32) -> list[np.ndarray]:
+        """Token states after the first ``upto`` layers, one (tokens, dim) array per token list
+        (what the matcher's upper layers read; `gateway/routing/matcher.py`)."""
+        out: list[np.ndarray] = [None] * len(toks)  # type: ignore[list-item]
+        if not toks:
+            return out
+        for idx in _batches(sorted(range(len(toks)), key=lambda i: len(toks[i])), toks, batch_size):
+            x, mask = self._embed([toks[i] for i in idx])
+            x = self._layers(x, mask, self.layers[:upto])
+            for r, i in enumerate(idx):
+                out[i] = x[r, :len(toks[i])]
+        return out
 
     def encode(self, texts: str | list[str], batch_size: int = 32) -> np.ndarray:
         """L2-normalised embeddings, one row per text (a single string gives one row)."""
