@@ -87,6 +87,7 @@ class AuthRuntime:
             from gateway.telemetry.redact import register_secret
 
             register_secret(auth.admin_key)
+        _note_exposed(config)
         parts = [self.store, self.ledger, *self.own.values()] if self.listeners_with_auth else []
         self.syncer = Syncer(interval, parts)
         self._models = ModelNames(config) if self.listeners_with_auth else None
@@ -136,3 +137,18 @@ def exposed_without_auth(config) -> list:
             out.append(listener)
     return out
 
+
+
+_noted: set = set()
+
+
+def _note_exposed(config) -> None:
+    """The start-up note: a listener anyone on the network can use (once per listener and process)."""
+    for listener in exposed_without_auth(config):
+        key = (listener.name, listener.address, listener.port)
+        if key in _noted:
+            continue
+        _noted.add(key)
+        log.warning("listener '%s' binds %s:%s without auth: anyone who can reach this port can use it (and the "
+                    "provider keys behind it); add 'auth: {api_keys: [...]}' to the listener or bind 127.0.0.1",
+                    listener.name, listener.address or "0.0.0.0", listener.port)

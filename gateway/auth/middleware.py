@@ -104,6 +104,7 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = _scrubbing(send)
         guard = self.guard
         if guard is None:
             if scope["method"] == "POST":
@@ -147,6 +148,36 @@ class Edge:
                 ALLOWED_AGENTS.reset(token)
             if meter is not None:
                 meter.done()
+
+
+def _scrubbing(send):
+    """``send`` that removes secrets (registered keys, credential-looking strings) from error answers: an upstream
+    that echoes the key plano sent it must not hand it to the client. Success answers pass untouched."""
+    held = None
+
+    async def scrubbed(message):
+        nonlocal held
+        kind = message["type"]
+        if kind == "http.response.start":
+            if message["status"] >= 400:
+                held = message
+                return
+        elif held is not None and kind == "http.response.body":
+            start, held = held, None
+            if not message.get("more_body"):
+                from gateway.telemetry.redact import redact_secrets
+
+                body = message.get("body", b"")
+                clean = redact_secrets(body.decode("utf-8", "replace")).encode()
+                if clean != body:
+                    headers = [(k, v) for k, v in start.get("headers", ()) if k != b"content-length"]
+                    headers.append((b"content-length", b"%d" % len(clean)))
+                    start = {**start, "headers": headers}
+                    message = {**message, "body": clean}
+            await send(start)
+        await send(message)
+
+    return scrubbed
 
 
 def _too_deep(limit: int) -> GatewayError:

@@ -204,7 +204,7 @@ class Listener(_Model):
                                         "listener and worker; beyond it new connections are refused with 503.")
     auth: ListenerAuth | None = Field(None, description="plano extension: client API keys required on this "
                                       "listener (see the README's access control section).")
-    max_header_bytes: Size = Field(64 * 1024, description="plano extension: request line plus headers; "
+    max_header_bytes: Size = Field(256 * 1024, description="plano extension: request line plus headers; "
                                    "beyond it 431.")
     max_json_depth: int = Field(64, ge=1, le=1000, description="plano extension: JSON bodies nested deeper "
                                 "are refused with 400.")

@@ -17,6 +17,14 @@ subclass adds, per listener (found from the port the connection arrived on):
 * ``keepalive_timeout``: uvicorn's idle keep-alive timer, per listener instead of global.
 * ``max_connections``: open client connections per listener in this worker; beyond
   it a new connection is answered ``503`` (``too_many_connections``) and closed.
+* ``max_header_bytes`` (default 256 KiB): the request line plus headers; a longer head is
+  answered ``431`` (``headers_too_large``) and the connection closed — also while it is
+  still arriving, so a client cannot make plano buffer endless header lines. The common
+  case costs one addition per read: the head is measured exactly only when the bytes read
+  while it arrived exceed the limit.
+* **Host**: an HTTP/1.1 request must carry exactly one ``Host`` header of sane characters
+  (RFC 9112 §3.2), else ``400`` (``invalid_host``); several ``Host`` headers are how
+  request-smuggling and cache-poisoning attempts confuse proxies.
 
 Answers written here (408, 503) are followed by a lingering close: the write side
 is shut and whatever the client still sends is read and dropped for up to
@@ -45,11 +53,13 @@ LOG_EVERY_SECONDS = 10.0
 class ListenerLimits:
     """One listener's client limits and its open-connection count in this worker."""
 
-    __slots__ = ("name", "read_timeout", "keepalive_timeout", "max_connections", "open", "_logged")
+    __slots__ = ("name", "read_timeout", "keepalive_timeout", "max_connections", "max_header_bytes", "open",
+                 "_logged")
 
     def __init__(self, name: str, read_timeout: float = 30.0, keepalive_timeout: float = 75.0,
-                 max_connections: int | None = None) -> None:
+                 max_connections: int | None = None, max_header_bytes: int = 256 * 1024) -> None:
         self.name = name
+        self.max_header_bytes = int(max_header_bytes)
         self.read_timeout = float(read_timeout)
         self.keepalive_timeout = float(keepalive_timeout)
         self.max_connections = max_connections
@@ -68,7 +78,8 @@ class ListenerLimits:
 
     @classmethod
     def of(cls, listener) -> "ListenerLimits":
-        return cls(listener.name, listener.read_timeout, listener.keepalive_timeout, listener.max_connections)
+        return cls(listener.name, listener.read_timeout, listener.keepalive_timeout, listener.max_connections,
+                   getattr(listener, "max_header_bytes", None) or 256 * 1024)
 
 
 #: Seconds an idle keep-alive connection stays open after a graceful shutdown began, so that a
@@ -87,6 +98,9 @@ class PlanoHttpProtocol(HttpToolsProtocol):
         self._limits: ListenerLimits = self.default_limits
         self._counted = False
         self._in_request = False  # bytes of a request arrived and its message is not complete yet
+        self._in_head = False  # ... and its headers are not complete yet
+        self._head_bytes = 0  # bytes read while the head was arriving (an upper bound of its size)
+        self._chunk = 0
         self._read_timer: asyncio.TimerHandle | None = None
         self._draining = False
 
@@ -163,14 +177,48 @@ class PlanoHttpProtocol(HttpToolsProtocol):
     # -- request read deadline ---------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self._chunk = len(data)
+        if self._in_head:
+            self._head_bytes += self._chunk
         HttpToolsProtocol.data_received(self, data)
+        if self._in_head and self._head_bytes > self._limits.max_header_bytes:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                self._answer_and_close(431, "headers_too_large", "The request headers exceed this listener's "
+                                       f"limit of {self._limits.max_header_bytes} bytes.")
+            return
         # A request is still incomplete after this read: it must complete within read_timeout.
         if self._in_request and self._read_timer is None:
             self._read_timer = self.loop.call_later(self._limits.read_timeout, self._read_timed_out)
 
     def on_message_begin(self) -> None:
         self._in_request = True
+        self._in_head = True
+        self._head_bytes = self._chunk  # at most the read it began in; later reads add theirs
         HttpToolsProtocol.on_message_begin(self)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        refusal = None
+        if self._head_bytes > self._limits.max_header_bytes:
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > self._limits.max_header_bytes:
+                refusal = _refuse(431, "headers_too_large",
+                                  f"The request headers exceed this listener's limit of "
+                                  f"{self._limits.max_header_bytes} bytes.")
+        self._head_bytes = 0
+        if refusal is None and self.parser.get_http_version() == "1.1":
+            hosts = [v for n, v in self.headers if n == b"host"]
+            if len(hosts) != 1 or not _host_ok(hosts[0]):
+                refusal = _refuse(400, "invalid_host", "An HTTP/1.1 request needs exactly one valid Host header.")
+        if refusal is None:
+            HttpToolsProtocol.on_headers_complete(self)
+            return
+        app, self.app = self.app, refusal  # the refusal goes out through uvicorn's normal response path
+        try:
+            HttpToolsProtocol.on_headers_complete(self)
+        finally:
+            self.app = app
 
     def on_message_complete(self) -> None:
         self._in_request = False
@@ -259,6 +307,29 @@ def _linger(transport, protocol: HttpToolsProtocol) -> None:
         transport.close()
 
 
+_HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]%~!$&'()*+,;=")
+
+
+def _host_ok(value: bytes) -> bool:
+    """A Host value of reg-name / IP-literal characters and an optional port (RFC 3986 §3.2.2)."""
+    return 0 < len(value) <= 255 and not value.strip(bytes(_HOST_CHARS))
+
+
+def _refuse(status: int, code: str, message: str):
+    """A tiny ASGI app answering ``status`` in the OpenAI envelope and closing the connection."""
+    from gateway.listeners.errors import GatewayError
+
+    body = GatewayError(status, message, code=code).openai_body()
+
+    async def refuse(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    return refuse
+
+
 def _peer(client) -> str:
     return "%s:%d" % client if client else "?"
 
@@ -283,7 +354,12 @@ def check_uvicorn() -> None:
     for function, names in needs:
         used = set(function.__code__.co_names)
         missing += [f"{function.__qualname__} uses no '{name}'" for name in names if name not in used]
-    if not all(status in STATUS_LINE for status in (408, 503)):
+    if not callable(getattr(HttpToolsProtocol, "on_headers_complete", None)):
+        missing.append("HttpToolsProtocol.on_headers_complete")
+    needs_app = HttpToolsProtocol.on_headers_complete.__code__.co_names
+    if "app" not in needs_app or "headers" not in HttpToolsProtocol.on_header.__code__.co_names:
+        missing.append("HttpToolsProtocol.on_headers_complete uses no 'app' / on_header no 'headers'")
+    if not all(status in STATUS_LINE for status in (408, 431, 503)):
         missing.append("httptools_impl.STATUS_LINE")
     if missing:
         import uvicorn
