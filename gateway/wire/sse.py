@@ -13,21 +13,41 @@ from __future__ import annotations
 import orjson
 
 
+#: The most bytes one SSE event may carry before it ends. An upstream that never sends the blank
+#: line that ends an event would otherwise grow the held-back tail without bound.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
 class EventAligner:
-    """Splits a byte stream so every piece handed out ends on an SSE event boundary."""
+    """Splits a byte stream so every piece handed out ends on an SSE event boundary.
 
-    __slots__ = ("pending",)
+    An event still unfinished after ``limit`` bytes ends the stream as broken
+    (:class:`~gateway.upstream.UpstreamError` ``broken``), which every caller already
+    turns into a clean error for its client."""
 
-    def __init__(self) -> None:
+    __slots__ = ("pending", "limit")
+
+    def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
         self.pending = b""
+        self.limit = limit
 
     def feed(self, chunk: bytes) -> bytes:
         data = self.pending + chunk if self.pending else chunk
         end = _boundary(data)
         if end < 0:
+            if len(data) > self.limit:
+                self.pending = b""
+                from gateway.upstream.transport import UpstreamError
+
+                raise UpstreamError("broken", "stream", f"an SSE event grew past {self.limit} bytes without ending")
             self.pending = data
             return b""
         self.pending = data[end:]
+        if len(self.pending) > self.limit:
+            self.pending = b""
+            from gateway.upstream.transport import UpstreamError
+
+            raise UpstreamError("broken", "stream", f"an SSE event grew past {self.limit} bytes without ending")
         return data[:end]
 
 
