@@ -170,6 +170,7 @@ class GatewayApp:
                 except Exception as exc:  # pragma: no cover - reported to uvicorn
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                await _tasks("start")  # a restarted worker resumes its tasks before the first request
                 _watch_sighup(self._on_sighup)
                 await send({"type": "lifespan.startup.complete"})
                 if self.on_ready is not None:
@@ -177,6 +178,7 @@ class GatewayApp:
             elif message["type"] == "lifespan.shutdown":
                 for task in list(self._retiring):
                     task.cancel()
+                await _tasks("stop")  # hands running tasks back (leases released) for another worker
                 await self.runtime.aclose()
                 if self.redis is not None:
                     await self.redis.aclose()
@@ -184,6 +186,19 @@ class GatewayApp:
                 await self.telemetry.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _tasks(action: str) -> None:
+    """Start or stop the worker's async-task runtime, when an agent listener mounted one."""
+    import sys
+
+    wiring = sys.modules.get("gateway.tasks.wiring")
+    if wiring is None or wiring.runtime() is None:
+        return
+    try:
+        await getattr(wiring, action)()
+    except Exception:  # the task store is unreachable: /v1/tasks answers 503, the rest keeps working
+        log.exception("the task runtime could not %s", action)
 
 
 class ReloadError(Exception):
