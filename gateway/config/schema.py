@@ -212,6 +212,8 @@ class Listener(_Model):
     _implicit: bool = PrivateAttr(default=False)
     #: The config's ``state_storage`` (Responses API state), handed to a model listener with its own settings.
     _state_storage: Any = PrivateAttr(default=None)
+    #: The whole config, for a model listener's preference routing, sessions and prompt caching.
+    _config: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _type_defaults(self) -> "Listener":

@@ -360,6 +360,7 @@ def _normalise(ctx: _Context, cfg: PlanoConfig, loaded: LoadedYaml) -> None:
     # each listener carries the Responses API state settings (the model listener opens the store)
     for listener in cfg.listeners or ():
         listener._state_storage = cfg.state_storage
+        listener._config = cfg  # model listeners: routing_preferences, routing, prompt_caching, metrics sources
     # credentials whose env var is unset
     for path, names in loaded.missing_credentials.items():
         section = path[0]

@@ -43,8 +43,10 @@ from gateway.listeners.http import (
     send_body,
 )
 from gateway.llm.call import LLMCaller, not_served
+from gateway.llm.prompt_cache import CacheOutcome, PromptCaching
 from gateway.llm.resolver import ModelResolver
 from gateway.llm.targets import Target, client_credential, passthrough_headers
+from gateway.model_routing import ROUTING_PATHS, ModelRouting, routing_endpoint
 from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream, UpstreamError
 from gateway.upstream.headers import provider_headers
@@ -60,6 +62,7 @@ from gateway.wire.responses import RESPONSES, input_items
 log = logging.getLogger("plano.model")
 
 _RESPONSES_PREFIX = "/v1/responses/"
+_CLIENT_APIS = {CHAT.name: CHAT, MESSAGES.name: MESSAGES, RESPONSES.name: RESPONSES}
 
 
 class ModelListener:
@@ -84,6 +87,10 @@ class ModelListener:
         # ``state_storage`` (None: SQLite under $PLANO_HOME); the listener's config carries the section.
         self._state_config = state_storage if state_storage is not None else getattr(listener, "_state_storage", None)
         self._state = None  # the Responses state store, opened on first use (in the worker's loop)
+        # Preference routing, sessions and prompt caching read the whole config (None: listener alone).
+        config = getattr(listener, "_config", None)
+        self.model_routing = ModelRouting(config, resolver, upstream)
+        self.prompt_caching = PromptCaching.from_config(config)
         self._routes = {
             ("POST", CHAT.path): partial(self.handle, CHAT),
             ("POST", MESSAGES.path): partial(self.handle, MESSAGES),
@@ -94,6 +101,8 @@ class ModelListener:
             ("GET", "/healthz"): healthz,
             ("GET", "/agents/v1/models"): self.list_models,
         }
+        for path, api in ROUTING_PATHS.items():  # the Routing API: the decision only, no model call
+            self._routes[("POST", path)] = partial(routing_endpoint, self, _CLIENT_APIS[api])
         self.chat_completions = self._routes[("POST", CHAT.path)]  # kept for callers of the old name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,6 +167,12 @@ class ModelListener:
         ``requested`` is the model the client asked for (an input filter may have changed ``request``'s);
         ``output``/``run``: the listener's output filters, when it has any.
         """
+        routing = self.model_routing
+        decision = None
+        if routing.active or "routing_preferences" in request:
+            decision = await routing.decide(api.name, scope["headers"], request, ctx, rid)
+            if decision is not None and decision.model:
+                request["model"] = decision.model
         target = self.resolver.resolve(request.get("model"))
         route = target.routes.get(api.name)
         if route is None:
@@ -184,6 +199,11 @@ class ModelListener:
             observer = StreamUsage(observer)
         if recorder is not None:
             observer = observers(observer, recorder)
+        caching = self.prompt_caching
+        if caching is not None and any(k == b"x-plano-cache" and v.lower() == b"off" for k, v in scope["headers"]):
+            caching = None  # ``X-Plano-Cache: off``: no markers for this call
+        if caching is not None:
+            observer = CacheOutcome(observer, self.tel.metrics, target.name)
         forwarded = provider_headers(scope["headers"])  # an allow-list: no cookies, no oversized headers
 
         def build(current: Target) -> tuple[dict[str, str], dict]:
@@ -191,6 +211,8 @@ class ModelListener:
             headers = self._upstream_headers(scope, current, rid, dict(forwarded) if fallbacks else forwarded)
             call.inject(headers)
             request["model"] = current.model_id
+            if caching is not None:  # cache_control breakpoints for this model only (a copy when added)
+                return headers, caching.apply(request, current, current.routes.get(api.name), api.name)
             return headers, request
 
         try:
@@ -199,6 +221,10 @@ class ModelListener:
                                         attempt_spans=_attempt_spans(ctx, call.span)) as resp:
                 current = resp.origin or target
                 invalid = target_invalid(current)
+                if decision is not None:
+                    resp.with_header("x-plano-route", decision.route or "none")
+                    if decision.pinned or decision.switched:
+                        resp.with_header("x-plano-session", "pinned" if decision.pinned else "switched")
                 if stream:
                     if output is None:
                         await relay_stream(send, resp, rid, invalid_json=invalid, target=current.name,

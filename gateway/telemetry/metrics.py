@@ -131,6 +131,10 @@ class Metrics:
                                  "Calls refused without being sent (circuit open, concurrency limit).",
                                  ["upstream", "reason"], **r)
 
+        self.prompt_cache_requests = Counter("plano_prompt_cache_requests_total",
+                                             "Calls with prompt caching on, by provider cache outcome (usage).",
+                                             ["model", "outcome"], **r)
+
         self.tasks = Gauge("plano_tasks", "Tasks by state.", ["state"], multiprocess_mode="livesum", **r)
         self.task_transitions = Counter("plano_task_transitions_total", "Tasks entering a state.", ["state"], **r)
 
@@ -230,6 +234,9 @@ class Metrics:
 
     def failover(self, from_model: str, to_model: str, reason: str) -> None:
         self.failovers.labels(from_model, to_model, reason).inc()
+
+    def prompt_cache(self, model: str, outcome: str) -> None:
+        self.prompt_cache_requests.labels(model, outcome).inc()
 
     def limited(self, listener: str, code: str) -> None:
         self.rate_limited.labels(listener, "tokens" if code.startswith("token") else "requests").inc()
