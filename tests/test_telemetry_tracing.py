@@ -8,6 +8,7 @@ structure, service names, Plano's and the GenAI attributes, sampling, a dead col
 
 from __future__ import annotations
 
+import re
 import http.server
 import logging
 import threading
@@ -209,7 +210,10 @@ def test_sampling_zero_exports_nothing_and_costs_no_tracer(receiver):
         call.finish(200, usage={"prompt_tokens": 1})
         ctx.finish(200)
     tel.shutdown()
-    assert headers == {"x": "1"}  # nothing injected: the client's own traceparent passes through untouched
+    # Nothing is exported, but agents and providers still get a trace context to correlate with
+    # (issue 15): a generated traceparent, flagged not sampled so no one downstream records it.
+    assert headers["x"] == "1" and set(headers) == {"x", "traceparent"}
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00", headers["traceparent"]), headers
     time.sleep(0.2)
     assert receiver.spans() == []
 
