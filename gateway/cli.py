@@ -240,7 +240,7 @@ def _start_background(path: Path, config, workers: int, args) -> int:
 
     write_state(describe(config, proc.pid, path, access_log, env))
     listeners = served_listeners(config)
-    pending = {(l.name, _probe_host(l.address), l.port) for l in listeners}
+    pending = {(l.name, _probe_host(l.address), l.port, getattr(l, "tls", None) is not None) for l in listeners}
     deadline = started + args.wait
     while pending and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -248,7 +248,7 @@ def _start_background(path: Path, config, workers: int, args) -> int:
             _report_early_exit(proc.returncode, logs)
             return 1
         # Only this instance's answer counts: another process may answer /healthz on a port we failed to bind.
-        pending = {p for p in pending if not _healthy(p[1], p[2], instance)}
+        pending = {p for p in pending if not _healthy(p[1], p[2], instance, tls=p[3])}
         if pending:
             time.sleep(0.02)
     if pending:
@@ -298,10 +298,21 @@ def _probe_host(address: str | None) -> str:
     return address
 
 
-def _healthy(host: str, port: int, instance: str | None = None) -> bool:
-    """``/healthz`` answers 200 (and, with ``instance``, names that instance in ``x-plano-instance``)."""
+def _healthy(host: str, port: int, instance: str | None = None, *, tls: bool = False) -> bool:
+    """``/healthz`` answers 200 (and, with ``instance``, names that instance in ``x-plano-instance``).
+
+    A TLS listener is probed over HTTPS without verifying its certificate: this is a local liveness
+    check of the process just started, not a trust decision."""
+    context = None
+    if tls:
+        import ssl
+
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=0.5) as resp:
+        with urllib.request.urlopen(f"{'https' if tls else 'http'}://{host}:{port}/healthz", timeout=0.5,
+                                    context=context) as resp:
             return resp.status == 200 and (instance is None or resp.headers.get(INSTANCE_HEADER) == instance)
     except OSError:
         return False

@@ -141,3 +141,28 @@ class ListenerTLS(_Model):
     cert_file: str
     key_file: str
     ca_file: str | None = Field(None, description="require client certificates signed by this CA (mTLS)")
+
+
+    def resolve(self, base_dir) -> None:
+        """Make relative file paths relative to the config file's folder (done once, at validation)."""
+        from pathlib import Path
+
+        if base_dir is None:
+            return
+        for name in ("cert_file", "key_file", "ca_file"):
+            value = getattr(self, name)
+            if value and not Path(value).is_absolute():
+                object.__setattr__(self, name, str(Path(base_dir) / value))
+
+    def server_context(self):
+        """The server-side :class:`ssl.SSLContext` (TLS 1.2+, HTTP/1.1 by ALPN); raises on a bad file."""
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        if self.ca_file:
+            ctx.load_verify_locations(self.ca_file)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx

@@ -41,7 +41,7 @@ from .reliability import (  # noqa: E402
     SharedState,
     UpstreamPolicyFields,
 )
-from .access import Auth, ListenerAuth  # noqa: E402
+from .access import Auth, ListenerAuth, ListenerTLS  # noqa: E402
 
 from gateway.tasks.config import TasksConfig  # noqa: E402
 
@@ -208,6 +208,8 @@ class Listener(_Model):
                                    "beyond it 431.")
     max_json_depth: int = Field(64, ge=1, le=1000, description="plano extension: JSON bodies nested deeper "
                                 "are refused with 400.")
+    tls: ListenerTLS | None = Field(None, description="plano extension: serve HTTPS on this listener with "
+                                    "cert_file/key_file (PEM); ca_file also requires client certificates.")
 
     _implicit: bool = PrivateAttr(default=False)
     #: The config's ``state_storage`` (Responses API state), handed to a model listener with its own settings.

@@ -785,6 +785,13 @@ def _rules_listeners(ctx: _Context, cfg: PlanoConfig) -> None:
 
     for i, lst in enumerate(cfg.listeners):
         base = ("listeners", i)
+        tls = getattr(lst, "tls", None)
+        if tls is not None:
+            tls.resolve(getattr(cfg, "_base_dir", None))
+            try:
+                tls.server_context()
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                ctx.error(base + ("tls",), f"cannot load the listener's certificate/key: {exc}")
         if lst.type in ("model", "prompt"):
             explicit_llm_listener = True
         if lst.type == "model":
@@ -983,6 +990,7 @@ def build_config(loaded: LoadedYaml, source: str, base_dir: Path | None = None) 
 
     sections = _validate_sections(ctx, data)
     cfg = PlanoConfig.model_construct(**sections)
+    cfg._base_dir = base_dir  # rules resolve relative file paths (e.g. TLS certificates) against it
     loaded.data = data
     _normalise(ctx, cfg, loaded)
 

@@ -183,7 +183,11 @@ def _run_worker(config, sockets, drain_timeout: float, *, report_reloads: bool =
     http_protocol = protocol_for(listeners)
     app = GatewayApp(config, drain_timeout=drain_timeout, report_reloads=report_reloads, on_ready=on_ready)
     tune_gc()
-    server = uvicorn.Server(
+    # TLS listeners: their sockets are served with their own SSLContext (uvicorn has one per server).
+    tls = [(sock, l.tls.server_context(), l.read_timeout) for l, sock in zip(listeners, sockets)
+           if getattr(l, "tls", None) is not None]
+    plain = [sock for l, sock in zip(listeners, sockets) if getattr(l, "tls", None) is None]
+    server = (_TLSServer if tls else uvicorn.Server)(
         uvicorn.Config(
             app,
             loop="uvloop" if _has_uvloop() else "asyncio",
@@ -203,8 +207,55 @@ def _run_worker(config, sockets, drain_timeout: float, *, report_reloads: bool =
     # turns that into a clean exit 0 instead of death by signal.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    server.run(sockets=sockets)
+    if tls:
+        server.tls_sockets = tls
+        server.run(sockets=plain)
+    else:
+        server.run(sockets=sockets)
     return 0 if server.started else 1
+
+
+def _tls_server_class():
+    import asyncio
+
+    import uvicorn
+
+    class TLSServer(uvicorn.Server):
+        """uvicorn's server plus listeners served over TLS, each socket with its listener's context.
+
+        uvicorn applies one ``ssl`` to every socket it serves; plano's listeners choose TLS one by one,
+        so the plain sockets go through uvicorn's own start-up and the TLS ones are added here, with the
+        same protocol (limits, drain) and a handshake bounded by the listener's ``read_timeout``."""
+
+        tls_sockets: list = []
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.should_exit:
+                return
+            config = self.config
+            loop = asyncio.get_running_loop()
+
+            def create_protocol(_loop=None):
+                return config.http_protocol_class(config=config, server_state=self.server_state,
+                                                  app_state=self.lifespan.state, _loop=_loop)
+
+            for sock, context, handshake_timeout in self.tls_sockets:
+                # A closing connection waits at most 2 s for the client's close_notify (asyncio's default
+                # is 30 s: a pooled client that never answers would stall every drain by that much).
+                server = await loop.create_server(create_protocol, sock=sock, ssl=context, backlog=config.backlog,
+                                                  ssl_handshake_timeout=handshake_timeout, ssl_shutdown_timeout=2.0)
+                self.servers.append(server)
+
+    return TLSServer
+
+
+class _LazyTLSServer:
+    def __call__(self, *args, **kwargs):
+        return _tls_server_class()(*args, **kwargs)
+
+
+_TLSServer = _LazyTLSServer()
 
 
 def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None, sidecar=None) -> int:
