@@ -21,21 +21,14 @@ import orjson
 
 from gateway.config.providers import ANTHROPIC_MESSAGES
 from gateway.wire.api import ClientAPI
-from gateway.wire.errors import _ANTHROPIC_TYPES, GatewayError, anthropic_type, bad_request
+from gateway.wire.errors import _ANTHROPIC_TYPES, GatewayError, anthropic_type, bad_request, json_object_body
 from gateway.wire.sse import named_event
 
 _TYPES = frozenset(_ANTHROPIC_TYPES.values())
 
 
 def parse_messages_request(body: bytes, *, count_tokens: bool = False) -> dict:
-    if not body:
-        raise bad_request("The request body is empty; expected a JSON object.", code="invalid_json")
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(request, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    request = json_object_body(body)
     model = request.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request("model: Input should be a valid string", param="model", code="invalid_type")

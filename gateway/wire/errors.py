@@ -103,3 +103,20 @@ def anthropic_error(message: str, type: str, request_id: str | None = None) -> b
 
 def bad_request(message: str, *, param: str | None = None, code: str = "invalid_request") -> GatewayError:
     return GatewayError(400, message, code=code, param=param)
+
+
+def json_object_body(body: bytes) -> dict:
+    """A request body that must be one JSON object (every client API's first check), or a 400
+    ``invalid_json`` in the caller's envelope."""
+    import orjson
+
+    if not body:
+        raise bad_request("The request body is empty; expected a JSON object.", code="invalid_json")
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(request, dict):
+        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    return request
+

@@ -15,7 +15,7 @@ import orjson
 
 from gateway.config.providers import OPENAI_CHAT
 from gateway.wire.api import ClientAPI
-from gateway.wire.errors import GatewayError, bad_request
+from gateway.wire.errors import GatewayError, bad_request, json_object_body
 from gateway.wire.sse import data_event, openai_error_event
 
 DONE = b"data: [DONE]\n\n"
@@ -23,14 +23,7 @@ DONE = b"data: [DONE]\n\n"
 
 def parse_chat_request(body: bytes) -> dict:
     """Parse and check a chat-completions body at the edge (cheap structural checks only)."""
-    if not body:
-        raise bad_request("The request body is empty; expected a JSON object.", code="invalid_json")
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(request, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    request = json_object_body(body)
     model = request.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request("'model' must be a string.", param="model", code="invalid_type")

@@ -14,11 +14,10 @@ input items (:func:`output_as_input`), as Plano stores it.
 
 from __future__ import annotations
 
-import orjson
 
 from gateway.config.providers import OPENAI_RESPONSES
 from gateway.wire.api import ClientAPI
-from gateway.wire.errors import GatewayError, bad_request
+from gateway.wire.errors import GatewayError, bad_request, json_object_body
 from gateway.wire.sse import named_event
 from gateway.wire.translate.responses_chat import input_items, new_id
 
@@ -26,14 +25,7 @@ __all__ = ["RESPONSES", "input_items", "new_id", "output_as_input", "parse_respo
 
 
 def parse_responses_request(body: bytes) -> dict:
-    if not body:
-        raise bad_request("The request body is empty; expected a JSON object.", code="invalid_json")
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(request, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    request = json_object_body(body)
     model = request.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request("'model' must be a string.", param="model", code="invalid_type")
