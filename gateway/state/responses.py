@@ -51,8 +51,17 @@ class StoredResponse:
     created_at: float
 
 
+#: A store several processes share (SQLite file, Postgres): how long a read of an id not found yet
+#: keeps looking. Turns are written just after their answer went out, so a client that sends the
+#: next turn at once to ANOTHER worker or replica can arrive a few milliseconds before the write.
+SHARED_READ_WAIT = 0.5
+
+
 class ResponseStore:
     """The store interface; ``get`` returns None for unknown or expired ids."""
+
+    #: Other processes write to it too (see :data:`SHARED_READ_WAIT`).
+    shared = False
 
     def __init__(self) -> None:
         self._pending: dict[str, asyncio.Task] = {}
@@ -64,7 +73,17 @@ class ResponseStore:
                 await asyncio.shield(pending)
             except Exception:  # noqa: BLE001 - a failed write reads as missing
                 pass
-        return await self._get(response_id)
+        found = await self._get(response_id)
+        if found is not None or not self.shared or pending is not None:
+            return found
+        # Written by another process maybe a moment ago: look again briefly before saying unknown.
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + SHARED_READ_WAIT, 0.01
+        while found is None and loop.time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            found = await self._get(response_id)
+        return found
 
     def put_later(self, stored: StoredResponse) -> None:
         """Store in the background (after the answer went out); reads of the id wait for it."""
@@ -130,6 +149,8 @@ _SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS conversation_states (
 
 
 class SQLiteStore(ResponseStore):
+    shared = True  # every worker of the gateway opens the same file
+
     def __init__(self, path: str, *, ttl: float = DEFAULT_TTL) -> None:
         super().__init__()
         self.path = path
@@ -204,6 +225,8 @@ ALTER TABLE conversation_states ADD COLUMN IF NOT EXISTS response JSONB"""
 
 class PostgresStore(ResponseStore):
     """Plano's table (``conversation_states``), plus a ``response`` column for GET /v1/responses/{id}."""
+
+    shared = True  # every replica reads and writes the same table
 
     def __init__(self, dsn: str, *, ttl: float = DEFAULT_TTL, pool_size: int = 10) -> None:
         super().__init__()
