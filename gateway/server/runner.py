@@ -187,7 +187,7 @@ def _run_worker(config, sockets, drain_timeout: float, *, report_reloads: bool =
     tls = [(sock, l.tls.server_context(), l.read_timeout) for l, sock in zip(listeners, sockets)
            if getattr(l, "tls", None) is not None]
     plain = [sock for l, sock in zip(listeners, sockets) if getattr(l, "tls", None) is None]
-    server = (_TLSServer if tls else uvicorn.Server)(
+    server = (_tls_server_class() if tls else uvicorn.Server)(
         uvicorn.Config(
             app,
             loop="uvloop" if _has_uvloop() else "asyncio",
@@ -248,14 +248,6 @@ def _tls_server_class():
                 self.servers.append(server)
 
     return TLSServer
-
-
-class _LazyTLSServer:
-    def __call__(self, *args, **kwargs):
-        return _tls_server_class()(*args, **kwargs)
-
-
-_TLSServer = _LazyTLSServer()
 
 
 def _supervise(config, sockets, workers: int, drain_timeout: float, admin=None, sidecar=None) -> int:
