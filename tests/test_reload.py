@@ -44,7 +44,11 @@ def _reload(gw: Gateway) -> subprocess.CompletedProcess:
 async def _load(url: str, stop: asyncio.Event, results: list, concurrency: int = 10) -> None:
     """``concurrency`` clients sending chat requests back to back until ``stop``; each result is
     (status or exception text, time)."""
-    async with aiohttp.ClientSession() as session:
+    # Like a well-behaved client, drop pooled connections idle for longer than the server's drain grace
+    # (DRAIN_IDLE_GRACE, 1 s): a connection a retiring worker closes while idle is then never reused,
+    # and what the test counts are requests the gateway failed, not the keep-alive close race.
+    connector = aiohttp.TCPConnector(keepalive_timeout=0.5)
+    async with aiohttp.ClientSession(connector=connector) as session:
         async def client() -> None:
             while not stop.is_set():
                 try:
