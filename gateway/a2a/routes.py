@@ -31,6 +31,9 @@ class ProtocolRoutes:
         self.mcp_on = bool(getattr(listener, "mcp", False))
         self._a2a = None
         self._mcp = None
+        #: The caller's key record by ``scope["plano.key_id"]`` (set by the auth runtime when the listener
+        #: has ``auth``): the MCP endpoint lists and allows only the tools the key may call.
+        self.key_lookup = None
 
     async def __call__(self, scope, receive, send) -> bool:
         """Serve the request if it is a protocol request (True), else leave it to the listener."""
@@ -148,7 +151,7 @@ class ProtocolRoutes:
             except ImportError as exc:
                 await _unavailable(send, f"MCP needs the mcp package (pip install mcp): {exc}")
                 return
-            self._mcp = McpGateway(self.app, self.config, self.listener)
+            self._mcp = McpGateway(self.app, self.config, self.listener, self.key_lookup)
         await self._mcp(scope, receive, send)
 
     async def aclose(self) -> None:

@@ -56,6 +56,27 @@ class ListenerKeys:
                 self.table = KeyTable(self.fixed + found[0])
 
 
+class KeyLookup:
+    """The key record behind a request's ``scope["plano.key_id"]`` (set by the edge once it authenticated
+    the request), for endpoints whose per-key rules the edge cannot apply itself: an agent listener's MCP
+    endpoint filters ``tools/list`` by the key's ``mcp_tools``. Looks in the listener's own keys first,
+    then the virtual keys, as authentication does."""
+
+    __slots__ = ("guard",)
+
+    def __init__(self, guard) -> None:
+        self.guard = guard
+
+    def __call__(self, key_id: str | None) -> KeyRecord | None:
+        if key_id is None:
+            return None
+        record = self.guard.own.table.by_id.get(key_id)
+        store = self.guard.store
+        if record is None and store is not None:
+            record = store.table.by_id.get(key_id)
+        return record
+
+
 class AuthRuntime:
     """Everything access control needs in one worker: key tables, budget ledger, the sync task."""
 
@@ -103,6 +124,9 @@ class AuthRuntime:
                 from gateway.auth.middleware import guard_agents
 
                 guard.agents_guarded = guard_agents(app, listener.name)
+                protocols = getattr(app, "protocols", None)
+                if protocols is not None:  # its MCP endpoint filters tools by the caller's key
+                    protocols.key_lookup = KeyLookup(guard)
         depth = getattr(listener, "max_json_depth", None) or DEFAULT_MAX_JSON_DEPTH
         return Edge(app, listener, kind, guard, max_json_depth=depth)
 

@@ -178,7 +178,7 @@ def _revoked(record: KeyRecord) -> KeyRecord:
     return KeyRecord(record.id, record.digest, description=record.description, models=record.models,
                      agents=record.agents, listeners=record.listeners, rate_limits=record.rate_limits,
                      budget=record.budget, expires_at=record.expires_at, revoked=True, source=record.source,
-                     created_at=record.created_at)
+                     created_at=record.created_at, mcp_tools=record.mcp_tools)
 
 
 __all__ = ["AdminKeyStore", "KeyError_", "hash_key", "new_key"]

@@ -43,17 +43,21 @@ class KeyRecord:
     """One accepted key: who it is and what it may do. Immutable once built; a change is a new record."""
 
     __slots__ = ("agents", "budget", "description", "digest", "expires_at", "id", "listeners", "models",
-                 "rate_limits", "revoked", "source", "restricted", "created_at")
+                 "rate_limits", "revoked", "source", "restricted", "created_at", "mcp_tools")
 
     def __init__(self, id: str, digest: bytes, *, description: str | None = None, models=None, agents=None,
                  listeners=None, rate_limits=(), budget=None, expires_at: float | None = None,
-                 revoked: bool = False, source: str = "config", created_at: float | None = None) -> None:
+                 revoked: bool = False, source: str = "config", created_at: float | None = None,
+                 mcp_tools=None) -> None:
         self.id = id
         self.digest = digest
         self.description = description
         self.models = tuple(models) if models is not None else None
         self.agents = frozenset(agents) if agents is not None else None
         self.listeners = frozenset(listeners) if listeners is not None else None
+        #: fnmatch patterns of the MCP tools this key may list and call (None: all). Enforced by the MCP
+        #: endpoint itself (it filters ``tools/list``), not by the edge, so it does not make a key "restricted".
+        self.mcp_tools = tuple(mcp_tools) if mcp_tools is not None else None
         #: ((("requests"|"tokens", n), ("unit", u)), ...): hashable; dict(item) for a mapping
         self.rate_limits = tuple(tuple(sorted(dict(r).items())) for r in rate_limits or ())
         #: {"tokens": n|None, "cost_usd": x|None, "period": p} or None
@@ -78,6 +82,8 @@ class KeyRecord:
             out["agents"] = sorted(self.agents)
         if self.listeners is not None:
             out["listeners"] = sorted(self.listeners)
+        if self.mcp_tools is not None:
+            out["mcp_tools"] = list(self.mcp_tools)
         if self.rate_limits:
             out["rate_limits"] = [dict(r) for r in self.rate_limits]
         if self.budget:
@@ -123,7 +129,8 @@ class KeyRecord:
         listeners = vk.listeners if vk.listeners is not None else default_listeners
         return cls(vk.id, digest_of(vk.key), description=vk.description, models=vk.models, agents=vk.agents,
                    listeners=listeners, rate_limits=limits, budget=budget,
-                   expires_at=_timestamp(vk.expires_at), revoked=vk.revoked, source=source, created_at=created_at)
+                   expires_at=_timestamp(vk.expires_at), revoked=vk.revoked, source=source, created_at=created_at,
+                   mcp_tools=vk.mcp_tools)
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -132,6 +139,14 @@ class KeyRecord:
 
     def allows_listener(self, name: str) -> bool:
         return self.listeners is None or name in self.listeners
+
+    def allows_tool(self, name: str) -> bool:
+        """May this key list and call the MCP tool ``name`` (``mcp_tools`` patterns; absent: every tool)?"""
+        if self.mcp_tools is None:
+            return True
+        import fnmatch
+
+        return any(fnmatch.fnmatchcase(name, p) for p in self.mcp_tools)
 
 
 def _timestamp(value) -> float | None:

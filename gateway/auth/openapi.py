@@ -41,6 +41,7 @@ _KEY_SPEC = {"type": "object", "properties": {
     "description": {"type": "string"}, "models": {"type": "array", "items": {"type": "string"}},
     "agents": {"type": "array", "items": {"type": "string"}},
     "listeners": {"type": "array", "items": {"type": "string"}},
+    "mcp_tools": {"type": "array", "items": {"type": "string"}},
     "rate_limits": {"type": "array", "items": {"type": "object"}},
     "budget": {"type": "object", "properties": {"tokens": {"type": "integer"}, "cost_usd": {"type": "number"},
                                                 "period": {"enum": ["hour", "day", "month", "total"]}}},

@@ -138,7 +138,7 @@ class KeyStore:
                 merged[ident] = KeyRecord(old.id, old.digest, description=old.description, models=old.models,
                                           agents=old.agents, listeners=old.listeners, rate_limits=old.rate_limits,
                                           budget=old.budget, expires_at=old.expires_at, revoked=True,
-                                          source=old.source, created_at=old.created_at)
+                                          source=old.source, created_at=old.created_at, mcp_tools=old.mcp_tools)
         for record in records:
             merged[record.id] = record
         self.table = KeyTable(merged.values())

@@ -85,6 +85,9 @@ class VirtualKey(_Model):
     agents: list[str] | None = Field(None, description="agents this key may reach; absent: all")
     listeners: list[str] | None = Field(None, description="listeners this key is accepted on; absent: every "
                                         "listener with auth")
+    mcp_tools: list[str] | None = Field(None, description="MCP tools this key may list and call on agent "
+                                        "listeners' /mcp (fnmatch patterns over the names plano shows: agent "
+                                        "ids, 'ask', '<server>__<tool>'); absent: all")
     rate_limits: list[KeyRateLimit] | None = None
     budget: KeyBudget | None = None
     expires_at: datetime | None = Field(None, description="ISO 8601; naive times are UTC")
@@ -94,6 +97,15 @@ class VirtualKey(_Model):
     @classmethod
     def _key(cls, value: str) -> str:
         return check_key_text(value)
+
+    @field_validator("mcp_tools")
+    @classmethod
+    def _tools(cls, values: list[str] | None) -> list[str] | None:
+        """Tool patterns are names or fnmatch globs: printable, no spaces, at most 200 characters."""
+        for value in values or ():
+            if not value or len(value) > 200 or not value.isprintable() or any(c.isspace() for c in value):
+                raise ValueError(f"mcp_tools entry {value[:40]!r} is not a tool name or pattern")
+        return values
 
 
 class ListenerAuth(_Model):

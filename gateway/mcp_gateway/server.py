@@ -12,6 +12,12 @@ Tools:
   patterns: a denied tool is not listed and calling it is the protocol's "unknown tool" error
   (-32602), exactly as for a tool that does not exist. Results pass through unchanged.
 
+Per key: on a listener with ``auth``, the calling key's ``mcp_tools`` patterns (and its ``agents``
+list, for agent tools; ``ask`` needs them all) filter the tools the same way — a tool the key may
+not call is not listed and calling it is -32602 "Unknown tool". The edge authenticated the request;
+the key's record is looked up by the id it left on the scope (``plano.key_id``), per HTTP request, so
+one session sees a revoked or narrowed key at its next request.
+
 An agent that fails is a tool result with ``isError: true`` and the error's message (the
 client's model can read it); an unreachable upstream server is an MCP error (-32603) naming it.
 ``tools/list`` lists the upstream servers live (one ``tools/list`` per server, in parallel); a
@@ -50,7 +56,7 @@ _MESSAGE_SCHEMA = {
 
 
 class McpGateway:
-    def __init__(self, listener_app, config, listener) -> None:
+    def __init__(self, listener_app, config, listener, key_lookup=None) -> None:
         import mcp_types as types
         from mcp.server import Server
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -58,6 +64,7 @@ class McpGateway:
         self.types = types
         self.app = listener_app
         self.listener = listener
+        self.key_lookup = key_lookup
         names = listener.mcp_servers
         metrics = listener_app.tel.metrics
         self.servers = {s.name: McpUpstream(s, listener_app.upstream, metrics) for s in config.mcp_servers or ()
@@ -166,9 +173,35 @@ class McpGateway:
                                             f"of them answer ({names})."))
         return tools
 
+    def _key(self, ctx):
+        """The calling key's record (None: the listener has no auth, or the key may call every tool)."""
+        if self.key_lookup is None:
+            return None
+        request = getattr(ctx, "request", None)
+        scope = getattr(request, "scope", None) or {}
+        record = self.key_lookup(scope.get("plano.key_id"))
+        if record is not None and record.mcp_tools is None and record.agents is None:
+            return None
+        return record
+
+    def _may(self, record, name: str) -> bool:
+        """May ``record`` list and call tool ``name``? Its ``mcp_tools`` patterns, and for an agent tool its
+        ``agents`` list (``ask`` needs every agent: the router may pick any of them)."""
+        if record is None:
+            return True
+        if not record.allows_tool(name):
+            return False
+        if record.agents is not None:
+            if name == "ask":
+                return all(a.id in record.agents for a in self.listener.agents or [])
+            if name in self.app.endpoints:
+                return name in record.agents
+        return True
+
     async def _list_tools(self, ctx, params):
         types = self.types
-        tools = self._agent_tools()
+        record = self._key(ctx)
+        tools = [t for t in self._agent_tools() if self._may(record, t.name)]
         headers = _headers(ctx)
         servers = list(self.servers.values())
         listed = await asyncio.gather(*(s.list_tools(headers) for s in servers), return_exceptions=True)
@@ -178,6 +211,8 @@ class McpGateway:
                 continue
             for tool in found:
                 data = {**tool, "name": f"{server.name}{SEP}{tool['name']}"}
+                if not self._may(record, data["name"]):
+                    continue
                 try:
                     tools.append(types.Tool.model_validate(data))
                 except Exception:  # noqa: BLE001 - a tool this SDK cannot represent is skipped
@@ -191,6 +226,8 @@ class McpGateway:
         name = params.name
         arguments = dict(params.arguments or {})
         headers = _headers(ctx)
+        if not self._may(self._key(ctx), name):  # as for a tool that does not exist: nothing to learn
+            raise MCPError(-32602, f"Unknown tool: {name}")
         if name == "ask" or name in self.app.endpoints:
             message = arguments.get("message")
             if not isinstance(message, str) or not message.strip():
