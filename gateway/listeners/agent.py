@@ -1,6 +1,13 @@
 """The agent listener: one endpoint in front of a team of agents.
 
-``POST /v1/chat/completions``: parse at the edge, let the selector choose the
+``POST /v1/chat/completions``, ``POST /v1/messages`` (Anthropic) and ``POST /v1/responses``
+(OpenAI Responses), also under ``/agents/``: one request path parameterised by the client
+API (:class:`~gateway.wire.api.ClientAPI`), as on the model listener. Agents speak Chat
+Completions, so a Messages or Responses request is translated to chat at the edge (the
+wire layer's translators) and everything the path sends back — the last agent's answer,
+JSON or stream, a composed ``answers: all`` reply, an error — is re-expressed in the
+client's API on its way out (:class:`~gateway.wire.relay.TranslatingSend`); a chat client
+gets the agents' bytes as before. Then: parse at the edge, let the selector choose the
 agents for the latest user turn, run the intermediate ones collecting their
 answers, then relay the last agent's response to the client as it is produced —
 with the agent's real status. The listener ``timeout`` bounds the whole chain.
@@ -16,13 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import orjson
 
+from gateway.config.providers import OPENAI_CHAT
+
 from gateway.filters import FilterRegistry, FilterRun, filter_run
 from gateway.filters.output import relay_json_filtered, relay_stream_filtered
-from gateway.listeners.chat import parse_chat_request
-from gateway.listeners.errors import GatewayError
+from gateway.listeners.errors import GatewayError, bad_request
 from gateway.listeners.http import (
     JSON_CT,
     SSE_CT,
@@ -36,7 +45,6 @@ from gateway.listeners.http import (
     read_body,
     request_id,
     send_body,
-    send_error,
 )
 from gateway.listeners.relay import relay_json, relay_stream
 from gateway.llm.resolver import ModelResolver
@@ -66,6 +74,12 @@ from gateway.routing.selector import AgentSelector, Selection
 from gateway.telemetry import Telemetry
 from gateway.upstream import PoolRegistry, Upstream, UpstreamError, forward_headers
 from gateway.upstream.limits import refusal
+from gateway.wire.anthropic import MESSAGES
+from gateway.wire.api import ClientAPI
+from gateway.wire.openai_chat import CHAT
+from gateway.wire.relay import TranslatingSend, send_error
+from gateway.wire.responses import RESPONSES
+from gateway.wire.translate import translator
 
 log = logging.getLogger("plano.agent")
 
@@ -103,13 +117,14 @@ class AgentListener:
         self._models_body = orjson.dumps({"object": "list", "data": [
             {"id": a.id, "object": "model", "created": 0, "owned_by": "agent"} for a in listener.agents or []]})
         self._routes = {
-            ("POST", "/v1/chat/completions"): self.chat_completions,
-            ("POST", "/agents/v1/chat/completions"): self.chat_completions,
             ("GET", "/v1/models"): self.list_models,
             ("GET", "/agents/v1/models"): self.list_models,
             ("OPTIONS", "/v1/models"): cors_preflight,
             ("GET", "/healthz"): healthz,
         }
+        for api in (CHAT, MESSAGES, RESPONSES):  # one request path, parameterised by the client API
+            self._routes[("POST", api.path)] = self._routes[("POST", "/agents" + api.path)] = partial(self.handle, api)
+        self.chat_completions = self._routes[("POST", CHAT.path)]  # in-process callers (A2A, MCP) speak chat
         # A2A agents upstream (their cards), A2A and MCP served by this listener (gateway.a2a, gateway.mcp_gateway)
         self._cards: asyncio.Task | None = None
         self._cards_pending = any(e.a2a is not None for e in self.endpoints.values())
@@ -160,17 +175,32 @@ class AgentListener:
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._models_body, [JSON_CT])
 
-    async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, api: ClientAPI, scope: Scope, receive: Receive, send: Send) -> None:
+        """One client request of API ``api``: parse → (to chat) → select → agents → answer (in ``api``)."""
         rid = request_id(scope)
         ctx = scope[_TELEMETRY_KEY] = self.tel.start_request(self.name, "agent", scope["method"], scope["path"],
                                                              scope["headers"], rid)
-        send = ctx.wrap_send(send)
+        client_send = send = ctx.wrap_send(send)
         error: str | None = None
         size = 0
         try:
             body = await read_body(scope, receive, self.max_body)
             size = len(body)
-            request = parse_chat_request(body)
+            request = api.parse(body)
+            if api is not CHAT:
+                if api is RESPONSES and request.get("previous_response_id"):
+                    # Conversation state lives on model listeners (the agents see whole conversations).
+                    raise bad_request("previous_response_id is not supported on agent listeners: send the whole "
+                                      "conversation as input.", param="previous_response_id",
+                                      code="unsupported_parameter")
+                to_chat = translator(api.name, OPENAI_CHAT)
+                client_request, request = request, to_chat.request(request)
+                if request.get("model") is None:
+                    request.pop("model", None)
+                if not request["messages"]:
+                    raise bad_request("The request has no messages for the agents.",
+                                      param="input" if api is RESPONSES else "messages")
+                send = TranslatingSend(send, to_chat, client_request, api, rid)
             if self.limits is not None:
                 verdict = await self.limits.admit(scope["headers"])
                 if verdict is not None:
@@ -221,7 +251,7 @@ class AgentListener:
                               ctx.agent_call(last, index=len(intermediate)))
         except GatewayError as err:
             error = err.message
-            await send_error(send, err, rid)
+            await send_error(client_send, api, err, rid)
         except ClientDisconnected:
             error = "client disconnected"
         finally:

@@ -56,7 +56,7 @@ from gateway.wire.anthropic import MESSAGES, estimate_input_tokens, parse_messag
 from gateway.wire.api import ClientAPI
 from gateway.wire.errors import GatewayError
 from gateway.wire.openai_chat import CHAT
-from gateway.wire.relay import StreamUsage, observers, relay_json, relay_stream
+from gateway.wire.relay import StreamUsage, observers, relay_json, relay_stream, send_error
 from gateway.wire.responses import RESPONSES, input_items
 
 log = logging.getLogger("plano.model")
@@ -384,16 +384,6 @@ def _no_response(response_id: str) -> GatewayError:
 def _count_url(url: str) -> str:
     base, sep, query = url.partition("?")
     return f"{base}/count_tokens{sep}{query}"
-
-
-async def send_error(send: Send, api: ClientAPI, err: GatewayError, rid: str | None = None) -> None:
-    """``err`` in the client API's envelope."""
-    headers = [JSON_CT]
-    if rid:
-        headers.append((b"x-request-id", rid.encode()))
-    if err.headers:
-        headers.extend(err.headers)
-    await send_body(send, err.status, api.error_body(err, rid), headers)
 
 
 _ERROR_CLASS = {"connect": "connect", "reset": "connect", "open": "connect", "overloaded": "connect",

@@ -260,3 +260,108 @@ def classify_break(exc: Exception, target: str) -> UpstreamError:
     if isinstance(exc, asyncio.TimeoutError):
         return UpstreamError("timeout", target)
     return UpstreamError("broken", target, type(exc).__name__)
+
+
+async def send_error(send: Send, api, err: GatewayError, rid: str | None = None) -> None:
+    """``err`` in the client API's envelope (``api``: a :class:`~gateway.wire.api.ClientAPI`)."""
+    headers = [JSON_CT]
+    if rid:
+        headers.append((b"x-request-id", rid.encode()))
+    if err.headers:
+        headers.extend(err.headers)
+    await send_body(send, err.status, api.error_body(err, rid), headers)
+
+
+def error_from_openai(status: int, data: bytes) -> GatewayError:
+    """The :class:`GatewayError` an OpenAI-enveloped error body describes (message, type, code, param kept)."""
+    parsed, message = upstream_message(data, status)
+    err = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(err, dict):
+        return GatewayError(status, message, code=err.get("code") if isinstance(err.get("code"), str) else None,
+                            param=err.get("param") if isinstance(err.get("param"), str) else None,
+                            type=err.get("type") if isinstance(err.get("type"), str) else None)
+    return GatewayError(status, message)
+
+
+class TranslatingSend:
+    """An ASGI ``send`` that re-expresses a Chat Completions answer in another client API.
+
+    For listeners that build their answer in Chat Completions themselves (the agent
+    listener: its agents speak chat; replies composed from several agents; A2A agents): a
+    ``text/event-stream`` 2xx is translated event by event as it is sent
+    (:class:`~gateway.wire.translate.ClientStream`); a JSON 2xx and any error status are
+    held until complete, then sent translated — the answer through the translator, an error
+    in the client API's own envelope — with their Content-Length recomputed.
+
+    ``observer`` (optional) sees what the client gets, in the client's API: ``chunk(bytes)``
+    per stream piece and ``finish(status, completion=...)`` once (stored Responses state).
+    """
+
+    __slots__ = ("api", "held", "observer", "request", "rid", "send", "start", "stream", "translator")
+
+    def __init__(self, send: Send, translator, request: dict, api, rid: str, observer=None) -> None:
+        self.send = send
+        self.translator = translator
+        self.request = request  # the client's request (the translation reads e.g. its model, tools)
+        self.api = api
+        self.rid = rid
+        self.observer = observer
+        self.start: dict | None = None
+        self.stream = None
+        self.held: list[bytes] = []
+
+    async def __call__(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            status = message["status"]
+            headers = [(k, v) for k, v in message.get("headers") or () if k.lower() != b"content-length"]
+            self.start = {**message, "headers": headers}
+            if status < 400 and any(k.lower() == b"content-type" and b"text/event-stream" in v for k, v in headers):
+                from gateway.wire.translate import ClientStream
+
+                self.stream = ClientStream(self.translator, self.request, self.api, "agent")
+                await self.send(self.start)
+            return
+        if kind != "http.response.body":
+            await self.send(message)
+            return
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self.stream is not None:
+            out = self.stream.feed(body)
+            if not more:
+                try:
+                    out += self.stream.end()
+                except UpstreamError as err:
+                    out += self.api.error_event(str(err), code=f"upstream_{err.kind}")
+            if self.observer is not None:
+                if out:
+                    self.observer.chunk(out)
+                if not more:
+                    self.observer.finish(self.start["status"])
+            if out or not more:
+                await self.send({"type": "http.response.body", "body": out, "more_body": more})
+            return
+        self.held.append(body)
+        if more:
+            return
+        await self._send_whole(b"".join(self.held))
+
+    async def _send_whole(self, data: bytes) -> None:
+        start = self.start or {"type": "http.response.start", "status": 200, "headers": [JSON_CT]}
+        status = start["status"]
+        answer = None
+        if status >= 400:
+            data = self.api.error_body(error_from_openai(status, data), self.rid)
+        else:
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if type(parsed) is dict:
+                answer = self.translator.response(parsed, self.request)
+                data = orjson.dumps(answer)
+        if self.observer is not None:
+            self.observer.finish(status, completion=answer)
+        await self.send({**start, "headers": [*start["headers"], (b"content-length", str(len(data)).encode())]})
+        await self.send({"type": "http.response.body", "body": data})

@@ -224,45 +224,70 @@ class TranslatedResponse:
         self.headers = self._resp.headers
 
     async def chunks(self):
-        api = self.api
-        frame = api.frame
-        state = self.translator.stream(self.request)
-        aligner = EventAligner()
-        ended = False
+        stream = ClientStream(self.translator, self.request, self.api, self.target)
         async for chunk in self._resp.chunks():
-            ready = aligner.feed(chunk)
-            if not ready or ended:
-                continue
-            out = []
-            for block in split_events(ready):
-                data = event_data(block)
-                if data is None:
-                    continue
-                if data == b"[DONE]":
-                    out.extend(state.finish())
-                    ended = True
-                    break
-                if not data.strip():
-                    continue
-                try:
-                    payload = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError("broken", self.target, "the upstream sent an event that is not JSON") from None
-                if type(payload) is not dict:
-                    raise UpstreamError("broken", self.target, "the upstream sent an event that is not an object")
-                name = event_name(block)
-                out.extend(state.feed(name.decode("latin-1") if name else None, payload))
+            out = stream.feed(chunk)
             if out:
-                yield frame(out)
-        if not ended:
-            if aligner.pending.strip():
-                raise UpstreamError("broken", self.target, "the upstream stream ended inside an event")
-            out = state.finish()
-            yield (frame(out) if out else b"") + api.stream_end()
-        else:
-            end = api.stream_end()
-            if end:
-                yield end
+                yield out
+        tail = stream.end()
+        if tail:
+            yield tail
+
+
+class ClientStream:
+    """An upstream SSE stream re-expressed in the client's API, pushed piece by piece.
+
+    ``feed`` takes upstream bytes in any chunking and returns the client API's framed events
+    ready so far (``b""`` while an event is incomplete); ``end`` closes the stream (the
+    translation's final events, the API's end marker). Used by :class:`TranslatedResponse`
+    (pulling from an upstream) and by :class:`gateway.wire.relay.TranslatingSend` (an answer a
+    listener builds itself), so the event loop below is written once.
+    """
+
+    __slots__ = ("aligner", "api", "ended", "state", "target")
+
+    def __init__(self, translator: Translator, request: dict, api, target: str) -> None:
+        self.api = api
+        self.state = translator.stream(request)
+        self.aligner = EventAligner()
+        self.ended = False
+        self.target = target
+
+    def feed(self, chunk: bytes) -> bytes:
+        ready = self.aligner.feed(chunk)
+        if not ready or self.ended:
+            return b""
+        state = self.state
+        out: list = []
+        for block in split_events(ready):
+            data = event_data(block)
+            if data is None:
+                continue
+            if data == b"[DONE]":
+                out.extend(state.finish())
+                self.ended = True
+                break
+            if not data.strip():
+                continue
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamError("broken", self.target, "the upstream sent an event that is not JSON") from None
+            if type(payload) is not dict:
+                raise UpstreamError("broken", self.target, "the upstream sent an event that is not an object")
+            name = event_name(block)
+            out.extend(state.feed(name.decode("latin-1") if name else None, payload))
+        return self.api.frame(out) if out else b""
+
+    def end(self) -> bytes:
+        """The stream's last bytes; UpstreamError when it stopped inside an event."""
+        if self.ended:
+            return self.api.stream_end()
+        if self.aligner.pending.strip():
+            raise UpstreamError("broken", self.target, "the upstream stream ended inside an event")
+        self.ended = True
+        out = self.state.finish()
+        return (self.api.frame(out) if out else b"") + self.api.stream_end()
 
 
 # ============================================================================ native upstreams
