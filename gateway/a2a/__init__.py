@@ -7,6 +7,8 @@
   ``message/stream``) through :class:`gateway.upstream.Upstream`, long tasks polled;
 - :mod:`~gateway.a2a.server`: an agent listener's agent card and A2A JSON-RPC endpoint (the
   ``a2a-sdk`` server in front of the listener's own routing and agent chain).
+- :mod:`~gateway.a2a.lifecycle`: what a runtime does at start (cards read eagerly) and close (A2A and
+  MCP endpoints stopped, so a reload leaves nothing of the old configuration running).
 
 Nothing here is imported on the model-proxy path; ``a2a-sdk`` (the ``a2a`` extra) is imported
 only when a config has an A2A agent or an agent listener serves A2A, at start-up.

@@ -64,7 +64,7 @@ class ProtocolRoutes:
 
     async def card(self, scope, send, *, legacy: bool) -> None:
         try:
-            card, _ = self._a2a_server()
+            card, _, _ = self._a2a_server()
         except _Missing as exc:
             await _unavailable(send, str(exc))
             return
@@ -84,7 +84,7 @@ class ProtocolRoutes:
             await send_body(send, 405, b'{"error": "use POST for A2A JSON-RPC"}', [JSON_CT, (b"allow", b"POST")])
             return
         try:
-            _, rpc_app = self._a2a_server()
+            _, rpc_app, _ = self._a2a_server()
         except _Missing as exc:
             await _unavailable(send, str(exc))
             return
@@ -155,8 +155,15 @@ class ProtocolRoutes:
         await self._mcp(scope, receive, send)
 
     async def aclose(self) -> None:
+        """Stop the MCP session manager (its sessions end) and drain the A2A handler's running tasks:
+        called when the runtime that built this listener is retired (reload) or shut down."""
         if self._mcp is not None:
             await self._mcp.aclose()
+        if self._a2a is not None:
+            handler = self._a2a[2]
+            close = getattr(handler, "aclose", None)
+            if close is not None:
+                await close()
 
 
 class _Missing(Exception):

@@ -42,7 +42,7 @@ RPC_PATH = "/a2a"
 
 
 def build_server(listener_app, listener, metrics=None):
-    """The SDK pieces for one agent listener: (card builder, Starlette JSON-RPC app)."""
+    """The SDK pieces for one agent listener: (card builder, Starlette JSON-RPC app, request handler)."""
     from a2a.server.agent_execution import AgentExecutor
     from a2a.server.request_handlers import DefaultRequestHandler
     from a2a.server.routes import create_jsonrpc_routes
@@ -142,7 +142,7 @@ def build_server(listener_app, listener, metrics=None):
     handler = DefaultRequestHandler(agent_executor=PlanoExecutor(), task_store=InMemoryTaskStore(),
                                     agent_card=static_card)
     app = Starlette(routes=create_jsonrpc_routes(handler, RPC_PATH, enable_v0_3_compat=True))
-    return card, app
+    return card, app, handler
 
 
 def card_json(card, legacy: bool) -> bytes:

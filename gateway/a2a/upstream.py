@@ -1,7 +1,7 @@
 """A2A agents upstream: ``agents: - {id, type: a2a, url}``.
 
-**The card.** At start-up (the listener's first request — ``plano up``'s health probe — or when a
-reload builds the listener) plano reads the agent's card at ``{url}/.well-known/agent-card.json``,
+**The card.** When the runtime starts — before the worker serves, and on reload before the new
+configuration is swapped in (:mod:`gateway.a2a.lifecycle`) — plano reads the agent's card at ``{url}/.well-known/agent-card.json``,
 falling back to 0.3's ``/.well-known/agent.json``, through the agent's pool, and parses it with
 ``a2a-sdk`` (which maps 0.3 cards onto 1.0's shape). From it: the JSON-RPC interface (its path,
 kept on the configured endpoints so pools, load balancing and breakers still apply; the card's

@@ -80,10 +80,17 @@ class McpGateway:
         self._runner: asyncio.Task | None = None
         self._ready: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
+        self.closed = False
 
     # -- HTTP ----------------------------------------------------------------------------
 
     async def __call__(self, scope, receive, send) -> None:
+        if self.closed:  # a request that outlived its runtime's drain: the sessions are gone
+            from gateway.listeners.http import JSON_CT, send_body
+
+            await send_body(send, 503, orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32603, "message": "This MCP endpoint was reloaded; start a new session."}}), [JSON_CT])
+            return
         await self._start()
         started = time.perf_counter()
         body = b""
@@ -151,10 +158,19 @@ class McpGateway:
         await self._ready.wait()
 
     async def aclose(self) -> None:
+        """Stop the session manager: its task group is cancelled, so every session's server task and open
+        stream ends (called when the listener's runtime is retired by a reload, or at shutdown)."""
+        if self.closed:
+            return
+        self.closed = True
+        sessions = len(getattr(self.manager, "_server_instances", None) or ())
         if self._stop is not None:
             self._stop.set()
         if self._runner is not None:
             await asyncio.gather(self._runner, return_exceptions=True)
+            log.info("mcp: listener '%s': session manager stopped (%d session(s) closed)", self.listener.name,
+                     sessions)
+        await asyncio.gather(*(server.aclose() for server in self.servers.values()), return_exceptions=True)
 
     # -- tools ---------------------------------------------------------------------------
 

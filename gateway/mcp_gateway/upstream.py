@@ -87,6 +87,21 @@ class McpUpstream:
             if self.metrics is not None:
                 self.metrics.protocol("mcp", method, "upstream", outcome, time.perf_counter() - started)
 
+    async def aclose(self) -> None:
+        """End this worker's session with the server (HTTP DELETE, as the transport asks a client leaving
+        to do), best effort within 2 s: a reloaded listener leaves no session behind on the server."""
+        session, self._session = self._session, None
+        if session is None or not session[0]:
+            return
+        headers = {"mcp-session-id": session[0], "mcp-protocol-version": session[1]}
+        try:
+            async with asyncio.timeout(2.0):
+                async with self.upstream.call(self.pool, [self.url], headers=headers, body=None, method="DELETE",
+                                              timeout=timeout_policy(2.0, 1.0), target=self.target) as resp:
+                    await resp.read()
+        except Exception:  # noqa: BLE001 - the server's idle timeout ends it anyway
+            pass
+
     async def _open(self, stale):
         async with self._lock:
             if self._session is not None and self._session is not stale:

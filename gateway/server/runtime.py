@@ -61,6 +61,8 @@ class Runtime:
             else:
                 log.warning("listener '%s' of type '%s' is not served (legacy prompt gateway)", listener.name,
                             listener.type)
+        # Agent listeners: their A2A cards are read when the runtime starts, their A2A/MCP endpoints closed with it.
+        self.agent_apps = [app for app in self.by_port.values() if not isinstance(app, ModelListener)]
         # Access control and request-shape limits: one edge middleware in front of every listener.
         from gateway.auth import AuthRuntime
 
@@ -78,6 +80,10 @@ class Runtime:
     async def start(self, transport) -> None:
         await self.pools.start(transport)
         await self.auth.start()  # the first key table is loaded before the first request
+        if self.agent_apps:
+            from gateway.a2a.lifecycle import start_listeners
+
+            await start_listeners(self.agent_apps)
 
     def leave(self) -> None:
         """A request on this runtime ended (called after ``active`` was decremented)."""
@@ -97,6 +103,10 @@ class Runtime:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self.agent_apps:
+            from gateway.a2a.lifecycle import close_listeners
+
+            await close_listeners(self.agent_apps)
         await self.auth.aclose()
         await self.pools.close()
         await self.limits.aclose()

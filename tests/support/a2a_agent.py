@@ -18,7 +18,9 @@ only (``agent-card.json`` is 404) and its endpoint answers only 0.3 method names
 (``message/send`` …; the 1.0 names get -32601), through the SDK's 0.3 compatibility adapter.
 
 ``GET /stats`` answers what arrived on the wire in front of the SDK app: each JSON-RPC call's
-method, ``A2A-Version`` header, the user text and its ``traceparent``; ``GET /healthz`` 200.
+method, ``A2A-Version`` header, the user text and its ``traceparent``, and ``cards``: the agent
+cards served (counted once sent; ``--card-delay S`` answers card requests S seconds late, so a test
+can tell whether a caller waited for the card); ``GET /healthz`` 200.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def build_app(name: str, mode: str, protocol: str, skill: str, delay: float, pol
     from a2a.types.a2a_pb2 import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, Role, TaskState
     from starlette.applications import Starlette
 
-    stats: dict = {"calls": [], "cancels": 0}
+    stats: dict = {"calls": [], "cancels": 0, "cards": 0}
 
     class Executor(AgentExecutor):
         async def execute(self, context, event_queue) -> None:
@@ -80,7 +82,8 @@ def build_app(name: str, mode: str, protocol: str, skill: str, delay: float, pol
         create_jsonrpc_routes, Starlette
 
 
-def make_asgi(port: int, name: str, mode: str, protocol: str, skill: str, delay: float, poll: bool = False):
+def make_asgi(port: int, name: str, mode: str, protocol: str, skill: str, delay: float, poll: bool = False,
+              card_delay: float = 0.0):
     stats, card, Executor, Handler, Store, card_routes, rpc_routes, Starlette = build_app(
         name, mode, protocol, skill, delay, poll)
     url = f"http://127.0.0.1:{port}/"
@@ -117,8 +120,22 @@ def make_asgi(port: int, name: str, mode: str, protocol: str, skill: str, delay:
         if method == "GET" and path == "/stats":
             await send_json(send, 200, stats)
             return
-        if protocol == "0.3" and method == "GET" and path == "/.well-known/agent.json":
-            await send_json(send, 200, card_03)
+        if method == "GET" and path.startswith("/.well-known/agent"):
+            if card_delay:
+                await asyncio.sleep(card_delay)
+            if protocol == "0.3" and path == "/.well-known/agent.json":
+                await send_json(send, 200, card_03)
+                stats["cards"] += 1
+                return
+            sent = {}
+
+            async def counted(message):
+                if message["type"] == "http.response.start":
+                    sent["status"] = message["status"]
+                await send(message)
+
+            await inner(scope, receive, counted)
+            stats["cards"] += sent.get("status") == 200
             return
         if method != "POST":
             await inner(scope, receive, send)
@@ -173,10 +190,12 @@ def main() -> None:
     parser.add_argument("--skill", default="Answers questions.")
     parser.add_argument("--delay", type=float, default=3.0)
     parser.add_argument("--poll", action="store_true")
+    parser.add_argument("--card-delay", type=float, default=0.0)
     args = parser.parse_args()
     import uvicorn
 
-    app = make_asgi(args.port, args.name, args.mode, args.protocol, args.skill, args.delay, args.poll)
+    app = make_asgi(args.port, args.name, args.mode, args.protocol, args.skill, args.delay, args.poll,
+                    args.card_delay)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -5,7 +5,8 @@
 ``math``: ``add(a, b)``, ``multiply(a, b)``, ``drop_tables()`` (a tool a gateway should deny)
 ``text``: ``upper(text)``, ``reverse(text)``, ``shout_secret()``
 
-``GET /stats`` answers the tool names called (counted on the wire); ``GET /healthz`` 200.
+``GET /stats`` answers the tool names called (counted on the wire) and the sessions ended by a client's
+``DELETE`` (``deleted``); ``GET /healthz`` 200.
 """
 
 from __future__ import annotations
@@ -51,14 +52,18 @@ def build_app(kind: str, stateless: bool, json_response: bool):
 
     inner = server.streamable_http_app(stateless_http=stateless, json_response=json_response)
     called: list[str] = []
+    deleted: list[str] = []
 
     async def app(scope, receive, send):
         if scope["type"] == "http" and scope["path"] in ("/stats", "/healthz"):
-            body = json.dumps({"called": called}).encode()
+            body = json.dumps({"called": called, "deleted": deleted}).encode()
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return
+        if scope["type"] == "http" and scope["method"] == "DELETE":
+            sid = next((v.decode() for k, v in scope["headers"] if k == b"mcp-session-id"), "")
+            deleted.append(sid)
         if scope["type"] != "http" or scope["method"] != "POST":
             await inner(scope, receive, send)
             return
