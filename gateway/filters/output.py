@@ -6,6 +6,12 @@ The counterparts of :func:`~gateway.listeners.relay.relay_json` and
 never filtered. A JSON answer is filtered whole before anything is sent, so a
 block or a closed failure is an ordinary error response. In a stream the headers
 have gone out, so those end it with an in-stream error event instead.
+
+``api`` (a :class:`~gateway.wire.api.ClientAPI`; None: Chat Completions, the agents' API)
+is the client's API on the model listener: the filters are called on its path
+(``/v1/messages`` …) with the answer in its shape, and every error — an upstream
+status, a block, a filter failing closed, a broken stream — reaches the client in that
+API's envelope or in-stream error event, whatever happened.
 """
 
 from __future__ import annotations
@@ -28,35 +34,40 @@ from gateway.listeners.sse import EventAligner, openai_error_event
 from gateway.upstream import UpstreamError
 
 
+def _error_event(api):
+    return openai_error_event if api is None else api.error_event
+
+
 async def relay_json_filtered(send: Send, resp, rid: str, chain: FilterChain, run: FilterRun,
-                              invalid_json: Invalid, describe: Describe | None = None, call=None) -> None:
+                              invalid_json: Invalid, describe: Describe | None = None, call=None, api=None) -> None:
     data = await resp.read()
     if resp.status >= 400:
-        await relay_error(send, resp.status, resp.headers, data, rid, describe)
+        await relay_error(send, resp.status, resp.headers, data, rid, describe, api)
         if call is not None:
             call.finish(resp.status, response_bytes=len(data))
         return
     parsed = json_object(data, invalid_json)
     if call is not None:  # the upstream call is done; the filters' time is on their own spans
         call.finish(resp.status, completion=parsed, response_bytes=len(data))
-    answer = await chain.run(parsed, CHAT_PATH, run)
+    answer = await chain.run(parsed, CHAT_PATH if api is None else api.path, run)
     await send_body(send, resp.status, orjson.dumps(answer), client_headers(resp, JSON_CT, rid))
 
 
 async def relay_stream_filtered(send: Send, resp, rid: str, chain: FilterChain, run: FilterRun, *,
                                 invalid_json: Invalid, describe: Describe | None = None,
-                                target: str = "upstream", call=None) -> None:
+                                target: str = "upstream", call=None, api=None) -> None:
     if resp.status >= 400:
-        await relay_error(send, resp.status, resp.headers, await resp.read(), rid, describe)
+        await relay_error(send, resp.status, resp.headers, await resp.read(), rid, describe, api)
         if call is not None:
             call.finish(resp.status)
         return
-    stream = chain.stream(run, CHAT_PATH)
+    stream = chain.stream(run, CHAT_PATH if api is None else api.path)
+    error_event = _error_event(api)
     if "text/event-stream" not in resp.headers.get("content-type", ""):
         parsed = json_object(await resp.read(), invalid_json)
         if call is not None:
             call.finish(resp.status, completion=parsed)
-        events = completion_as_sse(parsed)
+        events = completion_as_sse(parsed) if api is None else api.as_sse(parsed)
         body = await stream.feed(events)
         body += await stream.finish() if stream.error is None else b""
         if stream.error is not None:  # nothing sent yet: an ordinary error response
@@ -80,7 +91,7 @@ async def relay_stream_filtered(send: Send, resp, rid: str, chain: FilterChain, 
             out = await stream.finish()
     except Exception as exc:  # the upstream stream broke; held (unfiltered) text is dropped, never sent
         err = exc if isinstance(exc, UpstreamError) else classify_break(exc, target)
-        await send({"type": "http.response.body", "body": openai_error_event(str(err), code=f"upstream_{err.kind}")})
+        await send({"type": "http.response.body", "body": error_event(str(err), code=f"upstream_{err.kind}")})
         if call is not None:
             call.finish(resp.status, error=str(err), error_class="stream")
         return
@@ -88,8 +99,8 @@ async def relay_stream_filtered(send: Send, resp, rid: str, chain: FilterChain, 
         call.finish(resp.status)
     if stream.error is not None:  # a filter blocked, or failed closed: what came before it, then the error
         err = stream.error
-        await send({"type": "http.response.body", "body": out + openai_error_event(err.message, err.type, err.code)})
+        await send({"type": "http.response.body", "body": out + error_event(err.message, err.type, err.code)})
         return
     tail = aligner.pending.strip()
-    end = openai_error_event("Upstream stream ended inside an event.", code="upstream_incomplete_event") if tail else b""
+    end = error_event("Upstream stream ended inside an event.", code="upstream_incomplete_event") if tail else b""
     await send({"type": "http.response.body", "body": out + end, "more_body": False})

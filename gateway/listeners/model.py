@@ -231,11 +231,11 @@ class ModelListener:
                                            call=observer, api=api)
                     else:
                         await relay_stream_filtered(send, resp, rid, output, run, invalid_json=invalid,
-                                                    target=current.name, call=observer)
+                                                    target=current.name, call=observer, api=api)
                 elif output is None:
                     await relay_json(send, resp, rid, invalid, call=observer, api=api)
                 else:
-                    await relay_json_filtered(send, resp, rid, output, run, invalid, call=observer)
+                    await relay_json_filtered(send, resp, rid, output, run, invalid, call=observer, api=api)
         except BaseException as exc:
             _failed(observer, exc)
             raise
