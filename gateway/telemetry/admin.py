@@ -7,6 +7,7 @@ endpoints, :mod:`gateway.auth.openapi`). Behind the admin key (``PLANO_ADMIN_KEY
 ``GET /admin/config`` (the effective config, every secret masked) and ``POST /admin/reload``
 (the hot-reload hook: :func:`set_reload_hook`; by default it sends this process SIGHUP, which
 the reload machinery handles). Without an admin key configured ``/admin/*`` answers 403.
+The web console (:mod:`gateway.console`) is served under ``/console/`` behind the same key.
 
 It runs in the supervising process as one daemon thread with a tiny blocking
 HTTP server: scrapes are rare, so it stays off the workers' event loops, and
@@ -96,6 +97,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, openapi(self.server.config))
         elif path.startswith("/admin/"):
             self._admin("GET", path)
+        elif path == "/console" or path.startswith("/console/"):
+            from gateway.console import serve_console  # the web console (its own admin-key check)
+
+            serve_console(self, "GET", path)
         else:
             self._error(404, "not_found", f"Unknown path {path[:200]}")
 
@@ -115,6 +120,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path.startswith("/admin/"):
             self._admin(method, path)
+            return
+        if path == "/console" or path.startswith("/console/"):
+            from gateway.console import serve_console
+
+            serve_console(self, method, path)
             return
         self._drain()
         if path in ("/metrics", "/healthz", "/openapi.json"):
