@@ -65,11 +65,24 @@ class Run:
         self.steps: list[dict] = self.state.get("steps") or []
         self.ctx = None
         self.entries: list[dict] | None = None
+        # what the next write carries along: fields (the status after planning) and outbox rows
+        # (the progress event of a last step, written with the task's completion)
+        self.carry: dict = {}
+        self.carry_outbox: list[dict] = []
 
     # -- persistence --------------------------------------------------------------------------
 
     async def save(self, outbox: list[dict] = (), release: bool = False, **fields) -> None:
+        """One fenced write of the state (and whatever was deferred to it). Deferring only merges
+        writes that happen back to back without an agent call between them, so no effect (a call,
+        a webhook) ever depends on a step that is not yet durable."""
         self.state["steps"] = self.steps
+        if self.carry:
+            fields = {**self.carry, **fields}
+            self.carry = {}
+        if self.carry_outbox:
+            outbox = [*self.carry_outbox, *outbox]
+            self.carry_outbox = []
         await self.rt.store.update_task(self.task["id"], self.owner, {"state": dumps(self.state), **fields}, outbox,
                                         release=release)
 
@@ -81,7 +94,10 @@ class Run:
     async def run(self) -> None:
         task = self.task
         tel = self.service.telemetry
-        self.ctx = tel.start_request(self.service.name, "agent", "POST", "/v1/tasks",
+        # The run is not a client request: its access-log line (and span attributes) say
+        # "TASK /v1/tasks/{id}", request_id = the task id, so "POST /v1/tasks" lines are only
+        # the clients' creates. Its trace continues the POST's (the stored traceparent).
+        self.ctx = tel.start_request(self.service.name, "agent", "TASK", "/v1/tasks/{id}",
                                      [(b"traceparent", (task.get("traceparent") or "").encode())],
                                      task["id"], handler="task") if tel is not None else None
         status = 200
@@ -118,7 +134,8 @@ class Run:
             if task["mode"] == "test":
                 await self._finish({"plan": [_plan_view(s) for s in self.steps], "planner": self.state["planner"]})
                 return
-            await self.save(status="running")
+            # the plan and "running" go with the first steps' launch (one write, not two)
+            self.carry["status"] = "running"
         else:
             for s in self.steps:  # in flight when the last owner stopped: run again
                 if s["status"] == "running":
@@ -130,7 +147,7 @@ class Run:
                         s["status"] = "pending"
                         s.setdefault("inputs", []).append(value)
                 self.state.setdefault("inputs", []).append(value)
-                await self.save(status="running", input=None)
+                self.carry.update(status="running", input=None)  # written with the next launch
         await self._execute()
 
     async def _plan(self) -> None:
@@ -152,7 +169,7 @@ class Run:
 
     async def _memory(self) -> list[dict]:
         if self.entries is None:
-            self.entries = await self.rt.store.memory(self.service.name, self.service.planner.ids)
+            self.entries = await self.rt.memory(self.service.name, self.service.planner.ids)
         return self.entries
 
     async def _execute(self) -> None:
@@ -179,12 +196,13 @@ class Run:
                 wake = [s["not_before"] - now for s in self.steps if s["status"] == "pending" and s.get("not_before")]
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED,
                                              timeout=max(0.0, min(wake)) if wake else None)
-                outbox: list[dict] = []
                 for t in done:
                     s = running.pop(t)
-                    outbox += await self._settle(s, t)
-                if done:
-                    await self.save(outbox)
+                    self.carry_outbox += await self._settle(s, t)
+                if done and (running or any(s["status"] == "pending" for s in self.steps)):
+                    await self.save()
+                # else: nothing runs any more; the completed steps are written with the task's
+                # end (complete / waiting / failed) in one transaction, before any webhook goes
         finally:
             for t in running:
                 t.cancel()
@@ -272,6 +290,7 @@ class Run:
         try:
             await self.rt.store.remember(self.service.name, agent, failure, recovery, worked,
                                          self.cfg.memory.max_entries)
+            self.rt.forget_memory(self.service.name)
         except Exception:  # noqa: BLE001 - memory is advice, never a reason to fail a task
             log.exception("execution memory write failed")
 
@@ -366,6 +385,7 @@ class Run:
         if _JSON_ASK.search(self.task["prompt"]):
             data = _parse_json(text)
             if data is None and sinks:  # one repair attempt by the agent that answered last
+                await self.save()  # the completed steps are durable before another call
                 last = sinks[-1]
                 fix = {**last, "request": f"Return only valid JSON (no prose) for this request: {last['request']}"
                                           f"\nYour previous answer was:\n{text[:4000]}", "inputs": []}

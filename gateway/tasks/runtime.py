@@ -36,7 +36,8 @@ class TaskRuntime:
         self.services: dict[str, object] = {}
         self.runs: dict[str, asyncio.Task] = {}
         self._bg: list[asyncio.Task] = []
-        self._wake = asyncio.Event() if False else None
+        self._wake: asyncio.Event | None = None
+        self._memory: dict[tuple, tuple[float, list[dict]]] = {}
         self.started = False
         self._stopping = False
 
@@ -67,6 +68,28 @@ class TaskRuntime:
             log.exception("tasks: could not give tasks back at shutdown")
         await self.webhooks.stop()
         await self.store.close()
+
+    # -- execution memory, read once a second at most ------------------------------------------
+
+    MEMORY_TTL = 1.0
+
+    async def memory(self, listener: str, agents: list[str]) -> list[dict]:
+        """The listener's execution memory. Every plan consults it; reading it from the store
+        for each task was one more query per task, so a worker keeps it for ``MEMORY_TTL``
+        seconds (and drops it at once when one of its own runs records something); another
+        worker's or replica's lesson reaches this one's plans within that second."""
+        key = (listener, tuple(agents))
+        hit = self._memory.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.MEMORY_TTL:
+            return hit[1]
+        entries = await self.store.memory(listener, agents)
+        self._memory[key] = (now, entries)
+        return entries
+
+    def forget_memory(self, listener: str) -> None:
+        for key in [k for k in self._memory if k[0] == listener]:
+            del self._memory[key]
 
     def nudge_webhooks(self) -> None:
         self.webhooks.wake.set()

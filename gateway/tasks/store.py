@@ -89,9 +89,16 @@ class Store:
 
     async def close(self) -> None: ...
 
-    async def _op(self, steps: Callable) -> Any:
-        """Run ``steps(tx)`` in one transaction; ``tx.execute(sql, args) -> rows`` / ``tx.count``."""
+    async def _op(self, steps: Callable, atomic: bool = True) -> Any:
+        """Run ``steps(tx)`` in one transaction; ``tx.execute(sql, args) -> rows`` / ``tx.count``.
+
+        ``atomic=False``: the steps make at most one write (or only read), so a backend may run
+        them without an explicit transaction (PostgreSQL: one round trip instead of BEGIN, the
+        statement and COMMIT — the statement is still atomic and durable on its own)."""
         raise NotImplementedError
+
+    async def _one(self, steps: Callable) -> Any:
+        return await self._op(steps, atomic=False)
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -112,7 +119,7 @@ class Store:
                 _insert_outbox(tx, item)
             return dict(row), True
 
-        return await self._op(steps)
+        return await self._op(steps, atomic=bool(outbox))
 
     async def get_task(self, task_id: str, listener: str | None = None) -> dict | None:
         def steps(tx):
@@ -122,7 +129,7 @@ class Store:
                 rows = tx.execute(f"SELECT {_T} FROM plano_tasks WHERE id = ? AND listener = ?", [task_id, listener])
             return _task(rows[0]) if rows else None
 
-        return await self._op(steps)
+        return await self._op(steps, atomic=False)
 
     async def list_tasks(self, listener: str, status: str | None, user_id: str | None, limit: int,
                          offset: int) -> tuple[list[dict], bool]:
@@ -135,7 +142,7 @@ class Store:
             args.append(user_id)
         sql = (f"SELECT {_T} FROM plano_tasks WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC "
                f"LIMIT {int(limit) + 1} OFFSET {int(offset)}")
-        rows = await self._op(lambda tx: tx.execute(sql, args))
+        rows = await self._one(lambda tx: tx.execute(sql, args))
         return [_task(r) for r in rows[:limit]], len(rows) > limit
 
     async def update_task(self, task_id: str, owner: str, fields: dict, outbox: list[dict] = (),
@@ -156,7 +163,7 @@ class Store:
                 _insert_outbox(tx, item)
             return True
 
-        if not await self._op(steps):
+        if not await self._op(steps, atomic=bool(outbox)):
             raise Lost(task_id)
 
     async def cancel_task(self, task_id: str, listener: str, outbox_for: Callable[[dict], list[dict]]
@@ -190,7 +197,7 @@ class Store:
             rows = tx.execute(f"SELECT {_T} FROM plano_tasks WHERE id = ? AND listener = ?", [task_id, listener])
             return (_task(rows[0]) if rows else None), bool(n)
 
-        return await self._op(steps)
+        return await self._op(steps, atomic=False)  # the read sees the committed write
 
     async def claim(self, owner: str, listeners: list[str], lease: float, limit: int) -> list[dict]:
         """Runnable tasks nobody holds (new, orphaned by a dead worker, resumed after input), and
@@ -206,13 +213,13 @@ class Store:
         if self.dialect == "postgres":
             pick += " FOR UPDATE SKIP LOCKED"
         sql = (f"UPDATE plano_tasks SET owner = ?, lease_until = ? WHERE id IN ({pick}) RETURNING {_T}")
-        rows = await self._op(lambda tx: tx.execute(sql, [owner, now + lease, *listeners, now, now, now]))
+        rows = await self._one(lambda tx: tx.execute(sql, [owner, now + lease, *listeners, now, now, now]))
         return [_task(r) for r in rows]
 
     async def hold(self, task_id: str, owner: str, lease: float) -> bool:
         """Take a task for a run (the POST that created it, at once) if nobody holds it."""
         now = time.time()
-        return bool(await self._op(lambda tx: tx.count(
+        return bool(await self._one(lambda tx: tx.count(
             "UPDATE plano_tasks SET owner = ?, lease_until = ? WHERE id = ? AND status IN ('pending', 'running') "
             "AND (owner IS NULL OR owner = ? OR lease_until < ?)", [owner, now + lease, task_id, owner, now])))
 
@@ -233,14 +240,14 @@ class Store:
                 held.update(r[0] for r in rows)
             return held
 
-        return await self._op(steps)
+        return await self._op(steps, atomic=False)  # each chunk stands on its own
 
     async def release(self, owner: str, task_ids: list[str]) -> None:
         """Give tasks back (graceful shutdown): another worker may take them at once."""
         if not task_ids:
             return
         marks = ", ".join("?" * len(task_ids))
-        await self._op(lambda tx: tx.count(
+        await self._one(lambda tx: tx.count(
             f"UPDATE plano_tasks SET owner = NULL, lease_until = NULL WHERE owner = ? AND id IN ({marks})",
             [owner, *task_ids]))
 
@@ -254,24 +261,24 @@ class Store:
             pick += " FOR UPDATE SKIP LOCKED"
         sql = (f"UPDATE plano_task_outbox SET owner = ?, lease_until = ? WHERE id IN ({pick}) "
                f"RETURNING {', '.join(OUTBOX_COLUMNS)}")
-        rows = await self._op(lambda tx: tx.execute(sql, [owner, now + lease, now, now]))
+        rows = await self._one(lambda tx: tx.execute(sql, [owner, now + lease, now, now]))
         return [dict(zip(OUTBOX_COLUMNS, r)) for r in rows]
 
     async def next_delivery_at(self) -> float | None:
-        rows = await self._op(lambda tx: tx.execute(
+        rows = await self._one(lambda tx: tx.execute(
             "SELECT MIN(next_at) FROM plano_task_outbox WHERE status = 'pending'", []))
         return rows[0][0] if rows and rows[0][0] is not None else None
 
     async def delivery_done(self, delivery_id: str, owner: str, attempts: int, status: str, next_at: float,
                             error: str | None) -> None:
         now = time.time()
-        await self._op(lambda tx: tx.count(
+        await self._one(lambda tx: tx.count(
             "UPDATE plano_task_outbox SET attempts = ?, status = ?, next_at = ?, last_error = ?, owner = NULL, "
             "lease_until = NULL, delivered_at = ? WHERE id = ? AND owner = ?",
             [attempts, status, next_at, error, now if status == "delivered" else None, delivery_id, owner]))
 
     async def deliveries(self, task_id: str) -> list[dict]:
-        rows = await self._op(lambda tx: tx.execute(
+        rows = await self._one(lambda tx: tx.execute(
             f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM plano_task_outbox WHERE task_id = ? ORDER BY created_at",
             [task_id]))
         return [dict(zip(OUTBOX_COLUMNS, r)) for r in rows]
@@ -282,7 +289,7 @@ class Store:
         if not agents:
             return []
         marks = ", ".join("?" * len(agents))
-        rows = await self._op(lambda tx: tx.execute(
+        rows = await self._one(lambda tx: tx.execute(
             "SELECT agent, failure, recovery, successes, failures, updated_at FROM plano_task_memory "
             f"WHERE listener = ? AND agent IN ({marks}) ORDER BY successes DESC, updated_at DESC",
             [listener, *agents]))
@@ -415,16 +422,21 @@ class SQLiteStore(Store):
                 except Exception:  # noqa: BLE001
                     pass
                 results = [(loop, fut, None, exc) for _, loop, fut in batch]
+            # one wake-up of each event loop per batch, not one per operation: every
+            # call_soon_threadsafe writes to the loop's self-pipe and takes the GIL
+            by_loop: dict = {}
             for loop, fut, value, exc in results:
+                by_loop.setdefault(loop, []).append((fut, value, exc))
+            for loop, items in by_loop.items():
                 try:
-                    loop.call_soon_threadsafe(_settle, fut, value, exc)
+                    loop.call_soon_threadsafe(_settle_all, items)
                 except RuntimeError:  # loop closed
                     pass
             if stop:
                 break
         conn.close()
 
-    async def _op(self, steps: Callable) -> Any:
+    async def _op(self, steps: Callable, atomic: bool = True) -> Any:
         if self._thread is None:
             raise RuntimeError("task store not started")
         loop = asyncio.get_running_loop()
@@ -438,6 +450,11 @@ class SQLiteStore(Store):
         self._queue.put(None)
         thread, self._thread = self._thread, None
         await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
+
+
+def _settle_all(items) -> None:
+    for fut, value, exc in items:
+        _settle(fut, value, exc)
 
 
 def _settle(fut: asyncio.Future, value, exc) -> None:
@@ -487,8 +504,10 @@ class PostgresStore(Store):
             pool, self.pool = self.pool, None
             await pool.close()
 
-    async def _op(self, steps: Callable) -> Any:
+    async def _op(self, steps: Callable, atomic: bool = True) -> Any:
         async with self.pool.acquire() as conn:
+            if not atomic:
+                return await _run_pg(steps, conn)
             async with conn.transaction():
                 return await _run_pg(steps, conn)
 

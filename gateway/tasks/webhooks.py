@@ -58,6 +58,8 @@ def allowed(url: str, patterns: list[str]) -> bool:
 class Webhooks:
     """Builds outbox rows for task events and delivers them (one per worker)."""
 
+    INFLIGHT = 128  # deliveries in flight per worker
+
     def __init__(self, cfg, store, upstream) -> None:
         self.cfg = cfg
         self.store = store
@@ -104,14 +106,21 @@ class Webhooks:
 
     async def _loop(self) -> None:
         inflight: set[asyncio.Task] = set()
+
+        def finished(t: asyncio.Task) -> None:
+            # a slot is free: look for due rows now, not at the next poll (with every slot busy the
+            # loop sleeps; waiting out the poll interval here capped delivery at INFLIGHT per poll)
+            inflight.discard(t)
+            self.wake.set()
+
         while not self._stopping:
             try:
-                free = 64 - len(inflight)
+                free = self.INFLIGHT - len(inflight)
                 rows = await self.store.claim_deliveries(self.owner, 120.0, free) if free > 0 else []
                 for row in rows:
                     t = asyncio.create_task(self._deliver(row))
                     inflight.add(t)
-                    t.add_done_callback(inflight.discard)
+                    t.add_done_callback(finished)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the store is down: try again shortly
