@@ -5,8 +5,10 @@ Messages, any query string such as ``?beta=true``), ``POST /v1/responses`` (Open
 Responses) — one request path, parameterised by the client API
 (:class:`~gateway.wire.api.ClientAPI`): parse → resolve → filters → call (with
 failover and translation, :mod:`gateway.llm.call`) → relay → telemetry. Plus
-``POST /v1/messages/count_tokens``, ``GET``/``DELETE /v1/responses/{id}`` (and
-``/input_items``), ``GET /v1/models`` (+ CORS preflight) and ``GET /healthz``.
+``POST /v1/messages/count_tokens``, ``POST /v1/embeddings`` (passthrough to OpenAI-compatible
+providers), ``GET``/``DELETE /v1/responses/{id}`` (and ``/input_items``),
+``POST /v1/responses/{id}/cancel`` (``background: true`` responses plano runs for translated
+upstreams), ``GET /v1/models`` (+ CORS preflight) and ``GET /healthz``.
 
 When the client API is the upstream's, the body is parsed once (orjson), checked at the
 edge, its ``model`` rewritten to the provider's id, and forwarded; the answer is relayed
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -45,7 +48,7 @@ from gateway.listeners.http import (
 from gateway.llm.call import LLMCaller, not_served
 from gateway.llm.prompt_cache import CacheOutcome, PromptCaching
 from gateway.llm.resolver import ModelResolver
-from gateway.llm.targets import Target, client_credential, passthrough_headers
+from gateway.llm.targets import Target, client_credential, embeddings_urls, passthrough_headers
 from gateway.model_routing import ROUTING_PATHS, ModelRouting, routing_endpoint
 from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream, UpstreamError
@@ -54,10 +57,12 @@ from gateway.upstream.limits import RateLimits, refusal
 from gateway.upstream.usage import estimate_tokens
 from gateway.wire.anthropic import MESSAGES, estimate_input_tokens, parse_messages_request
 from gateway.wire.api import ClientAPI
+from gateway.wire.embeddings import PATH as EMBEDDINGS_PATH
+from gateway.wire.embeddings import parse_embeddings_request
 from gateway.wire.errors import GatewayError
 from gateway.wire.openai_chat import CHAT
-from gateway.wire.relay import StreamUsage, observers, relay_json, relay_stream, send_error
-from gateway.wire.responses import RESPONSES, input_items
+from gateway.wire.relay import StreamUsage, observers, relay_json, relay_stream, send_error, upstream_message
+from gateway.wire.responses import RESPONSES, input_items, new_id
 
 log = logging.getLogger("plano.model")
 
@@ -87,6 +92,7 @@ class ModelListener:
         # ``state_storage`` (None: SQLite under $PLANO_HOME); the listener's config carries the section.
         self._state_config = state_storage if state_storage is not None else getattr(listener, "_state_storage", None)
         self._state = None  # the Responses state store, opened on first use (in the worker's loop)
+        self._background: dict[str, asyncio.Task] = {}  # background responses running in this worker, by id
         # Preference routing, sessions and prompt caching read the whole config (None: listener alone).
         config = getattr(listener, "_config", None)
         self.model_routing = ModelRouting(config, resolver, upstream)
@@ -96,6 +102,7 @@ class ModelListener:
             ("POST", MESSAGES.path): partial(self.handle, MESSAGES),
             ("POST", RESPONSES.path): partial(self.handle, RESPONSES),
             ("POST", "/v1/messages/count_tokens"): self.count_tokens,
+            ("POST", EMBEDDINGS_PATH): self.embeddings,
             ("GET", "/v1/models"): self.list_models,
             ("OPTIONS", "/v1/models"): cors_preflight,
             ("GET", "/healthz"): healthz,
@@ -182,6 +189,9 @@ class ModelListener:
         stream = request.get("stream") is True
         recorder = None
         if api is RESPONSES and route.api != OPENAI_RESPONSES:  # translated: plano keeps the conversation
+            if request.get("background") is True and "_plano_response_id" not in request:
+                await self._start_background(scope, send, request, requested, rid, target, output, run)
+                return
             recorder = await self._conversation(request, target)
         charge = None
         if self.rate_limits is not None and self.rate_limits.token_rules:
@@ -315,6 +325,49 @@ class ModelListener:
         finally:
             ctx.finish(status, bytes_in=size, error=error)
 
+    # ------------------------------------------------------------------ embeddings
+
+    async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/embeddings``: passed through to the resolved model's OpenAI-compatible
+        ``/embeddings``; a provider without one answers a 400 that names it."""
+        rid = request_id(scope)
+        ctx = self.tel.start_request(self.name, "model", scope["method"], scope["path"], scope["headers"], rid)
+        error: str | None = None
+        status: int | None = None
+        size = 0
+        try:
+            body = await read_body(scope, receive, self.max_body)
+            size = len(body)
+            request = parse_embeddings_request(body)
+            if self.limits is not None:
+                verdict = await self.limits.admit(scope["headers"])
+                if verdict is not None:
+                    raise refusal(verdict, self.tel.metrics, self.name)
+            target = self.resolver.resolve(request.get("model"))
+            urls = embeddings_urls(target)
+            if urls is None:
+                raise GatewayError(400, f"Model '{target.name}' ({target.display}) has no OpenAI-compatible "
+                                        "embeddings API that plano can reach; configure an OpenAI-compatible "
+                                        "embeddings model.", code="embeddings_not_supported", param="model")
+            request["model"] = target.model_id
+            headers = self._upstream_headers(scope, target, rid, provider_headers(scope["headers"]))
+            async with self.upstream.call(target.pool, urls, headers=headers, body=orjson.dumps(request),
+                                          timeout=target.timeout, policy=target.policy,
+                                          target=target.name) as resp:
+                status = resp.status
+                await relay_json(send, resp, rid, target_invalid(target), api=CHAT)
+        except GatewayError as err:
+            error, status = err.message, err.status
+            await send_error(send, CHAT, err, rid)
+        except UpstreamError as err:
+            error, status = str(err), err.status
+            await send_error(send, CHAT, GatewayError(err.status, error, code=f"upstream_{err.kind}",
+                                                      headers=err.response_headers()), rid)
+        except ClientDisconnected:
+            error = "client disconnected"
+        finally:
+            ctx.finish(status, bytes_in=size, error=error)
+
     # ------------------------------------------------------------------ Responses state
 
     async def state(self):
@@ -343,14 +396,112 @@ class ModelListener:
 
         return ResponseRecorder(await self.state(), items, target.name)
 
+    # ------------------------------------------------------------------ background responses and cancel
+
+    async def _start_background(self, scope: Scope, send: Send, request: dict, requested, rid: str,
+                                target: Target, output, run) -> None:
+        """``background: true`` (translated upstreams): store the response as ``queued``, answer it at
+        once, and run the call in a task of this worker that stores the outcome — ``completed`` (by the
+        usual recorder), ``failed`` with the error, or ``cancelled`` by ``POST /v1/responses/{id}/cancel``.
+        Native Responses upstreams run background requests themselves (the request passes through)."""
+        if request.get("stream") is True:
+            raise GatewayError(400, "background responses cannot be streamed through plano yet: send "
+                                    "stream: false and poll GET /v1/responses/{id}.", code="unsupported_parameter",
+                               param="stream")
+        if request.get("store") is False:
+            raise GatewayError(400, "background responses must be stored: store: false cannot be combined "
+                                    "with background: true.", code="invalid_request", param="background")
+        from gateway.state.responses import StoredResponse
+        from gateway.wire.translate.responses_chat import response_shell
+
+        store = await self.state()
+        response_id = new_id("resp")
+        request["_plano_response_id"] = response_id
+        shell = response_shell(request, response_id, target.model_id, "queued")
+        items = input_items(request.get("input"))
+        if isinstance(request.get("previous_response_id"), str) and request["previous_response_id"]:
+            previous = await store.get(request["previous_response_id"])
+            if previous is None:
+                raise GatewayError(404, f"Previous response with id '{request['previous_response_id']}' not found.",
+                                   code="previous_response_not_found", param="previous_response_id")
+            items = [*previous.items, *items]
+        record = StoredResponse(response_id, items, shell, target.model_id, target.name, time.time())
+        await store.put(record)
+        ctx = self.tel.start_request(self.name, "model", "POST", RESPONSES.path, scope["headers"], rid)
+        task = asyncio.get_running_loop().create_task(
+            self._run_background(scope, request, requested, rid, ctx, output, run, record))
+        self._background[response_id] = task
+        task.add_done_callback(lambda _t: self._background.pop(response_id, None))
+        await send_body(send, 200, orjson.dumps(shell), [JSON_CT, (b"x-request-id", rid.encode())])
+
+    async def _run_background(self, scope, request, requested, rid, ctx, output, run, record) -> None:
+        store = await self.state()
+        captured = _Captured()
+        status = None
+        error = None
+        await store.put(_with_status(record, "in_progress"))
+        try:
+            await self._call(RESPONSES, scope, captured, request, requested, rid, ctx, output, run)
+            status = captured.status
+            if status is not None and status >= 400:
+                _, message = upstream_message(captured.body, status)
+                error = GatewayError(status, message, code="upstream_error")
+        except asyncio.CancelledError:
+            status = 499
+            await store.put(_with_status(record, "cancelled"))
+            raise
+        except GatewayError as err:
+            error, status = err, err.status
+        except UpstreamError as err:
+            error, status = GatewayError(err.status, str(err), code=f"upstream_{err.kind}"), err.status
+        except Exception as exc:  # noqa: BLE001 - a background task has nobody else to report to
+            log.exception("request_id=%s background response %s failed", rid, record.id)
+            error, status = GatewayError(500, f"internal error ({type(exc).__name__})", code="internal_error"), 500
+        finally:
+            ctx.finish(status, error=error.message if error is not None else None)
+        if error is not None:
+            await store.put(_with_status(record, "failed", {"code": error.code or "server_error",
+                                                            "message": error.message}))
+
+    async def cancel_response(self, response_id: str, rid: str, send: Send) -> None:
+        """``POST /v1/responses/{id}/cancel``: a background response still running in this worker stops and
+        is stored ``cancelled``; anything else answers a Responses-shaped error saying why not."""
+        store = await self.state()
+        task = self._background.get(response_id)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        stored = await store.get(response_id)
+        if stored is None:
+            raise _no_response(response_id)
+        answer = stored.response
+        if answer.get("background") is not True:
+            raise GatewayError(400, "Only responses created with background: true can be cancelled.",
+                               code="response_not_cancellable", param="response_id")
+        if answer.get("status") in ("queued", "in_progress"):  # running in another worker or replica
+            raise GatewayError(409, f"Response '{response_id}' is running in another gateway worker; it can "
+                                    "only be cancelled there.", code="response_not_cancellable",
+                               param="response_id")
+        if answer.get("status") != "cancelled":
+            raise GatewayError(400, f"Cannot cancel a response whose status is '{answer.get('status')}'.",
+                               code="response_not_cancellable", param="response_id")
+        await send_body(send, 200, orjson.dumps(answer), [JSON_CT, (b"x-request-id", rid.encode())])
+
     async def stored_response(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``."""
+        """``GET``/``DELETE /v1/responses/{id}``, ``GET /v1/responses/{id}/input_items`` and
+        ``POST /v1/responses/{id}/cancel``."""
         await drain(receive)
         rid = request_id(scope)
         rest = scope["path"][len(_RESPONSES_PREFIX):]
         response_id, _, tail = rest.partition("/")
         method = scope["method"]
         try:
+            if tail == "cancel" and response_id:
+                if method != "POST":
+                    raise GatewayError(405, f"Method {method} is not allowed on {scope['path']}",
+                                       code="method_not_allowed")
+                await self.cancel_response(response_id, rid, send)
+                return
             if not response_id or tail not in ("", "input_items") or (tail and method != "GET") \
                     or method not in ("GET", "DELETE"):
                 if method not in ("GET", "DELETE") and response_id and not tail:
@@ -374,6 +525,35 @@ class ModelListener:
             await send_body(send, 200, orjson.dumps(answer), [JSON_CT, (b"x-request-id", rid.encode())])
         except GatewayError as err:
             await send_error(send, RESPONSES, err, rid)
+
+
+class _Captured:
+    """The ``send`` of a background response: nobody listens, the status and body are kept."""
+
+    __slots__ = ("body", "parts", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.parts: list[bytes] = []
+        self.body = b""
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body":
+            self.parts.append(message.get("body", b""))
+            if not message.get("more_body"):
+                self.body = b"".join(self.parts)
+
+
+def _with_status(record, status: str, error: dict | None = None):
+    """A copy of a stored background response with a new status (and error)."""
+    from dataclasses import replace
+
+    response = {**record.response, "status": status}
+    if error is not None:
+        response["error"] = error
+    return replace(record, response=response, created_at=time.time())
 
 
 def _no_response(response_id: str) -> GatewayError:

@@ -306,3 +306,17 @@ def client_credential(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 def passthrough_headers(target: Target, credential: str) -> tuple[tuple[str, str], ...]:
     return _auth_headers(target.auth_style, credential)
+
+
+def embeddings_urls(target: Target) -> tuple[str, ...] | None:
+    """The ``/embeddings`` URL per endpoint of an OpenAI-compatible target (None: its provider has no
+    OpenAI-shaped embeddings API plano can pass through — Anthropic, Bedrock Converse, native Gemini)."""
+    if target.api != OPENAI_CHAT:
+        return None
+    out = []
+    for url in target.urls:
+        base, sep, query = url.partition("?")
+        if not base.endswith("/chat/completions"):
+            return None
+        out.append(base.removesuffix("/chat/completions") + "/embeddings" + sep + query)
+    return tuple(out)

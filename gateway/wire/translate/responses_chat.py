@@ -177,7 +177,7 @@ def response_shell(request: dict, response_id: str, model: str, status: str) -> 
     tools = request.get("tools") if isinstance(request.get("tools"), list) else []
     return {
         "id": response_id, "object": "response", "created_at": int(time.time()), "status": status,
-        "error": None, "incomplete_details": None,
+        "background": request.get("background") is True, "error": None, "incomplete_details": None,
         "instructions": request.get("instructions"), "max_output_tokens": request.get("max_output_tokens"),
         "model": model or request.get("model") or "", "output": [],
         "parallel_tool_calls": request.get("parallel_tool_calls", True),
