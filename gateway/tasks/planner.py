@@ -57,6 +57,10 @@ def _alike(a: str, b: str) -> bool:
     return bool(wa and wb) and len(wa & wb) >= 0.5 * min(len(wa), len(wb))
 
 
+class _Undecided(Exception):
+    """A words-only plan met a clause the words do not place (the encoder must be asked)."""
+
+
 class PlanError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -76,16 +80,22 @@ class Planner:
 
     # -- agents for a text ----------------------------------------------------------------------
 
-    def pick(self, text: str, exclude=()) -> str | None:
+    def pick(self, text: str, exclude=(), *, words_only: bool = False) -> str | None:
         """The agent whose description fits ``text`` clearly best (None: nobody clearly), not in
         ``exclude``. Unlike chat routing, the default agent competes like any other: a task step
-        is only ever given to an agent because its description fits."""
+        is only ever given to an agent because its description fits.
+
+        ``words_only``: raise :class:`_Undecided` where the words decide nothing and the sentence
+        encoder would be asked (the caller then plans again off the event loop)."""
         if self.router is None:
             return None
         # words first (~0.3 ms); the sentence encoder (milliseconds of numpy) only when they decide nothing
-        return self._pick(text, exclude, self.router._scores(text, semantic=False)) or \
-            (self._pick(text, exclude, self.router._scores(text)) if self.router.sentences is not None
-             or self.router.semantic is not None else None)
+        found = self._pick(text, exclude, self.router._scores(text, semantic=False))
+        if found is not None or (self.router.sentences is None and self.router.semantic is None):
+            return found
+        if words_only and self.router.sentences is not None:
+            raise _Undecided
+        return self._pick(text, exclude, self.router._scores(text))
 
     def _pick(self, text: str, exclude, scores) -> str | None:
         from gateway.routing.embedded import MARGIN
@@ -126,13 +136,18 @@ class Planner:
             except PlanError as exc:
                 log.warning("LLM planner failed (%s); the embedded planner plans", exc.message)
         if self.router is not None and self.router.sentences is not None:
-            # the sentence encoder is milliseconds of numpy per clause: off the event loop
-            import asyncio
+            # The sentence encoder is milliseconds of numpy per clause: off the event loop. Most
+            # prompts are placed by their words alone (~0.3 ms a clause), so they are planned on
+            # the loop; a thread hop per task cost more than the plan itself under load.
+            try:
+                return self.embedded(prompt, words_only=True), "embedded"
+            except _Undecided:
+                import asyncio
 
-            return await asyncio.to_thread(self.embedded, prompt), "embedded"
+                return await asyncio.to_thread(self.embedded, prompt), "embedded"
         return self.embedded(prompt), "embedded"
 
-    def embedded(self, prompt: str) -> list[dict]:
+    def embedded(self, prompt: str, *, words_only: bool = False) -> list[dict]:
         from gateway.routing.embedded_blocks import split_blocks
         from gateway.routing.embedded_segment import split_pieces
 
@@ -144,11 +159,13 @@ class Planner:
             if piece.background:
                 background.append(piece.text)
                 continue
-            agent = self.pick(piece.text)
+            agent = self.pick(piece.text, words_only=words_only)
             if agent is None:
                 if steps:
                     steps[-1]["request"] += ", " + piece.text
                     continue
+                if words_only and self.router is not None and self.router.sentences is not None:
+                    raise _Undecided  # routing the whole prompt may use the encoder
                 agent = self._whole(prompt)
             sequenced = bool(_SEQ.search(piece.joiner)) or bool(steps and _REFERS.search(piece.text))
             if steps and steps[-1]["tool"] == agent and not sequenced and not piece.goes_first:
@@ -167,6 +184,8 @@ class Planner:
             deps = range(stage_start) if stage_start else ()
             steps.append(step(len(steps), agent, piece.text, deps))
         if not steps:
+            if words_only and self.router is not None and self.router.sentences is not None:
+                raise _Undecided
             steps = [step(0, self._whole(prompt), prompt)]
         if background:
             for s in steps:

@@ -492,7 +492,12 @@ class PostgresStore(Store):
         except ImportError as exc:  # pragma: no cover - reported at start-up
             raise RuntimeError("tasks.store is PostgreSQL but asyncpg is not installed "
                                "(pip install 'plano[postgres]')") from exc
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size)
+        # reset=_keep: asyncpg's default reset sends "RESET ALL; UNLISTEN *; ..." on every release,
+        # one more round trip per operation; this pool never sets session state, listens or holds
+        # session locks (the schema lock is transaction-scoped), and asyncpg still ends any open
+        # transaction itself before the custom reset
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size,
+                                              reset=_keep)
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(740014)")  # replicas create the schema once
@@ -510,6 +515,10 @@ class PostgresStore(Store):
                 return await _run_pg(steps, conn)
             async with conn.transaction():
                 return await _run_pg(steps, conn)
+
+
+async def _keep(conn) -> None:
+    """The pool's reset: nothing to undo (see :meth:`PostgresStore.start`)."""
 
 
 async def _run_pg(steps: Callable, conn) -> Any:
