@@ -42,6 +42,9 @@ class ProviderSpec:
     interface: bool = False
     #: Also serves OpenAI Responses natively (``<prefix>/responses``): Responses clients pass through.
     responses: bool = False
+    #: scheme://host with ``{region}`` for providers whose default host depends on the region
+    #: (Bedrock): used when the entry has no base_url, the region resolved per entry.
+    region_origin: str | None = None
 
 
 def _spec(name, display, origin, prefix, **kw) -> ProviderSpec:
@@ -74,13 +77,16 @@ PROVIDERS: dict[str, ProviderSpec] = {
         _spec("azure_openai", "Azure OpenAI", None, "/openai/deployments", auth=AUTH_AZURE),
         _spec("ollama", "Ollama", None, "/v1"),
         _spec("qwen", "Qwen", None, "/compatible-mode/v1"),
-        _spec("amazon_bedrock", "Amazon Bedrock", None, "", chat_api=BEDROCK_CONVERSE),
+        # No base_url: bedrock-runtime.{region}.amazonaws.com, the region from aws_region / AWS_REGION /
+        # AWS_DEFAULT_REGION / the AWS profile's config (gateway.llm.auth.sigv4.aws_region).
+        _spec("amazon_bedrock", "Amazon Bedrock", None, "", chat_api=BEDROCK_CONVERSE,
+              region_origin="https://bedrock-runtime.{region}.amazonaws.com"),
         _spec("plano", "Plano", None, "/v1", interface=True),
     )
 }
 
-#: Prefixes that must come with ``base_url`` (Plano §1.4 rule 11).
-BASE_URL_REQUIRED = frozenset(n for n, s in PROVIDERS.items() if s.default_origin is None)
+#: Prefixes that must come with ``base_url`` (Plano §1.4 rule 11; Bedrock's host follows its region).
+BASE_URL_REQUIRED = frozenset(n for n, s in PROVIDERS.items() if s.default_origin is None and not s.region_origin)
 
 #: Alternative spellings accepted in ``model`` prefixes.
 PROVIDER_ALIASES: dict[str, str] = {

@@ -192,6 +192,10 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
         base_url = base_urls[0]
     if gemini_openai_compatible(spec, base_url):
         api, auth_style = OPENAI_CHAT, AUTH_BEARER
+    if spec is not None and spec.region_origin and not base_url:  # Bedrock: the region's default host
+        from gateway.llm.auth.sigv4 import aws_region
+
+        base_url = spec.region_origin.format(region=aws_region(entry, None))
     bases = base_urls or (base_url,)
     if spec is not None:
         urls = tuple(chat_url(spec, base, model_id, _SUFFIX.get(api, "")) for base in bases)

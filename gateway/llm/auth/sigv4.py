@@ -16,21 +16,34 @@ Decisions:
   model id with ``:`` travels as ``%3A`` and is signed as ``%253A`` — what botocore does.
 - Signed headers: ``host``, ``x-amz-date``, ``content-type`` and ``x-amz-security-token``
   when a session token is used; other forwarded headers ride along unsigned (allowed).
-- Credentials are read once at start-up (provider entry, else ``AWS_ACCESS_KEY_ID`` /
-  ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``); the signing key is cached per day.
+- Credentials are read once at start-up, in the order AWS SDKs use: the provider entry,
+  else ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, else the
+  profile ``AWS_PROFILE`` (default ``default``) of the shared credentials file
+  (``~/.aws/credentials`` or ``AWS_SHARED_CREDENTIALS_FILE``) or config file
+  (``~/.aws/config`` or ``AWS_CONFIG_FILE``, section ``[profile NAME]``). Static keys
+  only: SSO, ``credential_process`` and role assumption need botocore, which plano does
+  not depend on. The signing key is cached per day.
+- Region (also the default host ``bedrock-runtime.{region}.amazonaws.com``): the entry's
+  ``aws_region``, the base_url's host, ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the
+  profile's ``region`` in the config file, else ``us-east-1``.
 """
 
 from __future__ import annotations
 
+import configparser
 import datetime as _dt
 import hashlib
 import hmac
+import logging
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+
+log = logging.getLogger("plano.model")
 
 _UNRESERVED = "-_.~"
 
@@ -180,21 +193,76 @@ def region_from_url(url: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def bedrock_signer(entry, base_url: str | None, env: Mapping[str, str] | None = None) -> SigV4Signer | None:
-    """The SigV4 signer for an ``amazon_bedrock`` entry without an API key: credentials from the
-    entry (``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``) else the
-    standard ``AWS_*`` variables; region from the entry (``aws_region``), the base_url's
-    ``bedrock-runtime.<region>`` host, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
-    None when no access key and secret are found."""
+def _profile_name(env: Mapping[str, str]) -> str:
+    return env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+
+
+def _aws_file(env: Mapping[str, str], variable: str, name: str) -> Path:
+    given = env.get(variable)
+    if given:
+        return Path(given).expanduser()
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".aws" / name
+
+
+def _section(path: Path, name: str) -> dict[str, str]:
+    """One section of an AWS ini file ({} when the file or the section is missing or unreadable)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return {}
+    return dict(parser[name]) if parser.has_section(name) else {}
+
+
+def shared_profile(env: Mapping[str, str] | None = None) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(profile name, its credentials-file section, its config-file section)."""
+    env = os.environ if env is None else env
+    name = _profile_name(env)
+    creds = _section(_aws_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials"), name)
+    config = _section(_aws_file(env, "AWS_CONFIG_FILE", "config"), name if name == "default" else f"profile {name}")
+    return name, creds, config
+
+
+def aws_region(entry, base_url: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The region of an ``amazon_bedrock`` entry (see the module docstring for the order)."""
+    env = os.environ if env is None else env
+    region = getattr(entry, "aws_region", None) or region_from_url(base_url) or env.get("AWS_REGION") \
+        or env.get("AWS_DEFAULT_REGION")
+    if region:
+        return region
+    _, creds, config = shared_profile(env)
+    return config.get("region") or creds.get("region") or "us-east-1"
+
+
+def aws_credentials(entry, env: Mapping[str, str] | None = None) -> tuple[str, str, str | None] | None:
+    """(access key, secret, session token) for an entry, or None (see the module docstring for the order)."""
     env = os.environ if env is None else env
     access = getattr(entry, "aws_access_key_id", None)
     secret = getattr(entry, "aws_secret_access_key", None)
-    token = getattr(entry, "aws_session_token", None)
-    if not (access and secret):
-        access, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-        token = env.get("AWS_SESSION_TOKEN") or None
-    if not (access and secret):
+    if access and secret:
+        return access, secret, getattr(entry, "aws_session_token", None) or None
+    access, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if access and secret:
+        return access, secret, env.get("AWS_SESSION_TOKEN") or None
+    name, creds, config = shared_profile(env)
+    for section in (creds, config):
+        access, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
+        if access and secret:
+            return access, secret, section.get("aws_session_token") or None
+    if "AWS_PROFILE" in env:  # a profile asked for by name but not usable: say so (never its contents)
+        log.warning("AWS profile '%s' has no aws_access_key_id/aws_secret_access_key in %s or %s", name,
+                    _aws_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+                    _aws_file(env, "AWS_CONFIG_FILE", "config"))
+    return None
+
+
+def bedrock_signer(entry, base_url: str | None, env: Mapping[str, str] | None = None) -> SigV4Signer | None:
+    """The SigV4 signer for an ``amazon_bedrock`` entry without an API key (credentials and region as
+    the module docstring says); None when no access key and secret are found."""
+    found = aws_credentials(entry, env)
+    if found is None:
         return None
-    region = getattr(entry, "aws_region", None) or region_from_url(base_url) or env.get("AWS_REGION") \
-        or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return SigV4Signer(access, secret, token, region, "bedrock")
+    access, secret, token = found
+    return SigV4Signer(access, secret, token, aws_region(entry, base_url, env), "bedrock")
