@@ -267,7 +267,11 @@ def test_long_request_is_a_task_that_get_task_follows(env):
     assert first.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
     assert TaskState.TASK_STATE_WORKING in seen
     assert task.status.state == TaskState.TASK_STATE_COMPLETED
-    assert _artifact_text(task) == f"report: {REPORT_Q} [async]"
+    # a plano async task: its workflow step asked the report agent (the planner's clause, first letter lowered)
+    assert _artifact_text(task).lower() == f"report: {REPORT_Q} [async]".lower()
+    assert first.id.startswith("task_")
+    view = httpx.get(f"{env['url']}/v1/tasks/{first.id}", timeout=10).json()
+    assert view["status"] == "complete" and view["result"]["text"] == _artifact_text(task)
 
 
 def test_cancel_task_stops_the_request(env):

@@ -14,15 +14,16 @@
 Every message becomes a task: plano's executor asks the listener the conversation in process
 (:mod:`gateway.a2a.inprocess`, so routing, filters, the chain, limits and telemetry apply) and
 streams the answer into the task as one ``answer`` artifact, then completes it; an error answer
-fails the task with the error's message. ``returnImmediately`` (0.3: ``blocking: false``) gets
-the task at once; ``GetTask`` follows it and ``CancelTask`` cancels the running question — the
-agent calls in flight are abandoned (an upstream A2A agent is sent ``CancelTask`` too).
+fails the task with the error's message. Those tasks (blocking ``SendMessage``,
+``SendStreamingMessage``) live in the SDK's in-memory store of the worker that ran them.
 
-Tasks live in the SDK's in-memory task store of each worker: ``GetTask`` / ``CancelTask`` must
-reach the worker that holds the task (one worker, or sticky connections), and tasks do not
-survive a restart. NOTE: plano's own async tasks (``/v1/tasks``, gateway.tasks) are durable and
-shared; mapping A2A tasks onto them (a task store over gateway.tasks, push notifications through
-its webhooks) is the next step once that API is settled — push notifications are not offered.
+A client that asks not to wait — ``returnImmediately`` (0.3: ``blocking: false``) — gets a plano
+async task instead (:mod:`gateway.a2a.tasks`, when the listener serves ``/v1/tasks``): durable,
+shared by workers and replicas, planned over the listener's agents; ``GetTask``, ``CancelTask``,
+``SubscribeToTask``, the answer to a task waiting for input and push notification configs (delivered
+as plano's signed task webhooks) are answered from it, and the card says ``pushNotifications``.
+``CancelTask`` of an in-memory task cancels the running question — the agent calls in flight are
+abandoned (an upstream A2A agent is sent ``CancelTask`` too).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def build_server(listener_app, listener, metrics=None):
     from starlette.applications import Starlette
 
     from gateway import __version__
+    from gateway.a2a.tasks import PlanoTasks
+
+    plano_tasks = PlanoTasks(listener_app)
 
     def card(base_url: str) -> AgentCard:
         skills = []
@@ -80,7 +84,7 @@ def build_server(listener_app, listener, metrics=None):
             version=__version__,
             supported_interfaces=[AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
                                   AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3")],
-            capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+            capabilities=AgentCapabilities(streaming=True, push_notifications=plano_tasks.available),
             default_input_modes=["text/plain"], default_output_modes=["text/plain"], skills=skills)
 
     class PlanoExecutor(AgentExecutor):
@@ -138,11 +142,138 @@ def build_server(listener_app, listener, metrics=None):
             if task is not None:
                 await TaskUpdater(event_queue, task.id, task.context_id).cancel()
 
+    handler_class = _plano_task_handler(DefaultRequestHandler, plano_tasks) if plano_tasks.available else \
+        DefaultRequestHandler
     static_card = card("http://127.0.0.1")
-    handler = DefaultRequestHandler(agent_executor=PlanoExecutor(), task_store=InMemoryTaskStore(),
-                                    agent_card=static_card)
+    handler = handler_class(agent_executor=PlanoExecutor(), task_store=InMemoryTaskStore(), agent_card=static_card)
     app = Starlette(routes=create_jsonrpc_routes(handler, RPC_PATH, enable_v0_3_compat=True))
     return card, app, handler
+
+
+def _plano_task_handler(base, tasks):
+    """The SDK's request handler with A2A tasks mapped onto plano's async tasks (:mod:`gateway.a2a.tasks`):
+    non-blocking sends create one; ``GetTask``, ``CancelTask``, ``SubscribeToTask``, input for a waiting
+    task and the push configs of a ``task_…`` id are answered from it. Everything else — blocking and
+    streaming sends, the SDK's own (UUID) tasks — is the SDK's."""
+    from a2a.server.request_handlers.request_handler import validate_request_params
+    from a2a.types.a2a_pb2 import ListTaskPushNotificationConfigsResponse
+    from a2a.utils.errors import (
+        InternalError,
+        InvalidParamsError,
+        TaskNotCancelableError,
+        TaskNotFoundError,
+        UnsupportedOperationError,
+    )
+
+    from gateway.a2a.tasks import TaskCallFailed, is_plano_task, push_config, to_a2a
+
+    def headers_of(context) -> dict[str, str]:
+        return dict(context.state.get("headers") or {}) if context is not None else {}
+
+    async def guarded(coro, *, conflict=InvalidParamsError):
+        try:
+            return await coro
+        except TaskCallFailed as exc:
+            if exc.status == 404:
+                raise TaskNotFoundError() from None
+            if exc.status == 409:
+                raise conflict(message=exc.message) from None
+            if exc.status in (400, 422):
+                raise InvalidParamsError(message=exc.message) from None
+            raise InternalError(message=f"plano tasks: {exc.message}") from None
+
+    def tag(view: dict) -> None:
+        span = _current_span()
+        if span is not None and span.recording:
+            span.update({"a2a.task_id": view["id"], "plano.task.id": view["id"]})
+
+    def history(config) -> int | None:
+        return config.history_length if config is not None and config.HasField("history_length") else None
+
+    class PlanoTaskHandler(base):
+        @validate_request_params
+        async def on_message_send(self, params, context):
+            message, config = params.message, params.configuration
+            if is_plano_task(message.task_id):  # the answer a waiting plano task asked for
+                view = await guarded(tasks.answer(message.task_id, message, headers_of(context)))
+                if not config.return_immediately:
+                    async for view in tasks.follow(view["id"], headers_of(context)):
+                        pass
+                return to_a2a(view, history(config))
+            if config.return_immediately:
+                view = await guarded(tasks.create(message, config, headers_of(context)))
+                tag(view)
+                return to_a2a(view, history(config))
+            return await super().on_message_send(params, context)
+
+        @validate_request_params
+        async def on_message_send_stream(self, params, context):
+            message = params.message
+            if not is_plano_task(message.task_id):
+                async for event in super().on_message_send_stream(params, context):
+                    yield event
+                return
+            view = await guarded(tasks.answer(message.task_id, message, headers_of(context)))
+            async for view in tasks.follow(view["id"], headers_of(context)):
+                yield to_a2a(view, history(params.configuration))
+
+        @validate_request_params
+        async def on_get_task(self, params, context):
+            if not is_plano_task(params.id):
+                return await super().on_get_task(params, context)
+            view = await guarded(tasks.get(params.id, headers_of(context)))
+            return to_a2a(view, params.history_length if params.HasField("history_length") else None)
+
+        @validate_request_params
+        async def on_cancel_task(self, params, context):
+            if not is_plano_task(params.id):
+                return await super().on_cancel_task(params, context)
+            view = await guarded(tasks.cancel(params.id, headers_of(context)), conflict=TaskNotCancelableError)
+            return to_a2a(view)
+
+        @validate_request_params
+        async def on_subscribe_to_task(self, params, context):
+            if not is_plano_task(params.id):
+                async for event in super().on_subscribe_to_task(params, context):
+                    yield event
+                return
+            async for view in tasks.follow(params.id, headers_of(context)):
+                yield to_a2a(view)
+
+        @validate_request_params
+        async def on_create_task_push_notification_config(self, params, context):
+            if not is_plano_task(params.task_id):
+                return await super().on_create_task_push_notification_config(params, context)
+            await guarded(tasks.get(params.task_id, headers_of(context)))
+            raise UnsupportedOperationError(message="A plano task's push notification config is set when it is "
+                                                    "created (SendMessage configuration) and kept for its life.")
+
+        @validate_request_params
+        async def on_get_task_push_notification_config(self, params, context):
+            if not is_plano_task(params.task_id):
+                return await super().on_get_task_push_notification_config(params, context)
+            config = push_config(await guarded(tasks.get(params.task_id, headers_of(context))))
+            if config is None or (params.id and params.id != config.id):
+                raise InvalidParamsError(message=f"Task {params.task_id} has no push notification config "
+                                                 f"{params.id or ''}".rstrip())
+            return config
+
+        @validate_request_params
+        async def on_list_task_push_notification_configs(self, params, context):
+            if not is_plano_task(params.task_id):
+                return await super().on_list_task_push_notification_configs(params, context)
+            config = push_config(await guarded(tasks.get(params.task_id, headers_of(context))))
+            return ListTaskPushNotificationConfigsResponse(configs=[config] if config is not None else [])
+
+        @validate_request_params
+        async def on_delete_task_push_notification_config(self, params, context):
+            if not is_plano_task(params.task_id):
+                return await super().on_delete_task_push_notification_config(params, context)
+            await guarded(tasks.get(params.task_id, headers_of(context)))
+            raise UnsupportedOperationError(message="A plano task's push notification config is kept for its "
+                                                    "life; cancel the task to stop its notifications.")
+
+    return PlanoTaskHandler
 
 
 def card_json(card, legacy: bool) -> bytes:

@@ -9,6 +9,9 @@ endpoint (``DefaultRequestHandler`` over an in-memory task store) with uvicorn:
              completes
 ``slow``     like ``task`` but waits ``--delay`` seconds before its artifact (a long task: a
              non-blocking client polls it); ``--delay`` ≥ 1000 never finishes on its own
+``ask``      answers ``INPUT_REQUIRED: Which city?`` (what plano's task executor reads as a question
+             for the user) until the conversation holds that question and its answer, then
+             ``<name>: pollen is low in <the last line>``
 
 ``--poll``: the card says no streaming and every ``SendMessage`` is answered at once with the task
 still running (as if the client had asked ``returnImmediately``), so a caller must poll ``GetTask``.
@@ -45,7 +48,10 @@ def build_app(name: str, mode: str, protocol: str, skill: str, delay: float, pol
         async def execute(self, context, event_queue) -> None:
             text = context.get_user_input()
             answer = f"{name}: {text}"
-            if mode == "message":
+            if mode == "ask":
+                answer = f"{name}: pollen is low in {text.splitlines()[-1].strip()}" if "Which city?" in text \
+                    else "INPUT_REQUIRED: Which city?"
+            if mode in ("message", "ask"):
                 await event_queue.enqueue_event(new_text_message(answer, context_id=context.context_id,
                                                                  role=Role.ROLE_AGENT))
                 return
@@ -185,7 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="agent")
-    parser.add_argument("--mode", choices=["message", "task", "slow"], default="message")
+    parser.add_argument("--mode", choices=["message", "task", "slow", "ask"], default="message")
     parser.add_argument("--protocol", choices=["1.0", "0.3"], default="1.0")
     parser.add_argument("--skill", default="Answers questions.")
     parser.add_argument("--delay", type=float, default=3.0)
