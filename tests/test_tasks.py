@@ -7,6 +7,7 @@ test here; none asserts on timing — concurrency is shown by both agents holdin
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -48,8 +49,9 @@ def gw(farm, hook, otlp, tmp_path_factory):
     work = tmp_path_factory.mktemp("tasks")
     cfg = config(farm, port, store=f"sqlite:///{work}/tasks.db", webhook=hook.url,
                  tracing={"random_sampling": 100, "opentracing_grpc_endpoint": otlp.endpoint})
-    g = Gateway(cfg, work, env={"PLANO_HOME": str(work)}).start()
+    g = Gateway(cfg, work, env={"PLANO_HOME": str(work), "PLANO_ACCESS_LOG": str(work / "access.log")}).start()
     g.base = f"http://127.0.0.1:{port}"
+    g.access_log = work / "access.log"
     yield g
     g.stop()
 
@@ -152,6 +154,95 @@ def test_a_failing_agent_is_retried_then_replaced_and_the_recovery_step_sits_und
     assert failed["error"]["status"] == 503
     assert recovery["tool"] == "backup_weather" and recovery["parent"] == 0 and recovery["status"] == "complete"
     assert "weather" in recovery["note"]
+
+
+def test_a_refused_request_is_asked_again_reformulated_and_the_recovery_sits_under_it(gw, farm):
+    # flights refuses the request (422) on the first two calls of the task; the third, reformulated, works
+    farm.set("flights", fail=2, per_task=True, status=422, error="missing_date: which travel date?",
+             text="AF011 for: {request}")
+    t = create(gw, prompt="Find flights from NYC to Paris")
+    done = wait_terminal(gw.base, t["id"])
+    assert done["status"] == "complete", done
+    calls = farm.calls_of("flights", t["id"])
+    assert len(calls) == 3  # two attempts (tasks.retry.attempts), then the reformulated request
+    asked = [c.messages[-1]["content"] for c in calls]
+    assert asked[0] == asked[1] == "find flights from nyc to paris"
+    assert asked[2] != asked[0] and "find flights from nyc to paris" in asked[2]
+    assert "missing_date: which travel date?" in asked[2]  # the agent's own complaint travels with it
+    steps = trace(gw, t["id"])["steps"]
+    assert [(s["tool"], s["status"], s["parent"]) for s in steps] == [("flights", "failed", None),
+                                                                        ("flights", "complete", 0)]
+    assert steps[0]["error"]["status"] == 422 and steps[0]["attempt"] == 2
+    assert "reformulated" in steps[1]["note"] and steps[1]["request"] == asked[2]
+    assert done["result"]["text"] == f"AF011 for: {asked[2]}"
+
+
+def test_a_server_error_is_not_reformulated_when_no_other_agent_serves_the_request(gw, farm):
+    farm.set("flights", fail=100, status=503, error="flights backend down")
+    t = create(gw, prompt="Find flights from NYC to Paris")
+    done = wait_terminal(gw.base, t["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "step_failed", done
+    assert len(farm.calls_of("flights", t["id"])) == 2  # the retries only: the request was not the problem
+
+
+def test_a_prompt_asking_for_a_json_shape_gets_validated_data_after_one_repair(gw, farm):
+    answers = iter(["It is sunny and 21 degrees in Paris.", '{"city": "Paris", "temp_c": 21}'])
+    farm.set("weather", reply=lambda messages: next(answers))
+    prompt = 'What is the weather in Paris? Answer in JSON like {"city": "Paris", "temp_c": 0}'
+    t = create(gw, prompt=prompt)
+    done = wait_terminal(gw.base, t["id"])
+    assert done["status"] == "complete", done
+    assert done["result"]["data"] == {"city": "Paris", "temp_c": 21} and "data_error" not in done["result"]
+    calls = farm.calls_of("weather", t["id"])
+    assert len(calls) == 2
+    repair_ask = calls[1].messages[-1]["content"]
+    assert '{"city": string, "temp_c": number}' in repair_ask and "not valid JSON" in repair_ask
+    steps = trace(gw, t["id"])["steps"]
+    assert [(s["tool"], s["parent"]) for s in steps] == [("weather", None), ("weather", 0)]
+    assert steps[1]["note"].startswith("repair:") and steps[1]["status"] == "complete"
+
+
+def test_a_json_answer_that_misses_the_shape_twice_has_data_error_after_one_repair(gw, farm):
+    answers = iter(['{"city": "Paris"}', '{"city": "Paris", "temp_c": "warm"}'])
+    farm.set("weather", reply=lambda messages: next(answers))
+    t = create(gw, prompt='Weather in Paris as JSON: {"city": string, "temp_c": number}')
+    done = wait_terminal(gw.base, t["id"])
+    assert done["status"] == "complete", done
+    assert done["result"]["data"] is None
+    assert done["result"]["data_error"] == "'temp_c' should be a number (after one repair attempt)"
+    calls = farm.calls_of("weather", t["id"])
+    assert len(calls) == 2  # exactly one repair attempt
+    assert "missing key(s): temp_c" in calls[1].messages[-1]["content"]
+    farm.set("weather", text='{"city": "Oslo", "temp_c": -3}')
+    ok = wait_terminal(gw.base, create(gw, prompt='Weather in Oslo as JSON: {"city": string, "temp_c": number}')["id"])
+    assert ok["result"]["data"] == {"city": "Oslo", "temp_c": -3}
+    assert len(farm.calls_of("weather", ok["id"])) == 1  # valid at once: no repair
+
+
+def test_the_access_log_has_one_post_line_per_create_and_the_run_as_a_task_line(gw, farm):
+    farm.set("weather", text="sunny")
+    t = create(gw, prompt="What is the weather in Riga?")
+    assert wait_terminal(gw.base, t["id"])["status"] == "complete"
+
+    def lines():
+        out = []
+        for raw in gw.access_log.read_text().splitlines():
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if line.get("request_id") == t["id"] or (line.get("path") == "/v1/tasks" and line.get("method") == "POST"
+                                                      and line.get("trace_id") == t["trace_id"]):
+                out.append(line)
+        return out
+
+    mine = wait_for(lines, lambda ls: any(x["method"] == "TASK" for x in ls), timeout=10)
+    time.sleep(0.3)  # the writer flushes every 100 ms: anything else would be there by now
+    mine = lines()
+    posts = [x for x in mine if x["method"] == "POST"]
+    assert [(x["path"], x["status"]) for x in posts] == [("/v1/tasks", 201)], mine
+    runs = [x for x in mine if x["method"] == "TASK"]
+    assert [(x["path"], x["status"], x["request_id"]) for x in runs] == [("/v1/tasks/{id}", 200, t["id"])]
 
 
 def test_a_workflow_needing_51_steps_fails_with_workflow_depth_exceeded(gw, farm):

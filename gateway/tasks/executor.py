@@ -312,6 +312,12 @@ class Run:
         remembered = memory.best(await self._memory(), origin["tool"], 1, failure=kind)
         if remembered and remembered["recovery"] not in done and remembered["recovery"].partition(":")[2] in planner.ids:
             choice = (remembered["recovery"], memory.describe(remembered))
+        # A request error (the agent refused what it was asked, not a fault of the agent) is met
+        # with the request reformulated first; an agent that is down with another agent first.
+        # Each is tried once per failed step.
+        rephrase = f"reformulate:{origin['tool']}"
+        if choice is None and _request_error(err) and rephrase not in done:
+            choice = (rephrase, f"{origin['tool']} refused the request ({kind}); asked again, reformulated")
         if choice is None:
             # an agent for the failure itself ("token expired" -> the one that refreshes tokens), not
             # one that does the same job (that is a replacement, below)
@@ -325,6 +331,13 @@ class Run:
                     choice = (f"replace:{other}", f"{origin['tool']} failed ({kind}) after {s['attempt']} "
                               f"attempt(s); {other} can serve this request")
                     break
+        if choice is None and _request_error(err):
+            # nobody else serves it either: the other agents that were tried, reformulated
+            for other in sorted(tried - {origin["tool"]}):
+                if f"reformulate:{other}" not in done:
+                    choice = (f"reformulate:{other}", f"{other} refused the request ({kind}); asked again, "
+                              "reformulated")
+                    break
         if choice is None:
             raise TaskFailed("step_failed", f"Step {s['index']} ({s['tool']}: {s['action']}) failed: "
                              f"{err.message}", tool=s["tool"], recoverable=err.status >= 500 or err.status == 429,
@@ -334,7 +347,14 @@ class Run:
         origin.setdefault("recoveries", []).append(recovery)
         origin["tried"] = sorted(tried | {agent})
         parent = origin["index"]
-        if kind_of == "prepare":
+        if kind_of == "reformulate":
+            self._room(1)
+            request, how = await self._reformulate(origin, err, agent)
+            again = step(len(self.steps), agent, request, origin["deps"], parent=parent, recovery=recovery,
+                         failure=kind, note=f"{note} ({how})")
+            self.steps.append(again)
+            s["replaced_by"] = again["index"]
+        elif kind_of == "prepare":
             self._room(2)
             prep = step(len(self.steps), agent, f"{origin['tool']} failed: {err.message[:300]}. Fix this so "
                         f"it can answer: {origin['request']}", origin["deps"], parent=parent, note=note)
@@ -352,6 +372,20 @@ class Run:
             s["replaced_by"] = other["index"]
         if s is not origin:
             origin["replaced_by"] = s["replaced_by"]
+
+    async def _reformulate(self, origin: dict, err: GatewayError, agent: str) -> tuple[str, str]:
+        """(the request put another way for ``agent``, who put it): the orchestration model when
+        one is configured, else the planner's offline restatement."""
+        planner = self.service.planner
+        headers = {"x-request-id": f"{self.task['id']}.{origin['index']}.reformulate"}
+        if planner.llm is not None:
+            try:
+                return await planner.reformulate_llm(origin["request"], err.message, agent, self.task["prompt"],
+                                                     headers, self.ctx), "by the orchestration model"
+            except PlanError as exc:
+                log.warning("task %s: the model could not reformulate step %s (%s); restated offline",
+                            self.task["id"], origin["index"], exc.message)
+        return planner.reformulate(origin["request"], err.message, self.task["prompt"]), "restated offline"
 
     def _add_need(self, s: dict, need: str) -> None:
         planner = self.service.planner
@@ -383,20 +417,43 @@ class Run:
                                            "output": s.get("output")} for s in self.steps
                                           if s["status"] == "complete"]}
         if _JSON_ASK.search(self.task["prompt"]):
-            data = _parse_json(text)
-            if data is None and sinks:  # one repair attempt by the agent that answered last
-                await self.save()  # the completed steps are durable before another call
-                last = sinks[-1]
-                fix = {**last, "request": f"Return only valid JSON (no prose) for this request: {last['request']}"
-                                          f"\nYour previous answer was:\n{text[:4000]}", "inputs": []}
-                try:
-                    data = _parse_json(await self._call(fix))
-                except GatewayError:
-                    data = None
-            result["data"] = data
-            if data is None:
-                result["data_error"] = "the answer is not valid JSON (after one repair attempt)"
+            await self._structured(result, text, sinks)
         return result
+
+    async def _structured(self, result: dict, text: str, sinks: list[dict]) -> None:
+        """``result.data``: the answer as the JSON the prompt asked for, checked against the shape the
+        prompt shows (its keys and value types), with one repair request to the agent that answered
+        last. The repair is a step of its own (``parent`` = that agent's step), so a task resumed
+        after a crash uses its answer instead of asking again."""
+        shape = _shape(self.task["prompt"])
+        data = _parse_json(text)
+        problem = _check(data, shape)
+        repair = next((s for s in self.steps if s.get("repair")), None)
+        if problem and repair is None and sinks and len(self.steps) < self.cfg.max_steps:
+            last = sinks[-1]
+            want = f" in this shape: {_shape_text(shape)}" if shape is not None else ""
+            repair = step(len(self.steps), last["tool"], f"Return only valid JSON (no prose){want}, for this request: "
+                          f"{last['request']}\nThe problem with your previous answer: {problem}.\nYour previous "
+                          f"answer was:\n{text[:4000]}", last["deps"], parent=last["index"], repair=True,
+                          note=f"repair: {problem}")
+            repair.update(status="running", attempt=1, started_at=time.time())
+            self.steps.append(repair)
+            await self.save()  # the completed steps (and this one) are durable before another call
+            try:
+                repair["output"] = (await self._call(repair))[:OUTPUT_CHARS]
+                repair["status"] = "complete"
+            except GatewayError as exc:
+                repair["status"] = "failed"
+                repair["error"] = {"code": exc.code, "status": exc.status, "message": exc.message[:500]}
+            repair["duration_ms"] = round((time.time() - repair["started_at"]) * 1000, 1)
+        if problem and repair is not None and repair["status"] == "complete":
+            data = _parse_json(repair["output"] or "")
+            problem = _check(data, shape)
+            result["steps"].append({"index": repair["index"], "tool": repair["tool"], "action": repair["action"],
+                                    "output": repair.get("output")})
+        result["data"] = data if problem is None else None
+        if problem is not None:
+            result["data_error"] = f"{problem} (after one repair attempt)"
 
     async def _finish(self, result: dict) -> None:
         now = time.time()
@@ -418,6 +475,114 @@ class Run:
         await self.save(self.event("task.waiting", {"step": trace_step(s), "question": s.get("question")}),
                         status="waiting", wait_until=until, release=True)
         self.rt.nudge_webhooks()
+
+
+def _request_error(err: GatewayError) -> bool:
+    """The agent refused the request itself (400, 404, 413, 422 ...): asking differently may help.
+    Not auth (401/403: a fixer's job), rate limits (429) or timeouts (408): the request is fine."""
+    return err.status is not None and 400 <= err.status < 500 and err.status not in (401, 403, 408, 429)
+
+
+_TYPE_WORDS = {"string": "string", "str": "string", "text": "string", "number": "number", "float": "number",
+               "int": "integer", "integer": "integer", "boolean": "boolean", "bool": "boolean",
+               "array": "array", "list": "array", "object": "object", "dict": "object"}
+
+
+def _shape(prompt: str):
+    """The JSON shape a prompt shows, if any: ``{key: type}`` for an object (type None = any), or
+    ``[shape]`` for a list of them. Read from the first ``{...}`` in the prompt, either valid JSON
+    (``{"city": "Paris", "temp_c": 21}``: the example values' types) or a sketch with bare type
+    names (``{"city": string, "temp_c": number}``)."""
+    start = prompt.find("{")
+    if start < 0:
+        return None
+    depth, end, quoted = 0, -1, False
+    for i in range(start, len(prompt)):
+        c = prompt[i]
+        if c == '"' and prompt[i - 1] != "\\":
+            quoted = not quoted
+        elif not quoted and c == "{":
+            depth += 1
+        elif not quoted and c == "}":
+            depth -= 1
+            if depth == 0:
+                end = i
+                break
+    if end < 0:
+        return None
+    literal = prompt[start:end + 1]
+    as_list = prompt[:start].rstrip().endswith("[")
+    try:
+        example = orjson.loads(literal)
+        shape = {k: _type_of(v) for k, v in example.items()} if isinstance(example, dict) else None
+    except orjson.JSONDecodeError:
+        pairs = re.findall(r'"([^"\\]{1,64})"\s*:\s*("[^"]*"|[A-Za-z]+|-?\d[\d.]*|\[|\{)', literal)
+        shape = {k: _type_of_token(v) for k, v in pairs} or None
+    if not shape:
+        return None
+    return [shape] if as_list else shape
+
+
+def _type_of(value) -> str | None:
+    if isinstance(value, str):  # "number" names a type; "Paris" is an example of a string
+        return _TYPE_WORDS.get(value.strip().lower(), "string")
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else None
+
+
+def _type_of_token(token: str) -> str | None:
+    if token.startswith('"'):
+        return _type_of(token.strip('"'))
+    if token in ("[", "{"):
+        return "array" if token == "[" else "object"
+    if token in ("true", "false"):
+        return "boolean"
+    if token[0].isdigit() or token[0] == "-":
+        return "number"
+    return _TYPE_WORDS.get(token.lower())
+
+
+def _fits(value, kind: str | None) -> bool:
+    if kind is None:
+        return True
+    if kind in ("number", "integer"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok and (kind == "number" or float(value).is_integer())
+    return isinstance(value, {"string": str, "boolean": bool, "array": list, "object": dict}[kind])
+
+
+def _check(data, shape) -> str | None:
+    """What is wrong with ``data`` for ``shape`` (None: it fits)."""
+    if data is None:
+        return "the answer is not valid JSON"
+    if shape is None:
+        return None
+    if isinstance(shape, list):
+        if not isinstance(data, list):
+            return "expected a JSON array"
+        for n, item in enumerate(data):
+            wrong = _check(item, shape[0])
+            if wrong:
+                return f"item {n}: {wrong}"
+        return None
+    if not isinstance(data, dict):
+        return "expected a JSON object"
+    missing = [k for k in shape if k not in data]
+    if missing:
+        return f"missing key(s): {', '.join(missing)}"
+    for key, kind in shape.items():
+        if not _fits(data[key], kind):
+            return f"'{key}' should be {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+    return None
+
+
+def _shape_text(shape) -> str:
+    if isinstance(shape, list):
+        return f"[{_shape_text(shape[0])}, ...]"
+    return "{" + ", ".join(f'"{k}": {v or "any"}' for k, v in shape.items()) + "}"
 
 
 def _parse_json(text: str):

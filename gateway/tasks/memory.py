@@ -1,13 +1,14 @@
 """Execution memory: which recovery worked for which agent and failure kind.
 
 Recorded by the executor whenever a failed step was adapted — ``prepare:<agent>`` (another agent
-ran first, e.g. a token refresh, then the failed agent was called again) or ``replace:<agent>``
-(another agent answered instead) — with whether it worked. Stored with the tasks
+ran first, e.g. a token refresh, then the failed agent was called again), ``replace:<agent>``
+(another agent answered instead) or ``reformulate:<agent>`` (the agent was asked again with the
+request put another way) — with whether it worked. Stored with the tasks
 (``plano_task_memory``; bounded by ``tasks.memory.max_entries``, least recently updated dropped).
 
 Consulted twice: the planner puts a recovery that worked at least ``min_successes`` times (and
-more often than it failed) into the plan from the start, and the executor tries the remembered
-recovery first when a step fails. The reason is the step's ``note`` in the trace.
+more often than it failed) into the plan from the start (not a reformulation: its wording depends
+on the error), and the executor tries the remembered recovery first when a step fails. The reason is the step's ``note`` in the trace.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def best(entries: list[dict], agent: str, min_successes: int, failure: str | Non
 
 def describe(entry: dict) -> str:
     kind, _, other = entry["recovery"].partition(":")
-    what = f"running {other} first fixed it" if kind == "prepare" else f"{other} answered instead"
+    what = {"prepare": f"running {other} first fixed it",
+            "reformulate": f"asking {other} again, reformulated, worked"}.get(kind, f"{other} answered instead")
     return (f"execution memory: {entry['agent']} failed with {entry['failure']} in earlier runs; "
             f"{what} {entry['successes']} time(s)")
 
@@ -51,7 +53,7 @@ def apply(steps: list[dict], entries: list[dict], min_successes: int, known: set
     out: list[dict] = []
     mapping: dict[int, int] = {}
     for s in steps:
-        entry = best(entries, s["tool"], min_successes)
+        entry = best([e for e in entries if not e["recovery"].startswith("reformulate:")], s["tool"], min_successes)
         other = entry["recovery"].partition(":")[2] if entry else None
         if entry is None or other not in known:
             mapping[s["index"]] = len(out)

@@ -200,6 +200,37 @@ class Planner:
         decision = self.router.route([{"role": "user", "content": prompt}])
         return decision.agents[0] if decision.agents else self.default
 
+    # -- reformulating a refused request ---------------------------------------------------------
+
+    @staticmethod
+    def reformulate(request: str, error: str, prompt: str) -> str:
+        """A refused sub-request put another way, offline: self-contained (the task it is part of,
+        when the sub-request is only a piece of it) and carrying the agent's own refusal, so an
+        agent that said what it lacks ("which city?", "too many questions at once") gets it
+        answered or can answer the part it can."""
+        reason = re.sub(r"^Agent '[^']*' failed with HTTP \d+: ", "", error).strip()[:300]
+        parts = [f"Request: {request.strip()}"]
+        if prompt.strip() and prompt.strip() != request.strip():
+            parts.append(f"It is part of this task: {prompt.strip()[:2000]}")
+        parts.append(f"Your previous answer refused it: {reason}")
+        parts.append("Answer the request as well as you can with this information; if part of it is "
+                     "impossible, answer the rest and say what is missing.")
+        return "\n".join(parts)
+
+    async def reformulate_llm(self, request: str, error: str, agent: str, prompt: str, headers: dict,
+                              ctx=None) -> str:
+        """The orchestration model rewrites a refused sub-request for ``agent`` (plain text back)."""
+        spec = next((a for a in self.selector.specs if a.id == agent), None)
+        ask = ("An agent refused a request. Rewrite the request so that this agent can answer it: keep "
+               "its intent, make it concrete and self-contained, and address the agent's complaint. "
+               "Answer with the rewritten request only.\n\n"
+               f"Agent: {agent}: {(spec.description if spec else '').strip()}\n"
+               f"Whole task: {prompt[:2000]}\nRequest: {request}\nThe agent's error: {error[:500]}")
+        text = (await self._ask([{"role": "user", "content": ask}], headers, ctx)).strip().strip('"').strip()
+        if not text:
+            raise PlanError("planner_invalid", "the model returned an empty request")
+        return text[:4000]
+
     # -- LLM ------------------------------------------------------------------------------------
 
     async def _llm_plan(self, prompt: str, headers: dict, ctx) -> list[dict]:

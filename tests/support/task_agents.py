@@ -19,6 +19,7 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -51,6 +52,7 @@ class Behaviour:
     hold: threading.Event | None = None
     until: str | None = None  # fail (as above) until this agent has been called for the same task
     before: str | None = None  # with ``until``: answer this (200) instead of failing
+    reply: Callable[[list], str | None] | None = None  # the answer from the messages (None: ``text``)
     failed: dict = field(default_factory=dict)
 
 
@@ -152,7 +154,9 @@ class AgentFarm:
                     return web.json_response({"error": {"message": b.error, "type": "agent_error"}},
                                              status=b.status)
                 request_text = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
-                text = (text_now or b.text).replace("{agent}", name).replace("{request}", str(request_text))
+                scripted = b.reply(messages) if b.reply is not None and text_now is None else None
+                text = (text_now or scripted or b.text).replace("{agent}", name).replace("{request}",
+                                                                                     str(request_text))
                 return web.json_response({
                     "id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": name,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
