@@ -127,6 +127,11 @@ class AuthRuntime:
                 protocols = getattr(app, "protocols", None)
                 if protocols is not None:  # its MCP endpoint filters tools by the caller's key
                     protocols.key_lookup = KeyLookup(guard)
+        if guard is None and kind == "model":
+            # Nothing to authenticate: the model listener checks JSON depth as it reads the body and
+            # scrubs secrets from error answers where it sends them (``send_body``), so its hot path
+            # pays for no middleware frame, body replay or wrapped ``send``.
+            return app
         depth = getattr(listener, "max_json_depth", None) or DEFAULT_MAX_JSON_DEPTH
         return Edge(app, listener, kind, guard, max_json_depth=depth)
 

@@ -16,7 +16,7 @@ import re
 
 import orjson
 
-DEFAULT_MAX_JSON_DEPTH = 64
+from gateway.listeners.http import DEFAULT_MAX_JSON_DEPTH  # noqa: F401 - re-exported for the edge
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _PAIR = re.compile(rb"\{\}|\[\]")

@@ -18,6 +18,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON_CT = (b"content-type", b"application/json")
+
+#: A listener's ``max_json_depth`` when its config does not say (see :mod:`gateway.auth.hardening`).
+DEFAULT_MAX_JSON_DEPTH = 64
 SSE_CT = (b"content-type", b"text/event-stream")
 
 
@@ -52,11 +55,14 @@ _UUID4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int, depth: int | None = None) -> bytes:
     """Read the whole request body, refusing more than ``limit`` bytes with a 413.
 
     A declared Content-Length over the limit is refused before reading anything;
     the server discards the unread rest of the body, so the client still gets the 413.
+    ``depth``: refuse (400 ``json_too_deep``) a JSON body nested deeper than this — the
+    listener's ``max_json_depth``, checked here for listeners that have no edge middleware
+    in front of them (see :func:`too_deep`).
     """
     declared = header(scope, b"content-length")
     if declared is not None:
@@ -71,6 +77,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     if not message.get("more_body"):
         if len(body) > limit:
             raise _too_large(len(body), limit)
+        if depth is not None and body.count(b"{") + body.count(b"[") > depth:
+            too_deep(body, depth)
         return body
     parts = [body]
     total = len(body)
@@ -83,7 +91,20 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if total > limit:
             raise _too_large(total, limit)
         parts.append(chunk)
-    return b"".join(parts)
+    body = b"".join(parts)
+    if depth is not None and body.count(b"{") + body.count(b"[") > depth:
+        too_deep(body, depth)
+    return body
+
+
+def too_deep(body: bytes, depth: int) -> None:
+    """Raise the 400 for a body nested deeper than ``depth`` (the caller saw more brackets than
+    ``depth``, the only case in which it can be; the exact measure is in :mod:`gateway.auth.hardening`)."""
+    from gateway.auth.hardening import json_too_deep
+
+    if json_too_deep(body, depth):
+        raise GatewayError(400, f"The request body nests JSON deeper than this listener's limit of {depth} levels.",
+                           code="json_too_deep")
 
 
 class ClientDisconnected(Exception):
@@ -99,7 +120,14 @@ def _too_large(size: int, limit: int) -> GatewayError:
 
 
 async def send_body(send: Send, status: int, body: bytes, headers: Headers) -> None:
-    """Send a complete response with Content-Length."""
+    """Send a complete response with Content-Length.
+
+    An error answer (status >= 400) is scrubbed of secrets first: an upstream that echoes the key
+    plano sent it must not hand it to the client, and every complete answer of the model path
+    leaves through here (success answers pass untouched, at the cost of one comparison).
+    """
+    if status >= 400:
+        body = scrub_error_body(body)
     await send(
         {
             "type": "http.response.start",
@@ -108,6 +136,15 @@ async def send_body(send: Send, status: int, body: bytes, headers: Headers) -> N
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def scrub_error_body(body: bytes) -> bytes:
+    """``body`` without registered keys and credential-looking strings (see :mod:`gateway.telemetry.redact`)."""
+    from gateway.telemetry.redact import redact_secrets
+
+    text = body.decode("utf-8", "replace")
+    clean = redact_secrets(text)
+    return body if clean == text else clean.encode()
 
 
 async def send_error(send: Send, err: GatewayError, rid: str | None = None) -> None:

@@ -32,6 +32,7 @@ from gateway.config.providers import OPENAI_RESPONSES
 from gateway.filters import FilterRegistry, filter_run, shapes
 from gateway.filters.output import relay_json_filtered, relay_stream_filtered
 from gateway.listeners.http import (
+    DEFAULT_MAX_JSON_DEPTH,
     JSON_CT,
     ClientDisconnected,
     Receive,
@@ -80,6 +81,8 @@ class ModelListener:
         self.name = listener.name
         self.tel = telemetry or Telemetry(None, metrics=False)
         self.max_body = getattr(listener, "max_body_bytes", None) or 10 * 1024 * 1024
+        # Checked while reading the body: a model listener without ``auth`` has no edge middleware.
+        self.max_json_depth = getattr(listener, "max_json_depth", None) or DEFAULT_MAX_JSON_DEPTH
         self.resolver = resolver
         self.upstream = upstream
         self.caller = caller or LLMCaller(upstream)
@@ -143,7 +146,7 @@ class ModelListener:
         status: int | None = None  # None: the LLM call recorded what the client got
         size = 0
         try:
-            body = await read_body(scope, receive, self.max_body)
+            body = await read_body(scope, receive, self.max_body, self.max_json_depth)
             size = len(body)
             request = api.parse(body)
             if self.limits is not None:
@@ -294,7 +297,7 @@ class ModelListener:
         status: int | None = None
         size = 0
         try:
-            body = await read_body(scope, receive, self.max_body)
+            body = await read_body(scope, receive, self.max_body, self.max_json_depth)
             size = len(body)
             request = parse_messages_request(body, count_tokens=True)
             target = self.resolver.resolve(request.get("model"))
@@ -336,7 +339,7 @@ class ModelListener:
         status: int | None = None
         size = 0
         try:
-            body = await read_body(scope, receive, self.max_body)
+            body = await read_body(scope, receive, self.max_body, self.max_json_depth)
             size = len(body)
             request = parse_embeddings_request(body)
             if self.limits is not None:

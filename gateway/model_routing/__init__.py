@@ -42,7 +42,7 @@ async def routing_endpoint(listener, api, scope, receive, send) -> None:
     headers = [JSON_CT, (b"x-request-id", rid.encode())]
     try:
         try:
-            body = await read_body(scope, receive, listener.max_body)
+            body = await read_body(scope, receive, listener.max_body, listener.max_json_depth)
             size = len(body)
             request = api.parse(body)
         except GatewayError as err:
