@@ -64,7 +64,8 @@ def load_agents(path: str) -> list[AgentSpec]:
     with open(path, encoding="utf-8") as f:
         data = yaml.safe_load(f)
     items = data["agents"] if isinstance(data, dict) else data
-    return [AgentSpec(a["id"], a.get("description", ""), bool(a.get("default", False))) for a in items]
+    return [AgentSpec(a["id"], a.get("description", ""), bool(a.get("default", False)),
+                      tuple(a.get("examples") or ())) for a in items]
 
 
 def load_cases(path: str) -> list[dict]:

@@ -382,3 +382,44 @@ def test_availability_question_is_search_shaped(office):
     assert is_search_request("Is the linen shirt back in stock?")
     assert not is_search_request("Is my order in the warehouse?")
     assert office.route([u("Is the Atwood boxset in stock?")]).agents == ["bookshop"]
+
+
+# ---------------------------------------------------------- per-agent `examples:` (plano extension)
+HOME = [
+    AgentSpec("pantry", "Helps with the household."),
+    AgentSpec("garage", "Helps with vehicles and their upkeep: servicing, tyres, repairs."),
+    AgentSpec("general", "Small talk and general knowledge questions.", default=True),
+]
+PANTRY_EXAMPLES = ("how long do I boil an egg for a runny yolk", "what can I cook with leftover rice",
+                   "substitute for buttermilk in pancakes")
+
+
+@pytest.mark.parametrize("semantic", [True, False])
+def test_configured_examples_bring_concrete_requests_to_a_vaguely_described_agent(semantic):
+    ask = [u("how long should I boil eggs so the yolk stays runny?")]
+    without = EmbeddedRouter(HOME, semantic=semantic)
+    assert without.route(ask).agents != ["pantry"]  # "helps with the household" says nothing of eggs
+    agents = [AgentSpec("pantry", HOME[0].description, examples=PANTRY_EXAMPLES)] + HOME[1:]
+    with_examples = EmbeddedRouter(agents, semantic=semantic)
+    assert with_examples.route(ask).agents == ["pantry"]
+    # Examples add scope, they do not swallow other agents' requests or small talk.
+    assert with_examples.route([u("my car needs new tyres before winter")]).agents == ["garage"]
+    assert with_examples.route([u("hello there, how are you?")]).agents == ["general"]
+
+
+def test_examples_are_read_from_the_config_and_shown_to_the_orchestrator():
+    from types import SimpleNamespace
+
+    from gateway.config.schema import ListenerAgent
+    from gateway.routing.orchestrator import routes_block
+    from gateway.routing.selector import AgentSelector
+
+    agents = [ListenerAgent(id="pantry", description="Helps with the household.", examples=list(PANTRY_EXAMPLES)),
+              ListenerAgent(id="general", description="Small talk.", default=True)]
+    listener = SimpleNamespace(agents=agents, router="embedded", answers="last", router_confidence=0.6,
+                               name="agents")
+    sel = AgentSelector(listener, SimpleNamespace(overrides=None), None, None)
+    assert sel.specs[0].examples == PANTRY_EXAMPLES and sel.specs[1].examples == ()
+    block = routes_block(sel.specs)
+    assert '"how long do I boil an egg for a runny yolk"' in json.loads(block.splitlines()[0])["description"]
+    assert "Examples" not in json.loads(block.splitlines()[1])["description"]

@@ -137,6 +137,10 @@ class ListenerAgent(_Model):
                                     "except for an A2A agent, whose card's description and skills are used "
                                     "when it is omitted.")
     default: bool = False
+    examples: list[str] | None = Field(
+        None, description="plano extension: example user requests this agent handles, written the way users "
+                          "type them; the embedded router matches turns against them like the description's "
+                          "own `Handles: '...'` examples, and the LLM orchestrator sees them with the description.")
     input_filters: list[str] | None = None
     output_filters: list[str] | None = Field(None, description="plano extension: response filter chain.")
     filter_chain: list[str] | None = Field(

@@ -172,7 +172,7 @@ class EmbeddedRouter:
         defaults = [i for i, a in enumerate(self.agents) if a.default]
         self.default = defaults[0] if defaults else 0
         self._agent_index = {a: i for i, a in enumerate(self.ids)}
-        profiles = [parse_description(a.id, a.description, i == self.default)
+        profiles = [parse_description(a.id, a.description, i == self.default, a.examples)
                     for i, a in enumerate(self.agents)]
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit

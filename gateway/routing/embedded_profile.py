@@ -45,11 +45,13 @@ def _id_words(agent_id: str) -> str:
     return re.sub(r"[_\-.]+", " ", agent_id)
 
 
-def parse_description(agent_id: str, description: str, default: bool = False) -> AgentProfile:
-    """Split a description into scope / examples / exclusions (stemmed content words)."""
+def parse_description(agent_id: str, description: str, default: bool = False,
+                      extra_examples: tuple[str, ...] | list[str] = ()) -> AgentProfile:
+    """Split a description into scope / examples / exclusions (stemmed content words).
+    ``extra_examples``: the agent's configured `examples:` requests, counted like quoted ones."""
     prof = AgentProfile(id=agent_id, default=default)
     text = normalize(description or "")
-    examples = [m.group(2) for m in _QUOTED.finditer(text)]
+    examples = [m.group(2) for m in _QUOTED.finditer(text)] + [normalize(e) for e in extra_examples]
     text = _QUOTED.sub(" . ", text)
     for ex in examples:
         stems = content_stems(ex)

@@ -47,12 +47,19 @@ class OrchestratorError(Exception):
     """The orchestrator model could not give a usable decision."""
 
 
+def _examples_text(agent: AgentSpec) -> str:
+    """The agent's configured example requests, appended to its description the way
+    descriptions quote them (the protocol has no field of its own for them)."""
+    examples = [" ".join(e.split()) for e in getattr(agent, "examples", ()) or () if e.strip()]
+    return (" Examples: " + "; ".join(f'"{e}"' for e in examples) + ".") if examples else ""
+
+
 def routes_block(agents: list[AgentSpec]) -> str:
     lines = []
     for agent in agents:
         route = {
             "name": agent.id,
-            "description": " ".join(agent.description.split()),
+            "description": " ".join((agent.description + _examples_text(agent)).split()),
             "parameters": {"type": "object", "properties": {}, "required": []},
         }
         lines.append(json.dumps(route, ensure_ascii=False))

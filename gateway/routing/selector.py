@@ -52,7 +52,9 @@ class Selection:
 class AgentSelector:
     def __init__(self, listener, config, resolver, upstream) -> None:
         self.listener = listener
-        self.specs = [AgentSpec(a.id, a.description or "", bool(a.default)) for a in listener.agents or []]
+        self.specs = [AgentSpec(a.id, a.description or "", bool(a.default),
+                                tuple(e for e in (getattr(a, "examples", None) or ()) if e and e.strip()))
+                      for a in listener.agents or []]
         default = next((a.id for a in self.specs if a.default), None)
         self.default_agent = default or (self.specs[0].id if self.specs else None)
         self.embedded = None

@@ -143,6 +143,8 @@ class SemanticScorer:
         texts, owner, negative = [], [], []
         for i, a in enumerate(agents):
             pos, neg = description_units(a.description)
+            # Configured example requests are units like the description's quoted examples.
+            pos = list(dict.fromkeys(pos + [" ".join(e.split()) for e in a.examples if e.strip()]))
             if not pos:
                 pos = [a.id.replace("_", " ")]
             for t in pos:

@@ -12,6 +12,10 @@ class AgentSpec:
     id: str
     description: str
     default: bool = False
+    #: example user requests (plano.yaml `examples:`, a plano extension): matched like the
+    #: description's quoted `Handles:` examples - concrete phrasings bridge the gap between an
+    #: abstract description and the way users actually ask
+    examples: tuple[str, ...] = ()
 
 
 @dataclass
