@@ -67,8 +67,9 @@ def test_kill_9_while_20_tasks_run_then_restart_finishes_every_task_and_webhook(
     for name in farm.names:
         farm.set(name, delay=0.5)
     port = free_port()
+    # timeout 5s: a delivery the kill interrupts mid-attempt is claimable again after 15 s (timeout + margin)
     cfg = config(farm, port, store=f"sqlite:///{tmp_path}/tasks.db", webhook=hook.url,
-                 extra_tasks={"webhook": {"attempts": 50}})
+                 extra_tasks={"webhook": {"attempts": 50, "timeout": "5s"}})
     # webhooks of tasks that complete before the crash stay in the outbox until the receiver accepts
     hook.refuse, hook.refuse_event = 10**6, "task.complete"
     gw = Gateway(cfg, tmp_path, env={"PLANO_HOME": str(tmp_path)}).start()

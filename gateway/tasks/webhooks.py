@@ -75,6 +75,12 @@ class Webhooks:
         self._stopping = False
         self._pools: dict[str, object] = {}
         self.poll = 0.5
+        # A claimed delivery is this worker's for one attempt's timeout plus a margin: a worker
+        # killed mid-attempt leaves its claim behind, and the next worker retries the row once the
+        # attempt could not possibly still be running (it was a fixed 120 s, which held a
+        # delivery orphaned by kill -9 back for two minutes). A worker stalled past the margin may
+        # see its row sent twice: at-least-once, same delivery id.
+        self.lease = float(cfg.timeout) + 10.0
 
     def target(self, task: dict) -> str | None:
         return task.get("webhook_url") or self.url
@@ -116,7 +122,7 @@ class Webhooks:
         while not self._stopping:
             try:
                 free = self.INFLIGHT - len(inflight)
-                rows = await self.store.claim_deliveries(self.owner, 120.0, free) if free > 0 else []
+                rows = await self.store.claim_deliveries(self.owner, self.lease, free) if free > 0 else []
                 for row in rows:
                     t = asyncio.create_task(self._deliver(row))
                     inflight.add(t)
