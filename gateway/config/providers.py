@@ -16,6 +16,11 @@ ANTHROPIC_MESSAGES = "anthropic_messages"
 OPENAI_RESPONSES = "openai_responses"
 BEDROCK_CONVERSE = "bedrock_converse"
 GEMINI_GENERATE = "gemini_generate_content"  # Gemini API's native generateContent / streamGenerateContent
+#: The ``plano[litellm]`` extra: ``litellm/<litellm provider>/<model>`` entries go through litellm's
+#: transformations (gateway.wire.translate.litellm_extra). Both the model prefix and the upstream API.
+LITELLM = "litellm"
+#: How to install that extra (named in the errors of a config that needs it).
+LITELLM_INSTALL = "pip install --no-deps --require-hashes -r constraints-litellm.txt"
 
 #: How the credential is presented upstream.
 AUTH_BEARER = "bearer"  # Authorization: Bearer <key>

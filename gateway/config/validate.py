@@ -22,6 +22,7 @@ model listener on :12000 then answers 404 for every model.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import types
 import typing
@@ -36,6 +37,8 @@ from .loader import ConfigError, ConfigIssue, LoadedYaml, PathT, format_path
 from .providers import (
     BASE_URL_REQUIRED,
     INTERFACE_ALIASES,
+    LITELLM,
+    LITELLM_INSTALL,
     PROVIDER_INTERFACES,
     PROVIDERS,
     canonical_provider,
@@ -511,7 +514,9 @@ def _rules_providers(ctx: _Context, cfg: PlanoConfig) -> None:
             if not p.is_wildcard:
                 ids.setdefault(p.model_id, i)
         # rules 11-14
-        if p.is_builtin:
+        if p.provider == LITELLM:
+            _rules_litellm(ctx, p, base)
+        elif p.is_builtin:
             if p.provider_interface is not None:
                 ctx.error(
                     base + ("provider_interface",),
@@ -550,6 +555,30 @@ def _rules_providers(ctx: _Context, cfg: PlanoConfig) -> None:
                 f"more than one default model provider ({ctx.fmt(('model_providers', defaults[0]))} is already the default); "
                 "only one can be default",
             )
+
+
+def _rules_litellm(ctx: _Context, p: Any, base: PathT) -> None:
+    """A ``litellm/<litellm provider>/<model>`` entry (the ``plano[litellm]`` extra): one model, the
+    extra installed, and — when it is — a provider litellm can translate for through plano."""
+    if "/" not in p.model_id or p.model_id.endswith("/*") or p.is_wildcard:
+        ctx.error(base + ("model",), f"Invalid litellm model '{p.model}': name one model as "
+                  "litellm/<litellm provider>/<model> (e.g. litellm/cohere/command-r-plus); wildcards are not supported")
+        return
+    if p.provider_interface is not None:
+        ctx.error(base + ("provider_interface",), "litellm entries take no provider_interface: litellm picks the "
+                  "provider from the model name")
+    if p.base_urls and len(p.base_urls) > 1:
+        ctx.error(base + ("base_urls",), "litellm entries take one endpoint (base_url)")
+    if importlib.util.find_spec("litellm") is None:  # not imported here: that alone takes seconds
+        ctx.error(base + ("model",), f"model '{p.model}' goes through litellm, which is not installed: it is an "
+                  f"optional extra, pinned with hashes — {LITELLM_INSTALL} (README › litellm)")
+        return
+    from gateway.wire.translate import litellm_extra
+
+    try:
+        litellm_extra.LitellmAdapter(p.model_id, p.base_url or (p.base_urls or [None])[0])
+    except litellm_extra.LitellmError as exc:
+        ctx.error(base + ("model",), str(exc))
 
 
 def _migrate_inline_prefs(ctx: _Context, cfg: PlanoConfig) -> None:

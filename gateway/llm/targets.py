@@ -18,6 +18,7 @@ from gateway.config.providers import (
     AZURE_API_VERSION,
     BEDROCK_CONVERSE,
     GEMINI_GENERATE,
+    LITELLM,
     OPENAI_CHAT,
     OPENAI_RESPONSES,
     PROVIDERS,
@@ -197,11 +198,18 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
 
         base_url = spec.region_origin.format(region=aws_region(entry, None))
     bases = base_urls or (base_url,)
-    if spec is not None:
+    if provider == LITELLM:  # the plano[litellm] extra: litellm's transformations, plano's HTTP
+        from gateway.wire.translate.litellm_extra import LitellmAdapter, translators
+
+        adapter = LitellmAdapter(model_id, base_url)
+        api, urls = LITELLM, (adapter.url,)
+        routes = {client: Route(LITELLM, urls, t) for client, t in translators(adapter).items()}
+    elif spec is not None:
         urls = tuple(chat_url(spec, base, model_id, _SUFFIX.get(api, "")) for base in bases)
+        routes = build_routes(spec, api, bases, model_id, urls)
     else:  # custom prefix without a known interface: OpenAI-compatible, unversioned suffix
         urls = tuple((base or "").rstrip("/") + "/chat/completions" for base in bases)
-    routes = build_routes(spec, api, bases, model_id, urls)
+        routes = build_routes(spec, api, bases, model_id, urls)
     url = urls[0]
     key = entry.access_key
     auth: tuple[tuple[str, str], ...] = ()
@@ -249,7 +257,7 @@ def build_target(entry, *, default_timeout: float | None, connect_timeout: float
         routes=routes,
         name=name,
         provider=provider,
-        display=spec.display if spec else provider,
+        display=spec.display if spec else ("LiteLLM" if provider == LITELLM else provider),
         model_id=model_id,
         url=url,
         api=api,
