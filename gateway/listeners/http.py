@@ -58,12 +58,21 @@ _UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)
 async def read_body(scope: Scope, receive: Receive, limit: int, depth: int | None = None) -> bytes:
     """Read the whole request body, refusing more than ``limit`` bytes with a 413.
 
-    A declared Content-Length over the limit is refused before reading anything;
-    the server discards the unread rest of the body, so the client still gets the 413.
+    A declared Content-Length over the limit is refused before reading more than the first
+    message; the server discards the unread rest of the body, so the client still gets the 413.
     ``depth``: refuse (400 ``json_too_deep``) a JSON body nested deeper than this — the
     listener's ``max_json_depth``, checked here for listeners that have no edge middleware
     in front of them (see :func:`too_deep`).
     """
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):  # the whole body arrived in one message (small bodies: the common case)
+        if len(body) > limit:
+            raise _too_large(len(body), limit)
+        if depth is not None and body.count(b"{") + body.count(b"[") > depth:
+            too_deep(body, depth)
+        return body
+    # More is coming: a declared length over the limit is refused before reading the rest.
     declared = header(scope, b"content-length")
     if declared is not None:
         try:
@@ -72,14 +81,6 @@ async def read_body(scope: Scope, receive: Receive, limit: int, depth: int | Non
             raise GatewayError(400, "Invalid Content-Length header", code="invalid_request") from None
         if size > limit:
             raise _too_large(size, limit)
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body"):
-        if len(body) > limit:
-            raise _too_large(len(body), limit)
-        if depth is not None and body.count(b"{") + body.count(b"[") > depth:
-            too_deep(body, depth)
-        return body
     parts = [body]
     total = len(body)
     while message.get("more_body"):

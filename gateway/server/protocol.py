@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from operator import itemgetter
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -152,11 +153,6 @@ class PlanoHttpProtocol(HttpToolsProtocol):
         if self.transport is not None and not self.transport.is_closing():
             self.loop.call_later(DRAIN_IDLE_GRACE, self._close_if_idle)
 
-    def on_headers_complete(self) -> None:
-        HttpToolsProtocol.on_headers_complete(self)
-        if self._draining and self.cycle is not None:
-            self.cycle.keep_alive = False
-
     def _close_if_idle(self) -> None:
         transport = self.transport
         if transport is None or transport.is_closing() or self._in_request:
@@ -208,11 +204,13 @@ class PlanoHttpProtocol(HttpToolsProtocol):
                                   f"{self._limits.max_header_bytes} bytes.")
         self._head_bytes = 0
         if refusal is None and self.parser.get_http_version() == "1.1":
-            hosts = [v for n, v in self.headers if n == b"host"]
-            if len(hosts) != 1 or not _host_ok(hosts[0]):
+            headers = self.headers  # counted and looked up in C: this runs for every request
+            if list(map(_first, headers)).count(b"host") != 1 or not _host_ok(dict(headers)[b"host"]):
                 refusal = _refuse(400, "invalid_host", "An HTTP/1.1 request needs exactly one valid Host header.")
         if refusal is None:
             HttpToolsProtocol.on_headers_complete(self)
+            if self._draining and self.cycle is not None:  # arrived while draining: answer, then close
+                self.cycle.keep_alive = False
             return
         app, self.app = self.app, refusal  # the refusal goes out through uvicorn's normal response path
         try:
@@ -306,6 +304,8 @@ def _linger(transport, protocol: HttpToolsProtocol) -> None:
     except Exception:  # no half-close on this transport: close outright
         transport.close()
 
+
+_first = itemgetter(0)
 
 _HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]%~!$&'()*+,;=")
 

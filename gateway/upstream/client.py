@@ -80,8 +80,8 @@ class Upstream:
             url = urls[0] if urls is not None else pool._single.base + path
             send = self.transport.send(method, url, headers, body, timeout, name)
             return send if pool.max_concurrency is None else _Admitted(pool, send, name, self)
-        return _Admitted(pool, _Attempts(self, pool, urls, name, headers, body, timeout, policy, method, path,
-                                         deadline, attempt_spans), name, self)
+        return _Attempts(self, pool, urls, name, headers, body, timeout, policy, method, path, deadline,
+                         attempt_spans)
 
     def _count(self, pool: Pool, reason: str) -> None:
         """A call refused without being sent (``plano_upstream_rejected_total``)."""
@@ -102,8 +102,10 @@ class Upstream:
 class _Attempts:
     """The attempts of one call, as an async context manager (a class: no generator frame per call).
 
-    ``__aenter__`` runs attempts until one gives a response to accept (or raises);
-    ``__aexit__`` closes that response and settles its endpoint's books.
+    ``__aenter__`` admits the call into its pool (``max_concurrency``), then runs attempts until
+    one gives a response to accept (or raises); ``__aexit__`` closes that response and settles
+    its endpoint's and its pool's books. Admission lives here rather than in a wrapping context
+    manager: one coroutine frame fewer on every call that has a policy.
     """
 
     __slots__ = ("upstream", "pool", "urls", "name", "headers", "body", "timeout", "policy", "method", "path",
@@ -127,6 +129,19 @@ class _Attempts:
         self.inner = None
 
     async def __aenter__(self) -> Response:
+        pool = self.pool
+        if pool.max_concurrency is None:
+            return await self._attempt()
+        if not pool.enter():
+            self.upstream._count(pool, "overloaded")
+            raise UpstreamError("overloaded", self.name, retry_after=1.0)
+        try:
+            return await self._attempt()
+        except BaseException:
+            pool.leave()
+            raise
+
+    async def _attempt(self) -> Response:
         pool, policy, timeout, name = self.pool, self.policy, self.timeout, self.name
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout.total if timeout.total else None
@@ -209,6 +224,8 @@ class _Attempts:
             raise
         finally:
             endpoint.in_flight -= 1
+            if self.pool.max_concurrency is not None:
+                self.pool.leave()
 
 
 class _Admitted:
