@@ -366,7 +366,7 @@ def test_explicit_change_of_subject_inherits_nothing(router):
     msgs = [u("What is my checking balance?"), a("You have 1,240 dollars."),
             u("unrelated, but can you tell me something fun?")]
     assert router.route(msgs).agents == ["chitchat"]
-    msgs[-1] = u("can you tell me something fun?")  # no marker: a follow-up keeps the topic
+    msgs[-1] = u("can you tell me more about that?")  # no marker: a follow-up keeps the topic
     assert router.route(msgs).agents == ["banking"]
 
 
@@ -423,3 +423,23 @@ def test_examples_are_read_from_the_config_and_shown_to_the_orchestrator():
     block = routes_block(sel.specs)
     assert '"how long do I boil an egg for a runny yolk"' in json.loads(block.splitlines()[0])["description"]
     assert "Examples" not in json.loads(block.splitlines()[1])["description"]
+
+
+# ------------------------------------- "task or general knowledge?" classifier (training/generality.py)
+def test_generality_classifier_separates_tasks_from_trivia_in_any_domain(router):
+    if router.generality is None:
+        pytest.skip("sentence encoder not installed")
+    assert router.generality.shape == (385,)
+    general = ["how many moons does jupiter have?", "tell me a fun fact about octopuses",
+               "what do you think about pineapple on pizza"]
+    tasks = ["renew my library books before they are overdue", "my parking permit expired, can you extend it",
+             "reschedule my dentist cleaning to next Thursday"]
+    assert all(router._general(t) > 0.5 for t in general), [router._general(t) for t in general]
+    assert all(router._general(t) < 0.5 for t in tasks), [router._general(t) for t in tasks]
+
+
+def test_generality_off_switch_and_no_encoder_mean_no_classifier(monkeypatch):
+    monkeypatch.setenv("PLANO_ROUTER_GENERALITY", "0")
+    assert EmbeddedRouter(AGENTS).generality is None
+    monkeypatch.delenv("PLANO_ROUTER_GENERALITY")
+    assert EmbeddedRouter(AGENTS, encoder=False).generality is None

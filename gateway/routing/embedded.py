@@ -153,6 +153,26 @@ def _matcher_scorer(agents: list[AgentSpec], sentences):
     return m.MatcherScorer([a.description or a.id.replace("_", " ") for a in agents], mt)
 
 
+GENERAL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "generality.npy")
+# (both chosen on routing_dev + tests/data/routing_{third,fourth,heldout_like}; routing_val only checked)
+GEN_HI = 0.8   # P(general) above this, and not multi-intent: the default agent
+GEN_LO = 0.2   # P(general) below this (clearly a task): a no-match turn goes to its leading specialist
+_GENERALITY: dict[str, np.ndarray | None] = {}
+
+
+def _generality() -> np.ndarray | None:
+    """Logistic weights (384 + bias) of "is this small talk / general knowledge rather than a task
+    for some agent?" on the sentence encoder's embedding, learned on the synthetic corpus
+    (training/generality.py): a domain-independent question, so it carries to agents the
+    router has never seen, unlike word lists of general-question forms."""
+    if os.environ.get("PLANO_ROUTER_GENERALITY", "").lower() in ("0", "false", "off", "no"):
+        return None
+    path = os.environ.get("PLANO_GENERALITY_FILE") or GENERAL_FILE
+    if path not in _GENERALITY:
+        _GENERALITY[path] = np.load(path).astype(np.float32) if os.path.isfile(path) else None
+    return _GENERALITY[path]
+
+
 @dataclass
 class _Group:
     agent: int
@@ -177,6 +197,7 @@ class EmbeddedRouter:
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit
         self.sentences = _sentence_scorer(self.agents, encoder) if semantic else None
+        self.generality = _generality() if self.sentences is not None else None
         self.matcher = _matcher_scorer(self.agents, self.sentences) if self.sentences is not None else None
         vectors = load_vectors() if semantic and self.sentences is None else None
         self.semantic = SemanticIndex(profiles, vectors) if vectors is not None else None
@@ -205,7 +226,8 @@ class EmbeddedRouter:
         if self.sentences is not None:
             self._prefetch(turns[-1 - CONTEXT_DEPTH:])
         ask = split_blocks(latest.text).ask
-        if is_general_question(ask) and not self._multi(latest.text):
+        gen = self._general(ask)
+        if (is_general_question(ask) or gen > GEN_HI) and not self._multi(latest.text):
             # "who invented the jet engine?", "how does a VPN work?": about the world, not
             # about anything of the user's that a specialist manages.
             return self._default("general_question")
@@ -219,12 +241,32 @@ class EmbeddedRouter:
 
         scores, followup = self._turn_scores(turns, CONTEXT_DEPTH)
         best = self._pick(scores, margin=1.0)
+        if best is None and gen < GEN_LO:
+            best = self._pick_task(scores)
         table = {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
         decision = self._default("no_match->default", table) if best is None else \
             RoutingDecision([self.ids[best]], "followup" if followup else "single", table)
         decision.confidence = self._confidence(self._margin(scores, best, 1.0))
         decision.candidates = self._candidates(scores)
         return decision
+
+    def _general(self, text: str) -> float:
+        """P(small talk / general knowledge) of a text, 0.5 when unknown (no model)."""
+        if self.generality is None or not text.strip():
+            return 0.5
+        raw = self.sentences.embed([text])[0]
+        z = float(raw @ self.generality[:-1] + self.generality[-1])
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def _pick_task(self, scores: list[float]) -> int | None:
+        """A turn that is clearly a task for *some* agent: its best specialist, if it leads the
+        runner-up and has evidence at all, rather than the default agent."""
+        order = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__, reverse=True)
+        if not order or scores[order[0]] <= 0:
+            return None
+        if len(order) > 1 and scores[order[0]] < MARGIN * max(scores[order[1]], 0.0):
+            return None
+        return order[0]
 
     # ----------------------------------------------------------------- matcher
     def _route_matched(self, turns: list[Turn]) -> RoutingDecision:
@@ -508,6 +550,7 @@ class EmbeddedRouter:
         distinct = {g.agent for g in groups}
         if len(distinct) < 2:
             return None
+
         ordered: list[_Group] = []
         for g in groups:
             if g.goes_first and ordered:
