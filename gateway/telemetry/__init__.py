@@ -220,10 +220,13 @@ class Telemetry:
         Off the loop thread (no batch to join) it is flushed at once.
         """
         d = self._deferred
-        if d is not None and threading.get_ident() == d.thread_id:
-            d.schedule(series)
-        else:
-            series.flush()
+        if d is not None:
+            if series.scheduled is d.pending:  # already queued in the batch to come (the common case)
+                return
+            if threading.get_ident() == d.thread_id:
+                d.schedule(series)
+                return
+        series.flush()
 
     def flush(self) -> None:
         """Run batched work now (tests; shutdown)."""
