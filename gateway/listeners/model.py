@@ -291,56 +291,23 @@ class ModelListener:
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /v1/messages/count_tokens``: the Anthropic upstream's own count, else an estimate
         (:func:`gateway.wire.anthropic.estimate_input_tokens`)."""
-        rid = request_id(scope)
-        ctx = self.tel.start_request(self.name, "model", scope["method"], scope["path"], scope["headers"], rid)
-        error: str | None = None
-        status: int | None = None
-        size = 0
-        try:
-            body = await read_body(scope, receive, self.max_body, self.max_json_depth)
-            size = len(body)
+
+        async def prepare(body: bytes):
             request = parse_messages_request(body, count_tokens=True)
             target = self.resolver.resolve(request.get("model"))
             route = target.routes.get(MESSAGES.name)
             if route is not None and route.translator is None:  # a native Messages upstream counts itself
-                request["model"] = target.model_id
-                headers = self._upstream_headers(scope, target, rid, provider_headers(scope["headers"]))
-                urls = tuple(_count_url(u) for u in route.urls)
-                async with self.upstream.call(target.pool, urls, headers=headers, body=orjson.dumps(request),
-                                              timeout=target.timeout, policy=target.policy,
-                                              target=target.name) as resp:
-                    status = resp.status
-                    await relay_json(send, resp, rid, target_invalid(target), api=MESSAGES)
-                return
-            status = 200
+                return target, tuple(_count_url(u) for u in route.urls), request
             answer = orjson.dumps({"input_tokens": estimate_input_tokens(request)})
-            await send_body(send, 200, answer, [JSON_CT, (b"x-request-id", rid.encode()),
-                                                (b"x-plano-token-count", b"estimate")])
-        except GatewayError as err:
-            error, status = err.message, err.status
-            await send_error(send, MESSAGES, err, rid)
-        except UpstreamError as err:
-            error, status = str(err), err.status
-            await send_error(send, MESSAGES, GatewayError(err.status, error, code=f"upstream_{err.kind}",
-                                                          headers=err.response_headers()), rid)
-        except ClientDisconnected:
-            error = "client disconnected"
-        finally:
-            ctx.finish(status, bytes_in=size, error=error)
+            return answer, [(b"x-plano-token-count", b"estimate")]
 
-    # ------------------------------------------------------------------ embeddings
+        await self._one_call(MESSAGES, scope, receive, send, prepare)
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /v1/embeddings``: passed through to the resolved model's OpenAI-compatible
         ``/embeddings``; a provider without one answers a 400 that names it."""
-        rid = request_id(scope)
-        ctx = self.tel.start_request(self.name, "model", scope["method"], scope["path"], scope["headers"], rid)
-        error: str | None = None
-        status: int | None = None
-        size = 0
-        try:
-            body = await read_body(scope, receive, self.max_body, self.max_json_depth)
-            size = len(body)
+
+        async def prepare(body: bytes):
             request = parse_embeddings_request(body)
             if self.limits is not None:
                 verdict = await self.limits.admit(scope["headers"])
@@ -352,20 +319,44 @@ class ModelListener:
                 raise GatewayError(400, f"Model '{target.name}' ({target.display}) has no OpenAI-compatible "
                                         "embeddings API that plano can reach; configure an OpenAI-compatible "
                                         "embeddings model.", code="embeddings_not_supported", param="model")
+            return target, urls, request
+
+        await self._one_call(CHAT, scope, receive, send, prepare)
+
+    async def _one_call(self, api: ClientAPI, scope: Scope, receive: Receive, send: Send, prepare) -> None:
+        """The request path of the endpoints that make at most one plain provider call (count_tokens,
+        embeddings): read the body, ``await prepare(body)`` → ``(target, urls, request)`` to pass the
+        request through to ``urls``, or ``(answer, extra headers)`` to answer 200 at once; errors in
+        ``api``'s envelope; one telemetry request either way."""
+        rid = request_id(scope)
+        ctx = self.tel.start_request(self.name, "model", scope["method"], scope["path"], scope["headers"], rid)
+        error: str | None = None
+        status: int | None = None
+        size = 0
+        try:
+            body = await read_body(scope, receive, self.max_body, self.max_json_depth)
+            size = len(body)
+            prepared = await prepare(body)
+            if len(prepared) == 2:
+                answer, extra = prepared
+                status = 200
+                await send_body(send, 200, answer, [JSON_CT, (b"x-request-id", rid.encode()), *extra])
+                return
+            target, urls, request = prepared
             request["model"] = target.model_id
             headers = self._upstream_headers(scope, target, rid, provider_headers(scope["headers"]))
             async with self.upstream.call(target.pool, urls, headers=headers, body=orjson.dumps(request),
                                           timeout=target.timeout, policy=target.policy,
                                           target=target.name) as resp:
                 status = resp.status
-                await relay_json(send, resp, rid, target_invalid(target), api=CHAT)
+                await relay_json(send, resp, rid, target_invalid(target), api=api)
         except GatewayError as err:
             error, status = err.message, err.status
-            await send_error(send, CHAT, err, rid)
+            await send_error(send, api, err, rid)
         except UpstreamError as err:
             error, status = str(err), err.status
-            await send_error(send, CHAT, GatewayError(err.status, error, code=f"upstream_{err.kind}",
-                                                      headers=err.response_headers()), rid)
+            await send_error(send, api, GatewayError(err.status, error, code=f"upstream_{err.kind}",
+                                                     headers=err.response_headers()), rid)
         except ClientDisconnected:
             error = "client disconnected"
         finally:
