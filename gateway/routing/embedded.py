@@ -157,6 +157,7 @@ GENERAL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", 
 # (both chosen on routing_dev + tests/data/routing_{third,fourth,heldout_like}; routing_val only checked)
 GEN_HI = 0.8   # P(general) above this, and not multi-intent: the default agent
 GEN_LO = 0.2   # P(general) below this (clearly a task): a no-match turn goes to its leading specialist
+GEN_CLAIM = 2.0  # a general-sounding turn still goes to a specialist leading the runner-up this many times
 _GENERALITY: dict[str, np.ndarray | None] = {}
 
 
@@ -227,10 +228,15 @@ class EmbeddedRouter:
             self._prefetch(turns[-1 - CONTEXT_DEPTH:])
         ask = split_blocks(latest.text).ask
         gen = self._general(ask)
-        if (is_general_question(ask) or gen > GEN_HI) and not self._multi(latest.text):
+        worded = is_general_question(ask)
+        if (worded or gen > GEN_HI) and not self._multi(latest.text):
             # "who invented the jet engine?", "how does a VPN work?": about the world, not
-            # about anything of the user's that a specialist manages.
-            return self._default("general_question")
+            # about anything of the user's that a specialist manages -- unless (classifier
+            # only) a specialist's description claims the question clearly: an agent for
+            # "history of empires" is the right one for "tell me about the Roman empire",
+            # however general the question reads.
+            if worded or self._pick(self._turn_text_scores(latest.text), margin=GEN_CLAIM) is None:
+                return self._default("general_question")
 
         margins: list[float] = []
         multi = self._multi(latest.text, margins)
