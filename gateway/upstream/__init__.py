@@ -1,6 +1,7 @@
 """The one outbound layer: agents, filters, model providers and webhooks are all called here.
 
-- :mod:`~gateway.upstream.transport`: plano's request/response types over aiohttp (and in memory);
+- :mod:`~gateway.upstream.transport`: plano's request/response types (aiohttp and in-memory transports);
+- :mod:`~gateway.upstream.h1`: plano's own HTTP/1.1 client, the default transport;
 - :mod:`~gateway.upstream.pool`: named pools of endpoints, load balancing, concurrency limits;
 - :mod:`~gateway.upstream.breaker`: per-endpoint circuit breakers (pybreaker), shared via Redis;
 - :mod:`~gateway.upstream.policy`: the call policy (attempts, back-off, what is retried);

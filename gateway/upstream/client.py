@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 from gateway.upstream.policy import SINGLE, CallPolicy, retry_after_seconds
@@ -39,6 +40,22 @@ from gateway.upstream.transport import (
 
 log = logging.getLogger("plano.upstream")
 
+#: ``PLANO_UPSTREAM_TRANSPORT``: ``h1`` (the default: plano's own HTTP/1.1 client, gateway/upstream/h1.py)
+#: or ``aiohttp`` (for what h1 does not do, e.g. an HTTP proxy in between; bench/README.md has the
+#: measurements behind the default).
+TRANSPORT_ENV = "PLANO_UPSTREAM_TRANSPORT"
+
+
+def default_transport(*, max_connections: int = 1000, keepalive: float = 30.0, ca_path: str | None = None) -> Transport:
+    kind = os.environ.get(TRANSPORT_ENV, "h1").strip().lower() or "h1"
+    if kind == "aiohttp":
+        return AiohttpTransport(max_connections=max_connections, keepalive=keepalive, ca_path=ca_path)
+    if kind != "h1":
+        raise ValueError(f"{TRANSPORT_ENV}={kind!r}: expected 'h1' or 'aiohttp'")
+    from gateway.upstream.h1 import H1Transport
+
+    return H1Transport(max_connections=max_connections, keepalive=keepalive, ca_path=ca_path)
+
 #: Error bodies of retried attempts are read (to free the connection) up to this size.
 _DISCARD_LIMIT = 1 << 16
 
@@ -51,8 +68,8 @@ class Upstream:
 
     def __init__(self, *, max_connections: int = 1000, keepalive: float = 30.0, ca_path: str | None = None,
                  transport: Transport | None = None, metrics=None) -> None:
-        self.transport = transport or AiohttpTransport(max_connections=max_connections, keepalive=keepalive,
-                                                       ca_path=ca_path)
+        self.transport = transport or default_transport(max_connections=max_connections, keepalive=keepalive,
+                                                        ca_path=ca_path)
         self.metrics = metrics
 
     async def start(self) -> None:
