@@ -6,11 +6,14 @@ call units) sees only :class:`Response` — a status, headers, ``read()`` and
 :class:`MemoryTransport` and the HTTP library could change without touching logic
 (the httpx design: transports separated from the client).
 
-:class:`AiohttpTransport` is the production one: one ``aiohttp.ClientSession`` per
-worker, created at start-up and kept for the process's life, so no request pays
-for a client or a TLS handshake it could have reused. aiohttp rather than httpx:
-under concurrency on loopback httpx's pool collapsed on this hardware while
-aiohttp held the minimal-proxy floor (bench/README.md).
+The production transport is :class:`gateway.upstream.h1.H1Transport`, plano's own
+HTTP/1.1 client: aiohttp's client was about half of the Python executed per proxied
+request, and h1 took plano from below the aiohttp-based minimal-proxy floor to above
+it (bench/README.md, "h1"). :class:`AiohttpTransport` stays as the opt-in
+(``PLANO_UPSTREAM_TRANSPORT=aiohttp``) for what h1 does not do, such as an HTTP proxy:
+one ``aiohttp.ClientSession`` per worker, created at start-up and kept for the
+process's life. (aiohttp had been chosen over httpx: under concurrency on loopback
+httpx's pool collapsed on this hardware.)
 
 Transport errors are classified here, once, into :class:`UpstreamError` kinds.
 """
@@ -137,7 +140,7 @@ _DROPPED = (
 
 
 class AiohttpTransport(Transport):
-    """The production transport: one pooled aiohttp session per worker."""
+    """One pooled aiohttp session per worker (``PLANO_UPSTREAM_TRANSPORT=aiohttp``)."""
 
     def __init__(self, *, max_connections: int = 1000, keepalive: float = 30.0, ca_path: str | None = None) -> None:
         self._max_connections = max_connections
