@@ -530,7 +530,7 @@ def test_a_hang_times_out_within_the_total(stall):
 
     err, elapsed = run(main())
     assert err.kind == "timeout" and err.status == 504
-    assert 0.25 < elapsed < 1.0
+    assert 0.25 < elapsed < 2.0  # 0.3 s, with room for a loaded CI box
 
 
 def test_connect_timeout_is_timeout():
@@ -605,7 +605,7 @@ def test_chunks_arrive_before_the_body_ends():
 
 def test_a_large_body_read_slowly_is_not_buffered_unbounded():
     async def main():
-        size = 8 << 20
+        size = 32 << 20
         written = []
 
         async def respond(request, writer, number):
@@ -618,20 +618,21 @@ def test_a_large_body_read_slowly_is_not_buffered_unbounded():
 
         async with Server(respond) as srv:
             t = await client()
-            largest, total, sent_when_half_read = 0, 0, None
+            largest, total, sent_when_eighth_read = 0, 0, None
             async with t.send("GET", srv.url + "/big", {}, None, T, "test") as resp:
                 async for piece in resp.chunks():
                     largest = max(largest, len(piece))
                     total += len(piece)
                     await asyncio.sleep(0.002)
-                    if sent_when_half_read is None and total >= size // 8:
-                        sent_when_half_read = sum(written)
+                    if sent_when_eighth_read is None and total >= size // 8:
+                        sent_when_eighth_read = sum(written)
             await t.close()
         assert total == size
         # Never more than the high-water mark plus one socket read (asyncio reads 256 KiB at most) ...
         assert largest <= HIGH_WATER + (256 << 10)
-        # ... and the server was held back: it had not sent the whole body when we had read an eighth.
-        assert sent_when_half_read < size - (1 << 20)
+        # ... and the server was held back: when we had read an eighth (4 MiB), it had sent well under
+        # the whole body (what it sent beyond our reads sits in the two kernels' socket buffers).
+        assert sent_when_eighth_read < size - (8 << 20)
 
     run(main())
 
