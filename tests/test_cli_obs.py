@@ -261,9 +261,15 @@ def test_obs_live_view_updates_on_a_terminal(tmp_path, llm, started):
                              "default": True}],
     }, workers=1)
     master, slave = pty.openpty()
+    def as_on_a_terminal() -> None:
+        # Ctrl-C as a terminal delivers it: SIGINT neither ignored nor blocked in the child, whatever the
+        # test process inherited (in a full CI run the view did not react to SIGINT at all).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "obs", "--refresh", "0.2", "--width", "160"], cwd=REPO,
                             env={**os.environ, **env, "TERM": "xterm"}, stdin=slave, stdout=slave, stderr=slave,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_on_a_terminal)
     os.close(slave)
     seen = b""
 
@@ -289,7 +295,7 @@ def test_obs_live_view_updates_on_a_terminal(tmp_path, llm, started):
         # thread in write() while it holds the display lock that the exiting main thread needs.
         deadline = time.monotonic() + 30
         while proc.poll() is None:
-            assert time.monotonic() < deadline, "plano obs did not exit after SIGINT"
+            assert time.monotonic() < deadline, f"plano obs did not exit after SIGINT: {_signal_state(proc.pid)}"
             ready, _, _ = select.select([master], [], [], 0.2)
             if ready:
                 try:
@@ -301,3 +307,12 @@ def test_obs_live_view_updates_on_a_terminal(tmp_path, llm, started):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         os.close(master)
+
+
+def _signal_state(pid: int) -> str:
+    """The child's signal masks (blocked, ignored, caught), for a failure message."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return " ".join(line.strip() for line in f if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+    except OSError:
+        return "?"
