@@ -165,11 +165,11 @@ def _scrubbing(send):
         elif held is not None and kind == "http.response.body":
             start, held = held, None
             if not message.get("more_body"):
-                from gateway.telemetry.redact import redact_secrets
+                from gateway.listeners.http import scrub_error_body
 
                 body = message.get("body", b"")
-                clean = redact_secrets(body.decode("utf-8", "replace")).encode()
-                if clean != body:
+                clean = scrub_error_body(body)
+                if clean is not body:
                     headers = [(k, v) for k, v in start.get("headers", ()) if k != b"content-length"]
                     headers.append((b"content-length", b"%d" % len(clean)))
                     start = {**start, "headers": headers}
