@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench constraints
+.PHONY: demo test test-litellm install bench constraints
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,9 +19,19 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/python -m examples.run_demo
 
-## Install plano with its test dependencies and run the whole test suite.
+## Install plano with its test dependencies and run the whole test suite (then the litellm extra's tests).
 test: install
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-litellm
+
+## The optional litellm extra pins openai<3 (constraints.txt pins 3.x), so its tests run in a venv of
+## their own, installed as the README says: plano, then the extra's hash-checked closure.
+LITELLM_VENV := .venv-litellm
+test-litellm:
+	test -x $(LITELLM_VENV)/bin/python || $(PY) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	$(LITELLM_VENV)/bin/pip install -q --no-deps --require-hashes -r constraints-litellm.txt
+	$(LITELLM_VENV)/bin/python -m pytest -q tests/test_litellm_extra.py
 
 ## Re-pin constraints.txt to what the current .venv has (after a dependency change, once the suite passes).
 constraints:
