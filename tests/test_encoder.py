@@ -101,6 +101,56 @@ def test_semantic_sanity():
     assert abs(float(ref[0] @ ref[1]) - 0.0385) < 5e-3
 
 
+needs_onnx = pytest.mark.skipif(not enc.ONNX_FILE.is_file() or __import__("importlib").util.find_spec(
+    "onnxruntime") is None, reason="onnxruntime or the shipped int8 layers missing")
+
+_PARITY = ["Will it rain in Oslo tomorrow?", "Reset my VPN password",
+           "Conf# HX-771045 | Arr 12 JUN Dep 15 JUN | Classic Twin. Can this be a double instead?",
+           "first book a physio visit for next tuesday, then tell me what my deductible is",
+           "hi!", "x " * 300]
+
+
+@needs_model
+@needs_onnx
+def test_int8_backend_stays_close_to_the_fp32_numpy_layers(monkeypatch):
+    """The default backend (ONNX Runtime, int8 weights) against the exact fp32 numpy layers."""
+    fast = enc.SentenceEncoder()
+    monkeypatch.setenv("PLANO_ENCODER_BACKEND", "numpy")
+    exact = enc.SentenceEncoder()
+    assert fast.backend == "onnxruntime-int8" and exact.backend == "numpy"
+    a, b = fast.encode(_PARITY), exact.encode(_PARITY)
+    cos = (a * b).sum(1)
+    assert cos.min() > 0.97, cos
+    # Nearest neighbours agree: the int8 space ranks these texts as the fp32 one does.
+    assert ((a @ a.T).argsort(1)[:, -2] == (b @ b.T).argsort(1)[:, -2]).all()
+
+
+@needs_model
+@needs_onnx
+def test_int8_backend_is_independent_of_batch_mates():
+    """int8 activations are quantised per input: a text must encode the same alone and in any
+    batch, or cached embeddings would depend on what arrived with them."""
+    e = enc.SentenceEncoder()
+    alone = np.stack([e.encode(t)[0] for t in _PARITY])
+    np.testing.assert_array_equal(e.encode(_PARITY), alone)
+    np.testing.assert_array_equal(e.encode(list(reversed(_PARITY)))[::-1], alone)
+
+
+def test_numpy_backend_is_used_when_onnxruntime_is_off(monkeypatch):
+    monkeypatch.setenv("PLANO_ENCODER_BACKEND", "numpy")
+    assert enc._onnx_session(6) is None
+
+
+def test_a_corrupt_onnx_file_falls_back_to_numpy(monkeypatch, tmp_path, caplog):
+    if __import__("importlib").util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime not installed")
+    bad = tmp_path / "enc.onnx"
+    bad.write_bytes(b"not an onnx model")
+    monkeypatch.setattr(enc, "ONNX_FILE", bad)
+    assert enc._onnx_session(6) is None
+    assert "using numpy" in caplog.text
+
+
 # ------------------------------------------------------------------ scorer and router
 def test_description_units_split_examples_and_negations():
     from gateway.routing.semantic import description_units

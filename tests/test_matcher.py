@@ -48,7 +48,11 @@ DESCRIPTIONS = [
 
 @pytest.fixture(scope="module")
 def identity(tmp_path_factory):
-    e = enc.get_encoder()
+    # The matcher's layers run in numpy: compare it with the fp32 numpy encoder, not the int8 one.
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PLANO_ENCODER_BACKEND", "numpy")
+    e = enc.SentenceEncoder()
+    mp.undo()
     path = tmp_path_factory.mktemp("m") / "matcher.npz"
     _identity_matcher(path, e)
     return e, path
