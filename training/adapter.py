@@ -46,7 +46,7 @@ from gateway.routing.semantic import description_units  # noqa: E402
 from training import pairs  # noqa: E402
 
 OUT = "/tmp/plano_adapter.npy"
-CACHE = "/tmp/plano_adapter_cache.npz"
+CACHE = os.environ.get("PLANO_ADAPTER_CACHE", "/tmp/plano_adapter_cache.npz")  # one per encoder
 KINDS = ("single", "default", "negative", "side", "followup_last")
 
 

@@ -59,13 +59,45 @@ def accuracy(make, agents, cases) -> float:
     return sum(exact(c, r.route(c["messages"]).agents) for c in cases) / len(cases)
 
 
+def corpus_val_sets() -> list:
+    """The corpus' held-out suites as routing sets (single, default, negatives, side details,
+    follow-ups, switches, multi-intent), in the cases.jsonl shape."""
+    from gateway.routing.types import AgentSpec
+    from training import pairs
+
+    corpus = pairs.load()
+    out = []
+    for suite, keys in sorted(corpus.suites.items()):
+        if not pairs.is_val(suite):
+            continue
+        agents = [AgentSpec(corpus.agents[k].id, corpus.agents[k].description, corpus.agents[k].default) for k in keys]
+        cases = []
+        for it in corpus.items:
+            if it.suite != suite:
+                continue
+            turns = it.text.split(pairs.SEP)
+            msgs = [{"role": "user", "content": t} for t in turns]
+            if len(msgs) == 2:
+                msgs.insert(1, {"role": "assistant", "content": "OK."})
+            exp = [corpus.agents[k].id for k in it.positive]
+            cases.append({"messages": msgs, "expected": exp, "kind": it.kind, "ordered": False})
+        out.append((suite[:12], agents, cases))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--router", choices=("semantic", "blend"), default="semantic")
     ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--fine", action="store_true", help="blend: a finer grid around the wide grid's best")
+    ap.add_argument("--corpus-val", action="store_true",
+                    help="also score the synthetic corpus' held-out suites (training/pairs.is_val), "
+                         "which no trained part of the router saw")
     args = ap.parse_args(argv)
     enc = CachedEncoder(get_encoder())
     data = [(n, load_agents(a), load_cases(c)) for n, a, c in SETS]
+    if args.corpus_val:
+        data += corpus_val_sets()
     if args.router == "semantic":
         from gateway.routing.semantic import SemanticRouter
 
@@ -78,18 +110,22 @@ def main(argv=None) -> int:
     else:
         import gateway.routing.embedded as emb
 
-        grid = {"sem_w": [3.0, 4.0, 5.0], "sem_floor": [0.15, 0.2, 0.25], "top2": [0.0, 0.5], "neg_w": [0.0, 1.0]}
+        grid = {"sem_w": [3.0, 4.0, 5.0, 6.0], "sem_floor": [0.15, 0.2, 0.25], "top2": [0.0, 0.5], "neg_w": [0.0, 1.0],
+                "gen_hi": [0.7, 0.8, 0.9]}
+        if args.fine:  # around the best of the wide grid
+            grid = {"sem_w": [5.0, 6.0, 8.0, 10.0], "sem_floor": [0.1, 0.15, 0.2], "top2": [0.5], "neg_w": [1.0],
+                    "gen_hi": [0.8]}
 
         def factory(p):
             def make(agents):
-                emb.SEM_ENC_W, emb.SEM_ENC_FLOOR = p.sem_w, p.sem_floor
+                emb.SEM_ENC_W, emb.SEM_ENC_FLOOR, emb.GEN_HI = p.sem_w, p.sem_floor, p.gen_hi
                 r = emb.EmbeddedRouter(agents, encoder=enc)
                 r.sentences.params = p
                 return r
             return make
     base = Params()
     if args.router == "blend":
-        base.sem_w, base.sem_floor = 4.0, 0.2
+        base.sem_w, base.sem_floor, base.gen_hi = 4.0, 0.2, 0.8
     results = []
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):

