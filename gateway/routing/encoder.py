@@ -288,24 +288,11 @@ class SentenceEncoder:
         self.emb_ln = (w("embeddings.LayerNorm.weight"), w("embeddings.LayerNorm.bias"))
         self.dim = self.pos_emb.shape[1]
         self.max_tokens = min(MAX_TOKENS, self.pos_emb.shape[0])
-        self.layers = []
         n = int(cfg.get("num_hidden_layers", 0)) or \
             len({k.split(".")[2] for k in t if k.startswith(pre + "encoder.layer.")})
-        for i in range(n):
-            q = f"encoder.layer.{i}."
-            lay = _Layer()
-            lay.qkv_w = np.ascontiguousarray(np.concatenate(
-                [w(q + f"attention.self.{m}.weight") for m in ("query", "key", "value")]).T)
-            lay.qkv_b = np.concatenate([w(q + f"attention.self.{m}.bias") for m in ("query", "key", "value")])
-            lay.o_w = np.ascontiguousarray(w(q + "attention.output.dense.weight").T)
-            lay.o_b = w(q + "attention.output.dense.bias")
-            lay.ln1_w, lay.ln1_b = w(q + "attention.output.LayerNorm.weight"), w(q + "attention.output.LayerNorm.bias")
-            lay.i_w = np.ascontiguousarray(w(q + "intermediate.dense.weight").T)
-            lay.i_b = w(q + "intermediate.dense.bias")
-            lay.f_w = np.ascontiguousarray(w(q + "output.dense.weight").T)
-            lay.f_b = w(q + "output.dense.bias")
-            lay.ln2_w, lay.ln2_b = w(q + "output.LayerNorm.weight"), w(q + "output.LayerNorm.bias")
-            self.layers.append(lay)
+        self.layers = [_Layer() for _ in range(n)]
+        set_layer_weights(self.layers, {k[len(pre):]: v for k, v in t.items()
+                                        if k.startswith(pre + "encoder.layer.")})
         # Routing-tuned upper layers (training/tune_encoder.py), unless asked for the wheel's own.
         self.weights = "base"
         tuned = Path(os.environ.get("PLANO_ENCODER_TUNED_FILE") or TUNED_FILE)
