@@ -444,3 +444,16 @@ def test_generality_off_switch_and_no_encoder_mean_no_classifier(monkeypatch):
     assert EmbeddedRouter(AGENTS).generality is None
     monkeypatch.delenv("PLANO_ROUTER_GENERALITY")
     assert EmbeddedRouter(AGENTS, encoder=False).generality is None
+
+
+@pytest.mark.parametrize("text, agents", [
+    # A serial list closed by ", and ...": every item is a clause and each claims its agent.
+    ("Flights from London to Tokyo on Friday, the weather there, and a hotel near Shinjuku for 3 nights",
+     ["flights", "weather", "hotels"]),
+    ("weather in Rome tomorrow, a flight from Berlin to Rome on Saturday and my checking balance",
+     ["weather", "flights", "banking"]),
+    # Items that claim no agent of their own ("near the station") add no intent.
+    ("Find me a hotel in Oslo for Friday, near the station, and with breakfast included", ["hotels"]),
+])
+def test_serial_list_of_requests_gets_every_agent(router, text, agents):
+    assert router.route([u(text)]).agents == agents

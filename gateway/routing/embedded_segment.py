@@ -64,6 +64,7 @@ def split_pieces(text: str) -> list[Piece]:
         pieces.append(_piece(chunk, joiner, bool(pieces)))
     # A leading statement followed by a request ("My printer is broken - can I get a QR
     # code instead?") sets the scene for that request; it is not an ask of its own.
+    pieces = _split_serial_list(pieces)
     pieces = [q for p in pieces for q in _split_comma_statement(p)]
     pieces = [q for p in pieces for q in _split_subordinate(p)]
     # A second piece joined by "and" / "also" is a second report or ask, not the request.
@@ -92,6 +93,26 @@ def _split_subordinate(p: Piece) -> list[Piece]:
         return [Piece(main, p.joiner, p.goes_first, p.background),
                 Piece(sub, m.group(2), m.group(2) != "before", False)]
     return [p]
+
+
+def _split_serial_list(pieces: list[Piece]) -> list[Piece]:
+    """"Flights to Tokyo on Friday, the weather there, and 500 GBP in yen": a serial list closed
+    by ", and ..." - the commas before the closing "and" separate items of the same list, so
+    each item is a clause of its own (each still has to claim an agent to count as an intent)."""
+    out: list[Piece] = []
+    for i, p in enumerate(pieces):
+        nxt = pieces[i + 1] if i + 1 < len(pieces) else None
+        closes = nxt is not None and nxt.joiner in ("and", ", and", ",and") and "," in p.text
+        if not closes:
+            out.append(p)
+            continue
+        items = [x.strip() for x in p.text.split(",")]
+        if len(items) < 2 or any(len(x.split()) < 2 for x in items):
+            out.append(p)
+            continue
+        out.append(Piece(items[0], p.joiner, p.goes_first, p.background))
+        out.extend(Piece(x, ",", False, False) for x in items[1:])
+    return out
 
 
 _COMMA_CLAUSE = re.compile(r",\s+(?=(?:i|we|my|our|it|its|this|that|they|he|she|his|her|their)\b)")
