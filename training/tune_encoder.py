@@ -143,14 +143,14 @@ def evaluate(tower, enc, corpus, units, data, scale) -> dict[str, float]:
         keys = corpus.suites[s]
         logits, cand = suite_logits(tower, enc, [r[0] for r in rows], keys, units, scale)
         pred = logits.argmax(1).tolist()
-        for (t, k), p in zip(rows, pred):
+        spec = [j for j, c in enumerate(cand) if not corpus.agents[c].default]
+        spec_pred = logits[:, spec].argmax(1).tolist()
+        for (_t, k), p, sp in zip(rows, pred, spec_pred):
             n += 1
             ok += cand[p] == k
             if not corpus.agents[k].default:
                 n_spec += 1
-                spec = [j for j, c in enumerate(cand) if not corpus.agents[c].default]
-                best = max(spec, key=lambda j: float(logits[rows.index((t, k)), j]))
-                ok_spec += cand[best] == k
+                ok_spec += cand[spec[sp]] == k
     tower.train()
     return {"all": ok / max(n, 1), "specialists": ok_spec / max(n_spec, 1)}
 
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     corpus = pairs.load()
     units = agent_units(corpus)
     train, val = items(corpus, False), items(corpus, True)
-    tower = Tower(base_weights(), args.frozen, args.dropout)
+    tower = Tower(base_weights(tuned=False), args.frozen, args.dropout)
     params = [p for p in tower.upper.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     suites = sorted({s for _, _, s in train})

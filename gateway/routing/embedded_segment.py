@@ -102,7 +102,7 @@ def _split_serial_list(pieces: list[Piece]) -> list[Piece]:
     out: list[Piece] = []
     for i, p in enumerate(pieces):
         nxt = pieces[i + 1] if i + 1 < len(pieces) else None
-        closes = nxt is not None and nxt.joiner in ("and", ", and", ",and") and "," in p.text
+        closes = nxt is not None and nxt.joiner == "and" and "," in p.text  # joiners are stripped of ","
         if not closes:
             out.append(p)
             continue
