@@ -35,9 +35,16 @@ def test_two_workers_on_one_sqlite_store_run_every_task_once_and_complete_all(tm
     base = f"http://127.0.0.1:{port}"
     try:
         ids = []
-        with httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        # a generous read timeout: this checks that every create is answered, not how fast (a busy
+        # CI box once took over 10 s on one create); a hang still fails, with both workers' log
+        with httpx.Client(timeout=httpx.Timeout(60, connect=10),
+                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
             for i in range(N):  # a new connection each: spread over the two workers
-                r = client.post(f"{base}/v1/tasks", json={"prompt": PROMPT.format(i=i)})
+                try:
+                    r = client.post(f"{base}/v1/tasks", json={"prompt": PROMPT.format(i=i)})
+                except httpx.TimeoutException as exc:
+                    raise AssertionError(f"create {i} of {N} got no answer ({exc!r}); gateway log:\n"
+                                         f"{gw.log()[-8000:]}") from exc
                 assert r.status_code == 201, r.text
                 ids.append(r.json()["id"])
         done = wait_for(lambda: [task(base, i) for i in ids], lambda ts: all(terminal(t) for t in ts), 90, every=0.3)
