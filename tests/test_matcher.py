@@ -92,3 +92,124 @@ def test_router_uses_the_matcher_only_when_shipped_and_enabled(identity, monkeyp
     monkeypatch.setenv("PLANO_ROUTER_MATCHER", "1")
     monkeypatch.setenv("PLANO_MATCHER_FILE", str(path) + ".missing")
     assert EmbeddedRouter(agents, encoder=True).matcher is None
+
+
+# --------------------------------------------------------------------- re-ranking in the router
+AGENTS3 = [("weather", DESCRIPTIONS[0]), ("flights", DESCRIPTIONS[1])]
+
+
+class _Spy:
+    """Stands in for MatcherScorer: records what it was asked, prefers a fixed agent."""
+
+    def __init__(self, prefer: int) -> None:
+        self.prefer = prefer
+        self.calls: list[tuple[str, tuple]] = []
+
+    def logits(self, text, only=None):
+        self.calls.append((text, tuple(only)))
+        return np.array([10.0 if i == self.prefer else -10.0 for i in only], np.float32)
+
+
+def _router(monkeypatch):
+    from gateway.routing.embedded import EmbeddedRouter
+    from gateway.routing.types import AgentSpec
+
+    monkeypatch.delenv("PLANO_ROUTER_ENCODER", raising=False)
+    monkeypatch.setenv("PLANO_ROUTER_MATCHER", "0")  # the spy takes the shipped matcher's place
+    agents = [AgentSpec("weather", DESCRIPTIONS[0]), AgentSpec("flights", DESCRIPTIONS[1]),
+              AgentSpec("hotels", "Finds and books hotel rooms."),
+              AgentSpec("chat", DESCRIPTIONS[2], default=True)]
+    return EmbeddedRouter(agents, encoder=True)
+
+
+TURNS = ["will it rain in Bergen tomorrow?", "move my flight to friday", "find me a room in Rome for two nights"]
+
+
+def test_a_confident_pick_never_runs_the_matcher(monkeypatch):
+    import gateway.routing.embedded as emb
+
+    r = _router(monkeypatch)
+    r.matcher = spy = _Spy(prefer=1)
+    monkeypatch.setattr(emb, "RERANK_BELOW", -1e9)  # no margin is low enough
+    got = [r.route([{"role": "user", "content": t}]).agents for t in TURNS]
+    assert got == [["weather"], ["flights"], ["hotels"]]
+    assert spy.calls == []
+
+
+def test_an_unsure_pick_is_reranked_among_the_top_specialists_only(monkeypatch):
+    import gateway.routing.embedded as emb
+
+    r = _router(monkeypatch)
+    r.matcher = spy = _Spy(prefer=2)  # hotels, whatever the turn
+    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)  # every specialist pick is unsure
+    monkeypatch.setattr(emb, "RERANK_TOP", 2)
+    d = r.route([{"role": "user", "content": "will it rain in Bergen tomorrow?"}])
+    text, only = spy.calls[-1]
+    assert text == "will it rain in Bergen tomorrow?" and len(only) == 2 and r.default not in only
+    # the matcher only re-orders the candidates it was shown
+    assert d.agents == (["hotels"] if 2 in only else [r.ids[only[0]]])
+    assert d.reason.endswith("+matcher") and any(k.startswith("matcher:") for k in d.scores)
+    # a strong matcher preference among the candidates decides an unsure pick
+    r.matcher = spy = _Spy(prefer=1)
+    monkeypatch.setattr(emb, "RERANK_TOP", 3)
+    d = r.route([{"role": "user", "content": "will it rain in Bergen tomorrow?"}])
+    assert d.agents == ["flights"] and 1 in spy.calls[-1][1]
+
+
+def test_default_agent_and_multi_intent_decisions_are_not_reranked(monkeypatch):
+    import gateway.routing.embedded as emb
+
+    r = _router(monkeypatch)
+    r.matcher = spy = _Spy(prefer=0)
+    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)
+    assert r.route([{"role": "user", "content": "hi there!"}]).agents == ["chat"]
+    d = r.route([{"role": "user", "content": "What's the weather in Paris and find me flights from NYC to Paris"}])
+    assert d.agents == ["weather", "flights"]
+    assert spy.calls == []
+
+
+def test_a_followup_is_read_with_the_previous_user_turn(monkeypatch):
+    import gateway.routing.embedded as emb
+
+    r = _router(monkeypatch)
+    r.matcher = spy = _Spy(prefer=0)
+    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)
+    d = r.route([{"role": "user", "content": "will it rain in Bergen tomorrow?"},
+                 {"role": "assistant", "content": "Light rain after 3pm."},
+                 {"role": "user", "content": "and the day after?"}])
+    assert d.agents == ["weather"]
+    assert spy.calls and spy.calls[-1][0] == "will it rain in Bergen tomorrow? [SEP] and the day after?"
+
+
+needs_shipped = pytest.mark.skipif(
+    __import__("gateway.routing.matcher", fromlist=["x"]).matcher_path() is None, reason="matcher weights not shipped")
+
+
+@needs_shipped
+def test_the_int8_graph_scores_like_the_numpy_layers(monkeypatch):
+    """The shipped ONNX graph against the exact fp32 numpy path, same weights."""
+    from gateway.routing.matcher import ONNX_FILE, Matcher
+
+    if not ONNX_FILE.is_file() or __import__("importlib").util.find_spec("onnxruntime") is None:
+        pytest.skip("matcher ONNX graph or onnxruntime not installed")
+    e = enc.get_encoder()
+    m = Matcher(e)
+    assert m.backend == "onnxruntime-int8"
+    descs = m.describe([d for _, d in AGENTS3] + ["Finds and books hotel rooms.", DESCRIPTIONS[2]])
+    for text in ["is it going to snow in Tromso this weekend", "move my flight to friday",
+                 "any rooms near the station for 2 nights? [SEP] and the day after?"]:
+        fast = m.text_scores(text, descs)
+        exact = m.scores(m.request([text])[0], descs)
+        assert np.abs(fast - exact).max() < 1.0, (text, fast, exact)  # int8 weights: within a logit
+        assert int(np.argmax(fast)) == int(np.argmax(exact))
+
+
+@needs_shipped
+def test_the_graph_is_not_run_for_other_encoder_layers(monkeypatch):
+    """Built from the routing-tuned lower layers: with the wheel's own layers it must not run."""
+    from gateway.routing.matcher import Matcher
+
+    monkeypatch.setenv("PLANO_ENCODER_TUNED", "0")
+    monkeypatch.setenv("PLANO_ENCODER_BACKEND", "numpy")
+    m = Matcher(enc.SentenceEncoder())
+    assert m.backend == "numpy"

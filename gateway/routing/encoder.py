@@ -438,10 +438,20 @@ def _onnx_session(weights: str):
     built from other layer weights than the ones this encoder holds (its `layers` metadata,
     written by training/export_encoder.py, names them): both backends always run one model."""
     path = Path(os.environ.get("PLANO_ENCODER_ONNX") or ONNX_FILE)  # another export, for experiments
-    if os.environ.get("PLANO_ENCODER_BACKEND", "").lower() == "numpy" or not path.is_file():
+    if os.environ.get("PLANO_ENCODER_BACKEND", "").lower() == "numpy":
         return None
-    if importlib.util.find_spec("onnxruntime") is None:
+    return onnx_session(path, {"layers": weights}, "encoder")
+
+
+def onnx_session(path: Path, built_from: dict[str, str], what: str):
+    """An int8 ONNX Runtime session for ``path``, or None when onnxruntime is not installed,
+    the file is missing or unusable, or its metadata does not name the weights in use
+    (``built_from``: key -> the id of those weights): a graph exported from other weights is
+    never run in their place. One intra-op thread (``PLANO_ENCODER_THREADS``), no spinning."""
+    if not path.is_file() or importlib.util.find_spec("onnxruntime") is None:
         return None
+    import logging
+
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -451,19 +461,18 @@ def _onnx_session(weights: str):
     # No busy-waiting threads: the worker's cores belong to request handling between decisions.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    import logging
-
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # a corrupt or incompatible file: route with numpy, say why
-        logging.getLogger("plano.routing").warning("encoder ONNX model unusable, using numpy: %s", exc)
+        logging.getLogger("plano.routing").warning("%s ONNX model unusable, using numpy: %s", what, exc)
         return None
-    built_from = sess.get_modelmeta().custom_metadata_map.get("layers", "")
-    if built_from != weights:
-        logging.getLogger("plano.routing").warning(
-            "encoder ONNX model was built from layer weights %r, not the %r in use: using numpy",
-            built_from, weights)
-        return None
+    meta = sess.get_modelmeta().custom_metadata_map
+    for key, want in built_from.items():
+        if meta.get(key, "") != want:
+            logging.getLogger("plano.routing").warning(
+                "%s ONNX model was built from %s weights %r, not the %r in use: using numpy",
+                what, key, meta.get(key, ""), want)
+            return None
     return sess
 
 
