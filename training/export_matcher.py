@@ -26,12 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from training.export_encoder import finish, save  # noqa: E402
 
 OUT = os.path.join(ROOT, "gateway", "routing", "data", "matcher_int8.onnx")
 
@@ -73,7 +74,6 @@ class _Graph:
 
 
 def build(matcher, opset: int = 17):
-    import onnx
     from onnx import TensorProto, helper
 
     enc = matcher.encoder
@@ -128,11 +128,7 @@ def build(matcher, opset: int = 17):
                    helper.make_tensor_value_info(f"bias{j}", f, ["c", h, 1, "tl"])]
     graph = helper.make_graph(g.nodes, "matcher", inputs, [helper.make_tensor_value_info("h", f, ["c", "t", d])],
                               g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="plano training/export_matcher.py")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return finish(graph, "plano training/export_matcher.py", opset)
 
 
 def main(argv=None) -> int:
@@ -140,27 +136,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--fp32", action="store_true", help="skip quantisation (for comparison)")
     args = ap.parse_args(argv)
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     from gateway.routing.encoder import SentenceEncoder
     from gateway.routing.matcher import Matcher
 
     os.environ["PLANO_ENCODER_BACKEND"] = "numpy"  # the weights themselves, not a shipped graph
     os.environ["PLANO_MATCHER_BACKEND"] = "numpy"
     m = Matcher(SentenceEncoder())
-    model = build(m)
-    if args.fp32:
-        onnx.save(model, args.out)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            src = os.path.join(tmp, "fp32.onnx")
-            onnx.save(model, src)
-            quantize_dynamic(src, args.out, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                             per_channel=True)
-    model = onnx.load(args.out)
-    onnx.helper.set_model_props(model, {"layers": m.encoder.weights, "matcher": m.weights})
-    onnx.save(model, args.out)
+    save(build(m), args.out, {"layers": m.encoder.weights, "matcher": m.weights}, fp32=args.fp32)
     print(f"wrote {args.out} (layers {m.encoder.weights}, matcher {m.weights}, "
           f"{os.path.getsize(args.out) / 1e6:.1f} MB)")
     return 0
