@@ -120,9 +120,12 @@ def latency(router: EmbeddedRouter, cases: list[dict], rounds: int = 5,
     worker did on the previous request, so only the new turn is encoded."""
     scorer = getattr(router, "sentences", None) or getattr(router, "scorer", None)
     cache = getattr(scorer, "_cache", None)
+    matched = getattr(getattr(router, "matcher", None), "_cache", None)  # the re-ranker's, cold too
     times = []
     for _ in range(rounds):
         for c in cases:
+            if matched is not None:
+                matched.clear()
             if cache is not None:
                 cache.clear()
                 if live:
@@ -206,6 +209,9 @@ def report(name: str, agents: list[AgentSpec], cases: list[dict], kind: str, ver
         if n:
             print(f"{k:<20}{n:>5}{good:>8}{100 * good / n:>8.1f}%")
     print(f"{'overall':<20}{total:>5}{ok:>8}{100 * ok / max(total, 1):>8.1f}%")
+    if getattr(router, "matcher", None) is not None:
+        reranked = sum(1 for c in cases if router.route(c["messages"]).reason.endswith("+matcher"))
+        print(f"re-ranked by the matcher: {reranked} of {total} turns")
 
     if timing:
         p50, p99 = latency(router, cases, rounds=5 if kind == "lexical" else 2)
