@@ -226,3 +226,30 @@ def test_threshold_is_the_listener_setting():
     sel.llm = FakeLLM(["flights"])
     s, _ = select(sel, VAGUE)
     assert sel.llm.calls == 0 and s.decided_by == "embedded"
+
+
+def test_a_matcher_rerank_is_recorded_as_who_decided(monkeypatch):
+    """An unsure pick the trained matcher re-ranked says so on the routing span."""
+    import numpy as np
+
+    import gateway.routing.embedded as emb
+
+    sel = selector()
+    router = sel.embedded
+
+    class Prefer:
+        calls = 0
+
+        def logits(self, text, only=None):
+            Prefer.calls += 1
+            return np.array([5.0 if router.ids[i] == "flights" else -5.0 for i in only], np.float32)
+
+    router.matcher = Prefer()
+    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)  # every specialist pick counts as unsure
+    monkeypatch.setattr(emb, "RERANK_TOP", len(router.ids))
+    s, attrs = select(sel, CLEAR)
+    assert Prefer.calls == 1 and s.agents == ["flights"]
+    assert s.decided_by == attrs["routing.decided_by"] == "embedded+matcher"
+    monkeypatch.setattr(emb, "RERANK_BELOW", -1e9)  # sure: the matcher is not asked
+    s, attrs = select(sel, CLEAR)
+    assert Prefer.calls == 1 and s.agents == ["weather"] and attrs["routing.decided_by"] == "embedded"

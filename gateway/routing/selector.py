@@ -9,7 +9,8 @@
   orchestration model is configured; without one, hybrid is the embedded router);
 - otherwise the embedded router (offline, in process).
 
-Who decided is recorded on the routing span (``routing.decided_by``: ``embedded``, ``llm``, or
+Who decided is recorded on the routing span (``routing.decided_by``: ``embedded``,
+``embedded+matcher`` (its trained matcher re-ranked an unsure pick), ``llm``, or
 ``llm-fallback`` when the orchestrator failed and the embedded decision stands), with the
 embedded decision's ``routing.confidence`` and ``routing.candidates``. The router metrics count
 decisions by ``router`` (embedded / llm) and ``fallback`` (true for llm-fallback).
@@ -135,7 +136,7 @@ class AgentSelector:
         decision = await self._embedded(messages)
         return self._finish(decision.agents, "embedded", decision.reason, fallback, started,
                             self._order(decision, messages), decision,
-                            decided_by="llm-fallback" if fallback else "embedded")
+                            decided_by="llm-fallback" if fallback else _local(decision))
 
     async def _hybrid(self, messages, headers, telemetry, parent, started) -> Selection:
         """The embedded router first; the orchestrator only for a decision it is unsure of."""
@@ -143,7 +144,7 @@ class AgentSelector:
         sure = local.confidence is None or local.confidence >= self.threshold
         if self.llm is None or sure:
             return self._finish(local.agents, "embedded", local.reason, None, started,
-                                self._order(local, messages), local, decided_by="embedded")
+                                self._order(local, messages), local, decided_by=_local(local))
         try:
             decision = await self._ask_llm(messages, headers, telemetry, parent)
         except Exception as exc:  # noqa: BLE001 - an orchestrator failure must never fail the request
@@ -214,3 +215,8 @@ def _resolve_orchestrator(resolver, model: str):
         except GatewayError:
             continue
     return None
+
+
+def _local(decision) -> str:
+    """Who decided locally: the embedded router, or its trained matcher re-ranking an unsure pick."""
+    return "embedded+matcher" if decision.reason.endswith("+matcher") else "embedded"
