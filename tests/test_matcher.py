@@ -213,3 +213,26 @@ def test_the_graph_is_not_run_for_other_encoder_layers(monkeypatch):
     monkeypatch.setenv("PLANO_ENCODER_BACKEND", "numpy")
     m = Matcher(enc.SentenceEncoder())
     assert m.backend == "numpy"
+
+
+@needs_shipped
+def test_a_failing_onnx_run_falls_back_to_numpy(caplog):
+    """A runtime error in ONNX Runtime costs that process its fast path, never a routing decision."""
+    import logging
+
+    from gateway.routing.matcher import Matcher
+
+    m = Matcher(enc.get_encoder())
+    if m.backend != "onnxruntime-int8":
+        pytest.skip("matcher ONNX graph or onnxruntime not installed")
+    descs = m.describe([d for _, d in AGENTS3])
+
+    class Broken:
+        def run(self, *_a, **_k):
+            raise RuntimeError("boom")
+
+    m._session = Broken()
+    with caplog.at_level(logging.WARNING, logger="plano.routing"):
+        got = m.text_scores("move my flight to friday", descs)
+    assert m.backend == "numpy" and "matcher ONNX run failed" in caplog.text
+    assert np.allclose(got, m.scores(m.request(["move my flight to friday"])[0], descs))

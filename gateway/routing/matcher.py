@@ -180,7 +180,15 @@ class Matcher:
             for i, dsc in enumerate(descs):
                 dk[i, :dsc.tokens], dv[i, :dsc.tokens] = dsc.kv[j]
             feed[f"dk{j}"], feed[f"dv{j}"], feed[f"bias{j}"] = dk, dv, self._bias(descs, j, lr, ld)
-        return self._head(self._session.run(None, feed)[0], descs)
+        try:
+            out = self._session.run(None, feed)[0]
+        except Exception as exc:  # noqa: BLE001 - a runtime failure must not fail routing: numpy from now on
+            import logging
+
+            logging.getLogger("plano.routing").warning("matcher ONNX run failed, using numpy from now on: %s", exc)
+            self._session, self.backend = None, "numpy"
+            return self.scores(self.request([text])[0], descs)
+        return self._head(out, descs)
 
     def _bias(self, descs: list[Description], j: int, lr: int, ld: int) -> np.ndarray:
         """(candidates, heads, 1, lr + ld) attention bias in upper layer j: a description's
