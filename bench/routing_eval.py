@@ -138,18 +138,21 @@ def latency(router: EmbeddedRouter, cases: list[dict], rounds: int = 5,
     return percentile(times, 50) * 1e3, percentile(times, 99) * 1e3
 
 
-def evaluate(router: EmbeddedRouter, cases: list[dict]) -> tuple[dict, list]:
+def evaluate(router: EmbeddedRouter, cases: list[dict]) -> tuple[dict, list, int]:
+    """Per-kind [n, exact], the misses, and how many decisions the matcher re-ranked."""
     per = {k: [0, 0] for k in KINDS}
     misses = []
+    reranked = 0
     for c in cases:
         d = router.route(c["messages"])
+        reranked += getattr(d, "reranked", False)
         ok = exact(c, d.agents)
         per.setdefault(c["kind"], [0, 0])
         per[c["kind"]][0] += 1
         per[c["kind"]][1] += ok
         if not ok:
             misses.append((c, d))
-    return per, misses
+    return per, misses, reranked
 
 
 def twelve(agents: list[AgentSpec]) -> list[AgentSpec]:
@@ -200,7 +203,7 @@ def report(name: str, agents: list[AgentSpec], cases: list[dict], kind: str, ver
            timing: bool = True) -> tuple[dict, float]:
     """Route one set, print its per-kind table (and timings); returns (per-kind, overall %)."""
     router, build_s = build(agents, kind=kind)
-    per, misses = evaluate(router, cases)
+    per, misses, reranked = evaluate(router, cases)
     total = sum(v[0] for v in per.values())
     ok = sum(v[1] for v in per.values())
     print(f"== {name} ({kind} router)")
@@ -210,7 +213,6 @@ def report(name: str, agents: list[AgentSpec], cases: list[dict], kind: str, ver
             print(f"{k:<20}{n:>5}{good:>8}{100 * good / n:>8.1f}%")
     print(f"{'overall':<20}{total:>5}{ok:>8}{100 * ok / max(total, 1):>8.1f}%")
     if getattr(router, "matcher", None) is not None:
-        reranked = sum(1 for c in cases if router.route(c["messages"]).reason.endswith("+matcher"))
         print(f"re-ranked by the matcher: {reranked} of {total} turns")
 
     if timing:
@@ -220,7 +222,7 @@ def report(name: str, agents: list[AgentSpec], cases: list[dict], kind: str, ver
         agents12 = twelve(agents)
         router12, build12 = build(agents12, kind=kind)
         p50b, p99b = latency(router12, cases, rounds=5 if kind == "lexical" else 2)
-        _, misses12 = evaluate(router12, cases)
+        _, misses12, _ = evaluate(router12, cases)
         print(f"{len(agents12)}-agent listener: construction {build12 * 1e3:.2f} ms, "
               f"decision p50 {p50b:.3f} ms / p99 {p99b:.3f} ms "
               f"(exact-match on the same cases {100 * (total - len(misses12)) / max(total, 1):.1f}%)")

@@ -148,7 +148,7 @@ def test_an_unsure_pick_is_reranked_among_the_top_specialists_only(monkeypatch):
     assert text == "will it rain in Bergen tomorrow?" and len(only) == 2 and r.default not in only
     # the matcher only re-orders the candidates it was shown
     assert d.agents == (["hotels"] if 2 in only else [r.ids[only[0]]])
-    assert d.reason.endswith("+matcher") and any(k.startswith("matcher:") for k in d.scores)
+    assert d.reranked and d.reason.endswith("+matcher") and any(k.startswith("matcher:") for k in d.scores)
     # a strong matcher preference among the candidates decides an unsure pick
     r.matcher = spy = _Spy(prefer=1)
     monkeypatch.setattr(emb, "RERANK_TOP", 3)

@@ -119,20 +119,30 @@ def save(model, out: str, props: dict[str, str], fp32: bool = False) -> None:
     onnx.save(model, out)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=OUT)
+def cli(argv, doc: str, out: str, export) -> int:
+    """The exporters' command line: ``--out``, ``--fp32``; ``export()`` runs on the numpy weights
+    themselves (not a shipped graph) and returns (model, metadata props, what to print)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=out)
     ap.add_argument("--fp32", action="store_true", help="skip quantisation (for comparison)")
-
     args = ap.parse_args(argv)
-    from gateway.routing.encoder import SentenceEncoder
-
-    os.environ["PLANO_ENCODER_BACKEND"] = "numpy"  # the weights themselves, not a shipped graph
-    enc = SentenceEncoder()  # with the routing-tuned layers when encoder_tuned.npz is there
-    # The encoder loads this graph only for the same layer weights (gateway/routing/encoder.py).
-    save(build(enc), args.out, {"layers": enc.weights}, fp32=args.fp32)
-    print(f"wrote {args.out} (layers: {enc.weights}, {os.path.getsize(args.out) / 1e6:.1f} MB)")
+    os.environ["PLANO_ENCODER_BACKEND"] = "numpy"
+    os.environ["PLANO_MATCHER_BACKEND"] = "numpy"
+    model, props, what = export()
+    save(model, args.out, props, fp32=args.fp32)
+    print(f"wrote {args.out} ({what}, {os.path.getsize(args.out) / 1e6:.1f} MB)")
     return 0
+
+
+def main(argv=None) -> int:
+    def export():
+        from gateway.routing.encoder import SentenceEncoder
+
+        enc = SentenceEncoder()  # with the routing-tuned layers when encoder_tuned.npz is there
+        # The encoder loads this graph only for the same layer weights (gateway/routing/encoder.py).
+        return build(enc), {"layers": enc.weights}, f"layers: {enc.weights}"
+
+    return cli(argv, __doc__, OUT, export)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ metadata name both: the runtime uses the graph only with those same weights.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -32,7 +31,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from training.export_encoder import finish, save  # noqa: E402
+from training.export_encoder import cli, finish  # noqa: E402
 
 OUT = os.path.join(ROOT, "gateway", "routing", "data", "matcher_int8.onnx")
 
@@ -132,20 +131,15 @@ def build(matcher, opset: int = 17):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=OUT)
-    ap.add_argument("--fp32", action="store_true", help="skip quantisation (for comparison)")
-    args = ap.parse_args(argv)
-    from gateway.routing.encoder import SentenceEncoder
-    from gateway.routing.matcher import Matcher
+    def export():
+        from gateway.routing.encoder import SentenceEncoder
+        from gateway.routing.matcher import Matcher
 
-    os.environ["PLANO_ENCODER_BACKEND"] = "numpy"  # the weights themselves, not a shipped graph
-    os.environ["PLANO_MATCHER_BACKEND"] = "numpy"
-    m = Matcher(SentenceEncoder())
-    save(build(m), args.out, {"layers": m.encoder.weights, "matcher": m.weights}, fp32=args.fp32)
-    print(f"wrote {args.out} (layers {m.encoder.weights}, matcher {m.weights}, "
-          f"{os.path.getsize(args.out) / 1e6:.1f} MB)")
-    return 0
+        m = Matcher(SentenceEncoder())
+        return build(m), {"layers": m.encoder.weights, "matcher": m.weights}, \
+            f"layers {m.encoder.weights}, matcher {m.weights}"
+
+    return cli(argv, __doc__, OUT, export)
 
 
 if __name__ == "__main__":

@@ -264,6 +264,7 @@ class EmbeddedRouter:
         # A re-ranked pick is as sure as the router's own margin was: unsure (hybrid escalates it).
         decision.confidence = self._confidence(margin)
         if reranked is not None:
+            decision.reranked = True
             decision.reason += "+matcher"
             decision.scores = {**table, **{f"matcher:{self.ids[i]}": round(v, 3) for i, v in reranked[1].items()}}
         decision.candidates = self._candidates(scores)

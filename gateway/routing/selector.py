@@ -219,4 +219,4 @@ def _resolve_orchestrator(resolver, model: str):
 
 def _local(decision) -> str:
     """Who decided locally: the embedded router, or its trained matcher re-ranking an unsure pick."""
-    return "embedded+matcher" if decision.reason.endswith("+matcher") else "embedded"
+    return "embedded+matcher" if getattr(decision, "reranked", False) else "embedded"

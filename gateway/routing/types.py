@@ -34,3 +34,5 @@ class RoutingDecision:
     confidence: float | None = None
     #: the best-scoring agents, best first, as (agent id, score) - what the decision chose between
     candidates: list[tuple[str, float]] = field(default_factory=list)
+    #: the embedded router's trained matcher re-ranked this (unsure) pick
+    reranked: bool = False
