@@ -118,24 +118,30 @@ def main(argv: list[str]) -> int:
     every = sorted(glob.glob(os.path.join(HERE, "suites", "*.yaml")))
     held_texts, held_descs = _held_out()
     problems: list[str] = []
-    seen: dict[str, str] = {}
+    mine = {os.path.abspath(p) for p in paths}
+    loaded = []
+    owners: dict[str, set[str]] = {}
     for path in every:
         data = yaml.safe_load(open(path, encoding="utf-8"))
         errs, texts = check_suite(path, data)
         name = os.path.basename(path)[:-5]
-        mine = os.path.abspath(path) in {os.path.abspath(p) for p in paths}
+        loaded.append((path, name, data, errs, texts))
+        for t in texts:
+            owners.setdefault(_norm(t), set()).add(name)
+    for path, name, data, errs, texts in loaded:
+        if os.path.abspath(path) not in mine:
+            continue
+        problems.extend(errs)
         for t in texts:
             n = _norm(t)
-            if mine and n in held_texts and len(n.split()) >= 4:
+            if n in held_texts and len(n.split()) >= 4:
                 problems.append(f"{name}: text appears in a held-out routing set: {t[:80]!r}")
-            if n in seen and seen[n] != name and mine and len(n.split()) >= 5:
-                problems.append(f"{name}: text repeats suite {seen[n]}: {t[:80]!r}")
-            seen.setdefault(n, name)
-        if mine:
-            problems.extend(errs)
-            for a in (data or {}).get("agents") or []:
-                if _norm(a.get("description", "")) in held_descs:
-                    problems.append(f"{name}: {a.get('id')} has a held-out set's description")
+            others = sorted(owners[n] - {name})
+            if others and len(n.split()) >= 5:
+                problems.append(f"{name}: text repeats suite {others[0]}: {t[:80]!r}")
+        for a in (data or {}).get("agents") or []:
+            if _norm(a.get("description", "")) in held_descs:
+                problems.append(f"{name}: {a.get('id')} has a held-out set's description")
     for p in problems:
         print(p)
     print(f"{len(paths)} suite(s) checked, {len(problems)} problem(s)")
