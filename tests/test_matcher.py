@@ -236,3 +236,24 @@ def test_a_failing_onnx_run_falls_back_to_numpy(caplog):
         got = m.text_scores("move my flight to friday", descs)
     assert m.backend == "numpy" and "matcher ONNX run failed" in caplog.text
     assert np.allclose(got, m.scores(m.request(["move my flight to friday"])[0], descs))
+
+
+def test_an_anaphoric_turn_is_read_with_its_context_even_when_its_own_words_switch(monkeypatch):
+    """A turn that leans on the previous one ("and ... then") is read as "previous [SEP] turn" even
+    when its own words already picked an agent (so it is no follow-up); a turn that announces a new
+    subject, or stands on its own, is read alone."""
+    import gateway.routing.embedded as emb
+
+    r = _router(monkeypatch)
+    r.matcher = spy = _Spy(prefer=1)
+    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)
+    first = [{"role": "user", "content": "will it rain in Bergen tomorrow?"},
+             {"role": "assistant", "content": "Light rain after 3pm."}]
+    d = r.route(first + [{"role": "user", "content": "and move my flight to friday then"}])
+    assert d.agents == ["flights"] and d.reason.startswith("single")
+    assert spy.calls[-1][0] == "will it rain in Bergen tomorrow? [SEP] and move my flight to friday then"
+    r.route(first + [{"role": "user", "content": "unrelated, but move my flight to friday"}])
+    assert spy.calls[-1][0] == "unrelated, but move my flight to friday"
+    standalone = "Please move my Lufthansa flight from Munich to Lisbon to Friday morning, window seat"
+    r.route(first + [{"role": "user", "content": standalone}])
+    assert spy.calls[-1][0] == standalone

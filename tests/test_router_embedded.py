@@ -377,6 +377,26 @@ def test_report_with_a_temporal_clause_is_one_intent(router):
     assert router.route([u("Reset my password after you freeze my card")]).agents == ["banking", "it_support"]
 
 
+def test_a_temporal_clause_about_the_user_is_context_not_a_second_ask(router):
+    # "before I fly ..." / "once I land ..." is what the user will do: one request with its context.
+    assert router.route([u("Freeze my card before I fly to Lisbon")]).agents == ["banking"]
+    assert router.route([u("Once I land in Oslo, book me a hotel near the station")]).agents == ["hotels"]
+    # ... while one addressed to the assistant is a step of its own, in the stated order.
+    assert router.route([u("Freeze my card before you book my flight to Lisbon")]).agents == ["banking", "flights"]
+    assert router.route([u("Once you've frozen my card, reset my VPN password")]).agents == ["banking", "it_support"]
+
+
+def test_a_no_match_turn_goes_to_its_leading_specialist_when_more_likely_a_task(router, monkeypatch):
+    """No specialist clears the bar: the generality classifier's own boundary (P = 0.5) decides
+    between the leading specialist (a task) and the default agent (small talk / general)."""
+    text = "it keeps kicking me off every few minutes"
+    monkeypatch.setattr(router, "_general", lambda t: 0.4)
+    assert router.route([u(text)]).agents == ["it_support"]
+    monkeypatch.setattr(router, "_general", lambda t: 0.6)
+    d = router.route([u(text)])
+    assert d.agents == ["chitchat"] and d.reason == "no_match->default"
+
+
 def test_availability_question_is_search_shaped(office):
     from gateway.routing.embedded_text import is_search_request
 

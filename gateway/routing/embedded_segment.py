@@ -76,9 +76,13 @@ def split_pieces(text: str) -> list[Piece]:
 
 # "Before you book the hotel, check my pay" / "book the hotel after you check my pay": a
 # temporal subordinate clause is a separate step whose order the conjunction states - when
-# the main clause is a request; "My bill went up after I switched plans" is one report.
-_LEAD_SUB = re.compile(r"^(before|after|once)\s+((?:you|we|i)\s.+?|\w+ing\s.+?),\s*(.+)$")
-_TRAIL_SUB = re.compile(r"^(.+?),?\s+(before|after|once)\s+((?:you|we|i)\s.+)$")
+# the main clause is a request and the subordinate is something the assistant is to do (its
+# subject is "you", or it is an -ing form addressed to the assistant). One whose subject is the
+# user tells what the user does or did ("snapshot the disk before I upgrade it", "still the old
+# site 2 days after I changed it", "My bill went up after I switched plans"): context of one
+# request, not a second ask.
+_LEAD_SUB = re.compile(r"^(before|after|once)\s+(you\s.+?|\w+ing\s.+?),\s*(.+)$")
+_TRAIL_SUB = re.compile(r"^(.+?),?\s+(before|after|once)\s+(you\s.+)$")
 
 
 def _split_subordinate(p: Piece) -> list[Piece]:
