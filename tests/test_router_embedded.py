@@ -386,6 +386,25 @@ def test_a_temporal_clause_about_the_user_is_context_not_a_second_ask(router):
     assert router.route([u("Once you've frozen my card, reset my VPN password")]).agents == ["banking", "it_support"]
 
 
+def test_a_stated_order_between_asks_lowers_each_clauses_margin(router, monkeypatch):
+    """"first ..., then ..." says the turn holds several asks: a clause whose best specialist leads
+    the runner-up only narrowly still counts there, but not in a turn that states no order."""
+    ids, unit = router.ids, router.index.unit
+
+    def scores(text, *args, **kwargs):
+        out = [0.0] * len(ids)
+        if "card" in text:  # banking leads it_support by 1.1x: under MARGIN (1.2), over ORDERED_MARGIN
+            out[ids.index("banking")], out[ids.index("it_support")] = 3.3 * unit, 3.0 * unit
+        elif "room" in text:
+            out[ids.index("hotels")] = 3.0 * unit
+        return out
+
+    monkeypatch.setattr(router, "_scores", scores)
+    ordered = router._multi("first freeze my card, then find me a room in Oslo")
+    assert [ids[i] for i in ordered] == ["banking", "hotels"]
+    assert router._multi("freeze my card and find me a room in Oslo") is None
+
+
 def test_a_no_match_turn_goes_to_its_leading_specialist_when_more_likely_a_task(router, monkeypatch):
     """No specialist clears the bar: the generality classifier's own boundary (P = 0.5) decides
     between the leading specialist (a task) and the default agent (small talk / general)."""

@@ -73,7 +73,7 @@ from gateway.routing.embedded_dialog import (
 )
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
-from gateway.routing.embedded_segment import split_pieces
+from gateway.routing.embedded_segment import explicit_order, split_pieces
 from gateway.routing.embedded_semantic import SemanticIndex
 from gateway.routing.embedded_text import (
     content_stems,
@@ -89,6 +89,7 @@ from gateway.routing.types import AgentSpec, RoutingDecision
 
 MIN_EVIDENCE = 0.55   # x the weight of one word unique to one agent: below this, no match
 MARGIN = 1.2          # a clause's best specialist must beat the runner-up by this factor
+ORDERED_MARGIN = 1.0  # ... in a turn that states an order between asks ("first ..., then ...")
 FOLLOW_W = 0.6        # weight of the previous turn's evidence for an anaphoric turn
 CONTEXT_DEPTH = 3     # how many earlier user turns a chain of follow-ups may reach back
 BACKGROUND_W = 0.3    # weight of background statements ("My flight was cancelled.") in a turn
@@ -506,9 +507,12 @@ class EmbeddedRouter:
         if len(pieces) < 2:
             return None
         groups: list[_Group] = []
+        # A turn that states an order between its asks ("first ..., then ...") says it holds
+        # several: there a clause's best specialist need only lead the runner-up.
+        m = ORDERED_MARGIN if explicit_order(text) else MARGIN
         for p in pieces:
             clause = None if p.background else self._scores(p.text)
-            agent = None if clause is None else self._pick(clause, margin=MARGIN)
+            agent = None if clause is None else self._pick(clause, margin=m)
             if agent is None or (groups and groups[-1].agent == agent):
                 continue
             if margins is not None:
