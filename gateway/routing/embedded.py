@@ -73,7 +73,7 @@ from gateway.routing.embedded_dialog import (
 )
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
-from gateway.routing.embedded_segment import explicit_order, split_pieces
+from gateway.routing.embedded_segment import split_pieces, stated_order
 from gateway.routing.embedded_semantic import SemanticIndex
 from gateway.routing.embedded_text import (
     content_stems,
@@ -306,7 +306,7 @@ class EmbeddedRouter:
         # "previous [SEP] this turn" in training/pairs.py, so the matcher itself weighs staying
         # against switching.
         context = followup or (len(turns) > 1 and not is_topic_shift(latest.text) and is_anaphoric(latest.text))
-        prev = " ".join(split_blocks(turns[-2].text).ask.split()[-40:]) if context and len(turns) > 1 else ""
+        prev = " ".join(split_blocks(turns[-2].text).ask.split()[-40:]) if context else ""
         top = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__,
                      reverse=True)[:RERANK_TOP]
         logits = self.matcher.logits(conversation_text(prev, latest.text), top)
@@ -509,7 +509,7 @@ class EmbeddedRouter:
         groups: list[_Group] = []
         # A turn that states an order between its asks ("first ..., then ...") says it holds
         # several: there a clause's best specialist need only lead the runner-up.
-        m = ORDERED_MARGIN if explicit_order(text) else MARGIN
+        m = ORDERED_MARGIN if stated_order(pieces) else MARGIN
         for p in pieces:
             clause = None if p.background else self._scores(p.text)
             agent = None if clause is None else self._pick(clause, margin=m)

@@ -158,7 +158,12 @@ def explicit_order(text: str) -> bool:
     they run one after the other rather than side by side."""
     from gateway.routing.embedded_blocks import split_blocks
 
-    pieces = [p for p in split_pieces(split_blocks(text).ask) if not p.background]
+    return stated_order(split_pieces(split_blocks(text).ask))
+
+
+def stated_order(pieces: list[Piece]) -> bool:
+    """`explicit_order` of a turn already cut into pieces (background pieces are ignored)."""
+    pieces = [p for p in pieces if not p.background]
     if len(pieces) < 2:
         return False
     if re.match(r"\s*first\b", pieces[0].text):
