@@ -238,22 +238,38 @@ def test_a_failing_onnx_run_falls_back_to_numpy(caplog):
     assert np.allclose(got, m.scores(m.request(["move my flight to friday"])[0], descs))
 
 
+class _Recorder:
+    """Wraps the real MatcherScorer: records what the router asks it, answers what it answers."""
+
+    def __init__(self, scorer) -> None:
+        self.scorer = scorer
+        self.calls: list[str] = []
+
+    def logits(self, text, only=None):
+        self.calls.append(text)
+        return self.scorer.logits(text, only)
+
+
+@needs_shipped
 def test_an_anaphoric_turn_is_read_with_its_context_even_when_its_own_words_switch(monkeypatch):
     """A turn that leans on the previous one ("and ... then") is read as "previous [SEP] turn" even
     when its own words already picked an agent (so it is no follow-up); a turn that announces a new
-    subject, or stands on its own, is read alone."""
+    subject, or stands on its own, is read alone. The shipped matcher answers."""
     import gateway.routing.embedded as emb
+    from gateway.routing import matcher as m
 
     r = _router(monkeypatch)
-    r.matcher = spy = _Spy(prefer=1)
-    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)
+    monkeypatch.delenv("PLANO_ROUTER_MATCHER")
+    r.matcher = rec = _Recorder(m.MatcherScorer([a.description for a in r.agents], m.get_matcher(r.sentences.encoder)))
+    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)  # every specialist pick is re-ranked
     first = [{"role": "user", "content": "will it rain in Bergen tomorrow?"},
              {"role": "assistant", "content": "Light rain after 3pm."}]
     d = r.route(first + [{"role": "user", "content": "and move my flight to friday then"}])
-    assert d.agents == ["flights"] and d.reason.startswith("single")
-    assert spy.calls[-1][0] == "will it rain in Bergen tomorrow? [SEP] and move my flight to friday then"
+    # its own words decided it is no follow-up (reason "single"); the matcher still read it in context
+    assert d.reason.startswith("single") and d.reranked
+    assert rec.calls[-1] == "will it rain in Bergen tomorrow? [SEP] and move my flight to friday then"
     r.route(first + [{"role": "user", "content": "unrelated, but move my flight to friday"}])
-    assert spy.calls[-1][0] == "unrelated, but move my flight to friday"
+    assert rec.calls[-1] == "unrelated, but move my flight to friday"
     standalone = "Please move my Lufthansa flight from Munich to Lisbon to Friday morning, window seat"
     r.route(first + [{"role": "user", "content": standalone}])
-    assert spy.calls[-1][0] == standalone
+    assert rec.calls[-1] == standalone
