@@ -491,8 +491,23 @@ def test_generality_off_switch_and_no_encoder_mean_no_classifier(monkeypatch):
      ["flights", "weather", "hotels"]),
     ("weather in Rome tomorrow, a flight from Berlin to Rome on Saturday and my checking balance",
      ["weather", "flights", "banking"]),
+    # ... or by ", then ...", which also states their order.
+    ("check my checking balance, book a flight from Oslo to Rome on Friday, then tell me if it will rain "
+     "in Rome that weekend", ["banking", "flights", "weather"]),
     # Items that claim no agent of their own ("near the station") add no intent.
     ("Find me a hotel in Oslo for Friday, near the station, and with breakfast included", ["hotels"]),
 ])
 def test_serial_list_of_requests_gets_every_agent(router, text, agents):
+    assert router.route([u(text)]).agents == agents
+
+
+@pytest.mark.parametrize("text, agents", [
+    # "we're flying in on Friday" says what the user is doing: context of the hotel request.
+    ("Any hotels near the harbour under 150 a night? We're flying in from Oslo on Friday", ["hotels"]),
+    ("Is it going to snow in Denver this weekend? I'm driving my rental car up there", ["weather"]),
+    # ... while "I'm looking for ..." asks for something.
+    ("Is it going to snow in Denver this weekend? I'm also looking for a flight there from Boston",
+     ["weather", "flights"]),
+])
+def test_a_progressive_statement_is_context_not_an_ask(router, text, agents):
     assert router.route([u(text)]).agents == agents

@@ -25,9 +25,12 @@ _MARKERS = re.compile(
 _FIRST = re.compile(r"\b(?:first|before\s+(?:that|you\s+do\s+that|doing\s+that)|beforehand)\b")
 _ADDITIVE = re.compile(r"\b(?:also|and|then|plus|additionally|as well|finally|after that|afterwards)\b")
 _SUBJECT_START = re.compile(r"^\s*(?:my|our|i|we|the|it|this|that|his|her|their|they|he|she|there)\b")
+# Forms that make a clause an ask. A progressive "I'm / we're ...ing" says what the user is
+# doing ("we're migrating off AWS next month", "I'm paying too much every month"): context, unless
+# its verb is one of seeking ("I'm looking for", "hoping", "wondering").
 _REQUEST = re.compile(
     r"\?|\b(?:want|wanna|need|would like|like to|please|can|could|will you|would you|let me|"
-    r"help|how|what|when|where|which|who|why|am \w+ing|are \w+ing|going to|gonna|trying to)\b")
+    r"help|how|what|when|where|which|who|why|(?:am|are) (?:looking|hoping|wondering)|going to|gonna|trying to)\b")
 
 
 @dataclass
@@ -99,6 +102,10 @@ def _split_subordinate(p: Piece) -> list[Piece]:
     return [p]
 
 
+# The coordinators that close a serial list ("A, B, and C", "A, B, then C").
+_LIST_CLOSE = frozenset({"and", "then", "and then", "and also", "and finally"})
+
+
 def _split_serial_list(pieces: list[Piece]) -> list[Piece]:
     """"Flights to Tokyo on Friday, the weather there, and 500 GBP in yen": a serial list closed
     by ", and ..." - the commas before the closing "and" separate items of the same list, so
@@ -106,7 +113,7 @@ def _split_serial_list(pieces: list[Piece]) -> list[Piece]:
     out: list[Piece] = []
     for i, p in enumerate(pieces):
         nxt = pieces[i + 1] if i + 1 < len(pieces) else None
-        closes = nxt is not None and nxt.joiner == "and" and "," in p.text  # joiners are stripped of ","
+        closes = nxt is not None and nxt.joiner in _LIST_CLOSE and "," in p.text  # joiners are stripped of ","
         if not closes:
             out.append(p)
             continue
