@@ -273,3 +273,36 @@ def test_an_anaphoric_turn_is_read_with_its_context_even_when_its_own_words_swit
     standalone = "Please move my Lufthansa flight from Munich to Lisbon to Friday morning, window seat"
     r.route(first + [{"role": "user", "content": standalone}])
     assert rec.calls[-1] == standalone
+
+
+class _Against:
+    """Stands in for MatcherScorer: no candidate belongs (every logit below 0)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+
+    def logits(self, text, only=None):
+        self.calls.append((text, tuple(only)))
+        return np.array([-3.0 - i for i in range(len(only))], np.float32)
+
+
+def test_a_general_turn_claimed_by_words_goes_default_when_the_matcher_finds_no_candidate_belongs(monkeypatch):
+    import gateway.routing.embedded as emb
+
+    r = _router(monkeypatch)
+    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)  # every specialist pick is re-ranked
+    monkeypatch.setattr(emb, "GEN_CLAIM", 0.0)  # any leading specialist claims a general-sounding turn
+    general = "summarize the novel Flight Behavior in two sentences"
+    assert r._general(general) > emb.GEN_HI
+    r.matcher = spy = _Against()
+    d = r.route([{"role": "user", "content": general}])
+    assert spy.calls and d.agents == ["chat"] and d.reranked
+    # the same turn, when the matcher finds a candidate belongs, stays with that candidate
+    r.matcher = _Spy(prefer=0)
+    assert r.route([{"role": "user", "content": general}]).agents == ["weather"]
+    # a task-sounding turn stays with a specialist whatever the matcher thinks of its candidates
+    task = "move my flight to friday"
+    assert r._general(task) < emb.GEN_HI
+    r.matcher = spy = _Against()
+    d = r.route([{"role": "user", "content": task}])
+    assert spy.calls and d.agents != ["chat"]

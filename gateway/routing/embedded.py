@@ -262,6 +262,12 @@ class EmbeddedRouter:
         if self.matcher is not None and best is not None and margin < RERANK_BELOW:
             reranked = self._rerank(turns, scores, followup)
             best = reranked[0]
+            # A general-sounding turn that a specialist claimed by its words ("summarize the plot
+            # of Legally Blonde" with a legal agent), and that the matcher, reading it with each
+            # candidate's description, finds belongs to none of them (every logit below 0, its
+            # own boundary): general knowledge, not a task.
+            if gen > GEN_HI and max(reranked[1].values()) < 0.0:
+                best = None
         table = {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
         decision = self._default("no_match->default", table) if best is None else \
             RoutingDecision([self.ids[best]], "followup" if followup else "single", table)
