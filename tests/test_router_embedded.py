@@ -160,6 +160,10 @@ def test_single_agent_listener_needs_no_routing():
     ("routing_third_agents.yaml", "routing_third.jsonl", 0.85),  # IT/devtools/travel/finance/health
     # telecom/energy/food delivery/streaming/university; written before the changes it checks
     ("routing_fourth_agents.yaml", "routing_fourth.jsonl", 0.80),
+    # written blind (not against the router) in the seventh session, with advice agents (tutors,
+    # coaches) beside booking ones: home and hobbies / a freelancer's business
+    ("routing_fifth_agents.yaml", "routing_fifth.jsonl", 0.75),
+    ("routing_sixth_agents.yaml", "routing_sixth.jsonl", 0.60),
 ])
 def test_heldout_like_sets_generalise(agents_file, cases_file, minimum):
     """Author-written sets in other domains must stay well above the lexical baselines."""
@@ -510,4 +514,16 @@ def test_serial_list_of_requests_gets_every_agent(router, text, agents):
      ["weather", "flights"]),
 ])
 def test_a_progressive_statement_is_context_not_an_ask(router, text, agents):
+    assert router.route([u(text)]).agents == agents
+
+
+@pytest.mark.parametrize("text, agents", [
+    # A clause with no request form that a sentence ends before a plain ask sets the scene.
+    ("Wifi at the hotel kept dropping all week. Can you find me a different hotel near the harbour?", ["hotels"]),
+    ("Last transfer to my landlord bounced twice. Could you tell me if it will rain in Dublin tomorrow?",
+     ["weather"]),
+    # ... but not an ask that adds itself to the first clause.
+    ("Cancel my flight to Oslo. Can you also check my checking balance?", ["flights", "banking"]),
+])
+def test_a_leading_clause_without_a_request_form_sets_the_scene_for_a_plain_ask(router, text, agents):
     assert router.route([u(text)]).agents == agents

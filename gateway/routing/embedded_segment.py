@@ -70,11 +70,35 @@ def split_pieces(text: str) -> list[Piece]:
     pieces = _split_serial_list(pieces)
     pieces = [q for p in pieces for q in _split_comma_statement(p)]
     pieces = [q for p in pieces for q in _split_subordinate(p)]
-    # A second piece joined by "and" / "also" is a second report or ask, not the request.
-    if len(pieces) > 1 and _is_statement(pieces[0].text) and not _ADDITIVE.search(pieces[1].joiner) \
-            and _REQUEST.search(pieces[1].text) and not _ADDITIVE.match(pieces[1].text):
+    if len(pieces) > 1 and _leads_into_ask(pieces):
         pieces[0].background = True
     return pieces
+
+
+_ALSO = re.compile(r"\balso\b")
+# A clause that plainly asks: a question, "can you / would you ...", "please", "help me", "I need ...".
+_PLAIN_ASK = re.compile(r"\?|\b(?:can|could|would|will) you\b|\bplease\b|\bhelp me\b|\bi (?:need|want|would like)\b")
+
+
+def _leads_into_ask(pieces: list[Piece]) -> bool:
+    """True when the turn's first clause only sets the scene for the ask that follows it.
+
+    A statement about the user's things before a request ("My printer is broken - can I get a QR
+    code instead?"), or any clause without a request form that a sentence ends before a plain
+    ask ("The landlord still hasn't returned my deposit. Can you draft a letter about it?", "Tried the
+    app twice, no luck. Could you reset it from your side?"). Not when the second clause adds
+    itself to the first ("... and also ...", "Also ...", "can you also ..."): that is a
+    second report or ask.
+    """
+    first, second = pieces[0], pieces[1]
+    if _ADDITIVE.search(second.joiner) or _ADDITIVE.match(second.text):
+        return False
+    if _is_statement(first.text):
+        return bool(_REQUEST.search(second.text))
+    rest = " ".join(f"{p.joiner} {p.text}" for p in pieces[1:])
+    return not _REQUEST.search(first.text) and not _ADDITIVE.match(first.text) \
+        and re.fullmatch(r"[.!;\-]+", second.joiner) is not None and bool(_PLAIN_ASK.search(second.text)) \
+        and not _ALSO.search(rest)
 
 
 # "Before you book the hotel, check my pay" / "book the hotel after you check my pay": a
