@@ -522,6 +522,9 @@ def test_a_progressive_statement_is_context_not_an_ask(router, text, agents):
     ("Wifi at the hotel kept dropping all week. Can you find me a different hotel near the harbour?", ["hotels"]),
     ("Last transfer to my landlord bounced twice. Could you tell me if it will rain in Dublin tomorrow?",
      ["weather"]),
+    # "can't" / "couldn't" state what is not possible; they ask nothing.
+    ("The banking app couldn't load my balance all evening. Can you find me a hotel in Porto for Friday?",
+     ["hotels"]),
     # ... but not an ask that adds itself to the first clause.
     ("Cancel my flight to Oslo. Can you also check my checking balance?", ["flights", "banking"]),
 ])
