@@ -25,6 +25,11 @@ weather / flights / IT-helpdesk agents, padded or trimmed to 12).
         --cases tests/data/routing_third.jsonl
     .venv/bin/python bench/routing_eval.py --agents tests/data/routing_fourth_agents.yaml \\
         --cases tests/data/routing_fourth.jsonl
+    # written blind in the seventh session (advice agents beside booking ones; harder):
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_fifth_agents.yaml \\
+        --cases tests/data/routing_fifth.jsonl
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_sixth_agents.yaml \\
+        --cases tests/data/routing_sixth.jsonl
 """
 
 from __future__ import annotations
