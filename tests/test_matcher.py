@@ -306,3 +306,29 @@ def test_a_general_turn_claimed_by_words_goes_default_when_the_matcher_finds_no_
     r.matcher = spy = _Against()
     d = r.route([{"role": "user", "content": task}])
     assert spy.calls and d.agents != ["chat"]
+
+
+def test_a_task_without_a_clear_specialist_is_left_to_the_matcher_not_the_default_agent(monkeypatch):
+    import gateway.routing.embedded as emb
+
+    r = _router(monkeypatch)
+    unit = r.index.unit
+    # Evidence below the no-match bar for every specialist, flights and hotels close together;
+    # the generality classifier finds the turn a task (P(general) < GEN_LO).
+    scores = [0.0, 0.30 * unit, 0.28 * unit, 0.0]
+    assert scores[1] < r.min_score + scores[r.default]
+    monkeypatch.setattr(r, "_turn_scores", lambda turns, depth: (list(scores), False))
+    monkeypatch.setattr(r, "_general", lambda text: 0.1)
+    turn = [{"role": "user", "content": "sort out the Bergen thing for the 14th"}]
+    r.matcher = spy = _Spy(prefer=2)
+    d = r.route(turn)
+    assert d.agents == ["hotels"] and d.reranked and spy.calls and r.default not in spy.calls[-1][1]
+    r.matcher = _Spy(prefer=1)
+    assert r.route(turn).agents == ["flights"]
+    # without the matcher, a leader that does not lead clearly is no pick: the default agent
+    r.matcher = None
+    assert r.route(turn).agents == ["chat"]
+    # a turn the classifier finds general is not handed to a specialist at all
+    monkeypatch.setattr(r, "_general", lambda text: 0.7)
+    r.matcher = spy = _Spy(prefer=2)
+    assert r.route(turn).agents == ["chat"] and spy.calls == []

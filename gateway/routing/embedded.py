@@ -256,7 +256,10 @@ class EmbeddedRouter:
         scores, followup = self._turn_scores(turns, CONTEXT_DEPTH)
         best = self._pick(scores, margin=1.0)
         if best is None and gen < GEN_LO:
-            best = self._pick_task(scores)
+            # More likely a task than not: a specialist's, not the default agent's. With the
+            # matcher, a leader that is not clear is left to its re-rank below (the margin is then
+            # under RERANK_BELOW), which reads the turn with the top specialists' descriptions.
+            best = self._pick_task(scores, need_lead=self.matcher is None)
         margin = self._margin(scores, best, 1.0)
         reranked = None
         if self.matcher is not None and best is not None and margin < RERANK_BELOW:
@@ -288,13 +291,13 @@ class EmbeddedRouter:
         z = float(raw @ self.generality[:-1] + self.generality[-1])
         return 1.0 / (1.0 + math.exp(-z))
 
-    def _pick_task(self, scores: list[float]) -> int | None:
-        """A turn that is clearly a task for *some* agent: its best specialist, if it leads the
-        runner-up and has evidence at all, rather than the default agent."""
+    def _pick_task(self, scores: list[float], need_lead: bool = True) -> int | None:
+        """A turn that is clearly a task for *some* agent: its best specialist, if it has evidence
+        at all (and, with ``need_lead``, leads the runner-up), rather than the default agent."""
         order = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__, reverse=True)
         if not order or scores[order[0]] <= 0:
             return None
-        if len(order) > 1 and scores[order[0]] < MARGIN * max(scores[order[1]], 0.0):
+        if need_lead and len(order) > 1 and scores[order[0]] < MARGIN * max(scores[order[1]], 0.0):
             return None
         return order[0]
 
