@@ -525,8 +525,13 @@ def test_a_progressive_statement_is_context_not_an_ask(router, text, agents):
     # "can't" / "couldn't" state what is not possible; they ask nothing.
     ("The banking app couldn't load my balance all evening. Can you find me a hotel in Porto for Friday?",
      ["hotels"]),
+    # ... and so does a whole first sentence of such clauses.
+    ("My flight to Oslo landed late and the hotel shuttle had already left. Can you tell me if it will rain "
+     "in Oslo tomorrow?", ["weather"]),
     # ... but not an ask that adds itself to the first clause.
     ("Cancel my flight to Oslo. Can you also check my checking balance?", ["flights", "banking"]),
+    ("My flight to Oslo was cancelled and the airline is not answering. Can you also find me a hotel near the "
+     "airport?", ["flights", "hotels"]),
 ])
 def test_a_leading_clause_without_a_request_form_sets_the_scene_for_a_plain_ask(router, text, agents):
     assert router.route([u(text)]).agents == agents

@@ -70,8 +70,8 @@ def split_pieces(text: str) -> list[Piece]:
     pieces = _split_serial_list(pieces)
     pieces = [q for p in pieces for q in _split_comma_statement(p)]
     pieces = [q for p in pieces for q in _split_subordinate(p)]
-    if len(pieces) > 1 and _leads_into_ask(pieces):
-        pieces[0].background = True
+    for p in pieces[:_scene_setting(pieces)]:
+        p.background = True
     return pieces
 
 
@@ -80,25 +80,32 @@ _ALSO = re.compile(r"\balso\b")
 _PLAIN_ASK = re.compile(r"\?|\b(?:can|could|would|will) you\b|\bplease\b|\bhelp me\b|\bi (?:need|want|would like)\b")
 
 
-def _leads_into_ask(pieces: list[Piece]) -> bool:
-    """True when the turn's first clause only sets the scene for the ask that follows it.
+def _scene_setting(pieces: list[Piece]) -> int:
+    """How many leading clauses of the turn only set the scene for the ask that follows them.
 
     A statement about the user's things before a request ("My printer is broken - can I get a QR
-    code instead?"), or any clause without a request form that a sentence ends before a plain
-    ask ("The landlord still hasn't returned my deposit. Can you draft a letter about it?", "Tried the
-    app twice, no luck. Could you reset it from your side?"). Not when the second clause adds
-    itself to the first ("... and also ...", "Also ...", "can you also ..."): that is a
-    second report or ask.
+    code instead?"); or a first sentence whose clauses have no request form, before a sentence
+    that plainly asks ("The landlord still hasn't returned my deposit. Can you draft a letter
+    about it?", "The new cards came and they look great! Could you post about the rebrand?").
+    Not when a clause adds itself to what came before ("... and also ...", "Also ...", "can you
+    also ..."): that is a second report or ask.
     """
+    if len(pieces) < 2:
+        return 0
     first, second = pieces[0], pieces[1]
-    if _ADDITIVE.search(second.joiner) or _ADDITIVE.match(second.text):
-        return False
-    if _is_statement(first.text):
-        return bool(_REQUEST.search(second.text))
+    if _is_statement(first.text) and not _ADDITIVE.search(second.joiner) and not _ADDITIVE.match(second.text) \
+            and _REQUEST.search(second.text):
+        return 1
+    # The first sentence: the clauses before the first sentence break.
+    k = next((i for i, p in enumerate(pieces) if i and re.match(r"[.!;\-]", p.joiner)), None)
+    if k is None or not re.fullmatch(r"[.!;\-]+", pieces[k].joiner):
+        return 0
+    lead, ask = pieces[:k], pieces[k]
     rest = " ".join(f"{p.joiner} {p.text}" for p in pieces[1:])
-    return not _REQUEST.search(first.text) and not _ADDITIVE.match(first.text) \
-        and re.fullmatch(r"[.!;\-]+", second.joiner) is not None and bool(_PLAIN_ASK.search(second.text)) \
-        and not _ALSO.search(rest)
+    if any(_REQUEST.search(p.text) for p in lead) or _ADDITIVE.match(lead[0].text) or _ADDITIVE.match(ask.text) \
+            or not _PLAIN_ASK.search(ask.text) or _ALSO.search(rest):
+        return 0
+    return k
 
 
 # "Before you book the hotel, check my pay" / "book the hotel after you check my pay": a
