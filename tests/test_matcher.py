@@ -275,60 +275,59 @@ def test_an_anaphoric_turn_is_read_with_its_context_even_when_its_own_words_swit
     assert rec.calls[-1] == standalone
 
 
-class _Against:
-    """Stands in for MatcherScorer: no candidate belongs (every logit below 0)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple]] = []
-
-    def logits(self, text, only=None):
-        self.calls.append((text, tuple(only)))
-        return np.array([-3.0 - i for i in range(len(only))], np.float32)
-
-
-def test_a_general_turn_claimed_by_words_goes_default_when_the_matcher_finds_no_candidate_belongs(monkeypatch):
-    import gateway.routing.embedded as emb
+def _real(monkeypatch):
+    """The test listener with the shipped matcher, its calls recorded."""
+    from gateway.routing import matcher as m
 
     r = _router(monkeypatch)
+    monkeypatch.delenv("PLANO_ROUTER_MATCHER")
+    r.matcher = rec = _Recorder(m.MatcherScorer([a.description for a in r.agents], m.get_matcher(r.sentences.encoder)))
+    return r, rec
+
+
+@needs_shipped
+def test_a_general_turn_claimed_by_words_goes_default_when_the_matcher_finds_no_candidate_belongs(monkeypatch):
+    """Shipped classifier and matcher. A general-sounding turn a specialist's words claim goes to the
+    default agent when every candidate's logit is below 0; a task-sounding turn with the same matcher
+    verdict stays with a specialist."""
+    import gateway.routing.embedded as emb
+
+    r, rec = _real(monkeypatch)
     monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)  # every specialist pick is re-ranked
-    monkeypatch.setattr(emb, "GEN_CLAIM", 0.0)  # any leading specialist claims a general-sounding turn
+    monkeypatch.setattr(emb, "GEN_CLAIM", 1.0)  # the flights agent's words claim the turn below
     general = "summarize the novel Flight Behavior in two sentences"
     assert r._general(general) > emb.GEN_HI
-    r.matcher = spy = _Against()
+    assert max(r.matcher.logits(general, [0, 1, 2])) < 0  # the shipped matcher: no candidate belongs
     d = r.route([{"role": "user", "content": general}])
-    assert spy.calls and d.agents == ["chat"] and d.reranked
-    # the same turn, when the matcher finds a candidate belongs, stays with that candidate
-    r.matcher = _Spy(prefer=0)
-    assert r.route([{"role": "user", "content": general}]).agents == ["weather"]
-    # a task-sounding turn stays with a specialist whatever the matcher thinks of its candidates
-    task = "move my flight to friday"
-    assert r._general(task) < emb.GEN_HI
-    r.matcher = spy = _Against()
+    assert d.agents == ["chat"] and d.reranked and rec.calls
+    task = "somewhere to sleep near the airport after landing"
+    assert r._general(task) < emb.GEN_HI and max(r.matcher.logits(task, [0, 1, 2])) < 0
     d = r.route([{"role": "user", "content": task}])
-    assert spy.calls and d.agents != ["chat"]
+    assert d.agents == ["hotels"] and d.reranked
+    # without the veto's condition (a general-sounding turn) the claimed specialist would stand
+    monkeypatch.setattr(emb, "GEN_HI", 1.0)
+    assert r.route([{"role": "user", "content": general}]).agents == ["flights"]
 
 
+@needs_shipped
 def test_a_task_without_a_clear_specialist_is_left_to_the_matcher_not_the_default_agent(monkeypatch):
+    """Shipped classifier and matcher. A turn more likely a task than not whose two leading
+    specialists are close (no clear pick) is re-ranked by the matcher instead of going to the
+    default agent; without the matcher it still goes to the default agent."""
     import gateway.routing.embedded as emb
 
-    r = _router(monkeypatch)
-    unit = r.index.unit
-    # Evidence below the no-match bar for every specialist, flights and hotels close together;
-    # the generality classifier finds the turn a task (P(general) < GEN_LO).
-    scores = [0.0, 0.30 * unit, 0.28 * unit, 0.0]
-    assert scores[1] < r.min_score + scores[r.default]
-    monkeypatch.setattr(r, "_turn_scores", lambda turns, depth: (list(scores), False))
-    monkeypatch.setattr(r, "_general", lambda text: 0.1)
-    turn = [{"role": "user", "content": "sort out the Bergen thing for the 14th"}]
-    r.matcher = spy = _Spy(prefer=2)
+    r, rec = _real(monkeypatch)
+    turn = [{"role": "user", "content": "my Bergen plans for the 14th"}]
+    text = turn[0]["content"]
+    scores = r._turn_text_scores(text)
+    assert r._general(text) < emb.GEN_LO
+    assert r._pick(scores, margin=1.0) is None and r._pick_task(scores) is None  # close leaders, no pick
     d = r.route(turn)
-    assert d.agents == ["hotels"] and d.reranked and spy.calls and r.default not in spy.calls[-1][1]
-    r.matcher = _Spy(prefer=1)
-    assert r.route(turn).agents == ["flights"]
-    # without the matcher, a leader that does not lead clearly is no pick: the default agent
+    assert d.reranked and rec.calls[-1] == text and d.agents != ["chat"]
+    # the pick is the re-rank's: evidence + RERANK_W x the shipped matcher's logit, among the specialists
+    top = sorted((0, 1, 2), key=scores.__getitem__, reverse=True)[:emb.RERANK_TOP]
+    logits = r.matcher.logits(text, top)
+    combined = [scores[i] / r.index.unit + emb.RERANK_W * float(x) for i, x in zip(top, logits)]
+    assert d.agents == [r.ids[top[combined.index(max(combined))]]]
     r.matcher = None
     assert r.route(turn).agents == ["chat"]
-    # a turn the classifier finds general is not handed to a specialist at all
-    monkeypatch.setattr(r, "_general", lambda text: 0.7)
-    r.matcher = spy = _Spy(prefer=2)
-    assert r.route(turn).agents == ["chat"] and spy.calls == []
