@@ -528,7 +528,10 @@ def test_a_progressive_statement_is_context_not_an_ask(router, text, agents):
     # ... and so does a whole first sentence of such clauses.
     ("My flight to Oslo landed late and the hotel shuttle had already left. Can you tell me if it will rain "
      "in Oslo tomorrow?", ["weather"]),
-    # ... but not an ask that adds itself to the first clause.
+    # ... but a first sentence that asks is no scene.
+    ("Is my flight to Oslo on time? The airport shuttle left already. Can you find me a hotel near the airport?",
+     ["flights", "hotels"]),
+    # ... nor an ask that adds itself to the first clause.
     ("Cancel my flight to Oslo. Can you also check my checking balance?", ["flights", "banking"]),
     ("My flight to Oslo was cancelled and the airline is not answering. Can you also find me a hotel near the "
      "airport?", ["flights", "hotels"]),

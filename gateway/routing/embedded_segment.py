@@ -76,6 +76,9 @@ def split_pieces(text: str) -> list[Piece]:
 
 
 _ALSO = re.compile(r"\balso\b")
+# A joiner that ends a statement ("." "!" ";" " - "). Not "?": a sentence that asks is no scene.
+_STATEMENT_END = re.compile(r"[.!;\-]+")
+_SENTENCE_END = re.compile(r"[.!?;\-]")
 # A clause that plainly asks: a question, "can you / would you ...", "please", "help me", "I need ...".
 _PLAIN_ASK = re.compile(r"\?|\b(?:can|could|would|will) you\b|\bplease\b|\bhelp me\b|\bi (?:need|want|would like)\b")
 
@@ -97,8 +100,8 @@ def _scene_setting(pieces: list[Piece]) -> int:
             and _REQUEST.search(second.text):
         return 1
     # The first sentence: the clauses before the first sentence break.
-    k = next((i for i, p in enumerate(pieces) if i and re.match(r"[.!;\-]", p.joiner)), None)
-    if k is None or not re.fullmatch(r"[.!;\-]+", pieces[k].joiner):
+    k = next((i for i, p in enumerate(pieces) if i and _SENTENCE_END.match(p.joiner)), None)
+    if k is None or not _STATEMENT_END.fullmatch(pieces[k].joiner):
         return 0
     lead, ask = pieces[:k], pieces[k]
     rest = " ".join(f"{p.joiner} {p.text}" for p in pieces[1:])
