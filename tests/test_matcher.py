@@ -331,3 +331,28 @@ def test_a_task_without_a_clear_specialist_is_left_to_the_matcher_not_the_defaul
     assert d.agents == [r.ids[top[combined.index(max(combined))]]]
     r.matcher = None
     assert r.route(turn).agents == ["chat"]
+
+
+@needs_shipped
+def test_a_followup_of_a_followup_is_read_with_the_turn_that_named_the_topic(monkeypatch):
+    """The matcher reads "previous [SEP] turn". When the previous turn only leaned on an earlier one
+    ("did it land on time?") or only thanked, the previous is the nearest earlier turn that stood on
+    its own words: "did it land on time?" alone says nothing of flights."""
+    import gateway.routing.embedded as emb
+
+    r, rec = _real(monkeypatch)
+    monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)  # every specialist pick is re-ranked
+    topic = "move my Lufthansa flight from Munich to Lisbon to Friday morning"
+    msgs = [{"role": "user", "content": topic}, {"role": "assistant", "content": "Moved to LH1172, Friday 7:05."},
+            {"role": "user", "content": "did it land on time?"}, {"role": "assistant", "content": "Yes, at 9:40."},
+            {"role": "user", "content": "and the one after that?"}]
+    for between in ("did it land on time?", "great, thanks"):
+        msgs[2] = {"role": "user", "content": between}
+        rec.calls.clear()
+        assert r.route(msgs).reranked
+        assert rec.calls == [f"{topic} [SEP] and the one after that?"]
+    # a previous turn that stands on its own is the one read
+    msgs[2] = {"role": "user", "content": "what is the weather forecast for Lisbon on Friday?"}
+    rec.calls.clear()
+    assert r.route(msgs).reranked
+    assert rec.calls == ["what is the weather forecast for Lisbon on Friday? [SEP] and the one after that?"]

@@ -538,3 +538,31 @@ def test_a_progressive_statement_is_context_not_an_ask(router, text, agents):
 ])
 def test_a_leading_clause_without_a_request_form_sets_the_scene_for_a_plain_ask(router, text, agents):
     assert router.route([u(text)]).agents == agents
+
+
+def test_a_thanks_in_between_does_not_cut_an_anaphoric_turn_off_its_topic(router):
+    # "the same" points back past the thanks, to the flight; a turn that stands on its own after a
+    # thanks is scored alone.
+    msgs = [u("Book me a flight to Oslo on Friday"), a("Booked SK4411, Friday 8:05."), u("great, thanks"),
+            a("You're welcome! Anything else?"), u("actually can you do the same for next Friday?")]
+    assert router.route(msgs).agents == ["flights"]
+    msgs[-1] = u("what is my checking balance?")
+    d = router.route(msgs)
+    assert d.agents == ["banking"] and d.reason == "single"
+
+
+@pytest.mark.parametrize("text", ["separately, can you tell me something fun?", "thanks. separately, what's new",
+                                  "different thing: how are you", "ok, another issue - my card"])
+def test_separately_and_a_separate_thing_change_the_subject(text):
+    from gateway.routing.embedded_dialog import is_topic_shift
+
+    assert is_topic_shift(text)
+
+
+@pytest.mark.parametrize("text", ["I paid for the two rooms separately", "can you bill them separately?",
+                                  "I have another issue with the same booking", "one more thing about that flight"])
+def test_separately_inside_a_request_is_no_change_of_subject(text):
+    from gateway.routing.embedded_dialog import is_topic_shift
+
+    assert not is_topic_shift(text)
+

