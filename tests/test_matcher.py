@@ -356,3 +356,52 @@ def test_a_followup_of_a_followup_is_read_with_the_turn_that_named_the_topic(mon
     rec.calls.clear()
     assert r.route(msgs).reranked
     assert rec.calls == ["what is the weather forecast for Lisbon on Friday? [SEP] and the one after that?"]
+
+
+def test_a_general_sounding_turn_goes_to_the_specialist_the_matcher_prefers_to_the_default_agent(monkeypatch):
+    """The matcher reads the turn with the default agent's description as well as the leading
+    specialists': the turn leaves the default agent only when a specialist scores above it."""
+    r = _router(monkeypatch)
+    trivia = "who invented the jet engine?"
+    r.matcher = spy = _Spy(prefer=3)  # the default agent ("chat") scores highest
+    d = r.route([{"role": "user", "content": trivia}])
+    assert d.agents == ["chat"] and d.reason == "general_question"
+    assert spy.calls and spy.calls[-1][1][-1] == 3 and 3 not in spy.calls[-1][1][:-1]  # specialists, then default
+    r.matcher = spy = _Spy(prefer=1)  # a specialist scores above the default agent
+    d = r.route([{"role": "user", "content": trivia}])
+    assert d.agents == ["flights"] and d.reason == "general_question+matcher" and d.reranked
+    assert d.confidence == 0.0  # unsure: the router's own evidence did not pick it (hybrid escalates)
+    assert d.scores["matcher:flights"] > d.scores["matcher:chat"]
+
+
+def test_a_no_match_turn_goes_to_the_specialist_the_matcher_prefers_to_the_default_agent(monkeypatch):
+    r = _router(monkeypatch)
+    vague = "can you look into the thing I mentioned"  # no specialist's evidence clears the bar
+    r.matcher = _Spy(prefer=3)
+    d = r.route([{"role": "user", "content": vague}])
+    assert d.agents == ["chat"] and d.reason == "no_match->default"
+    r.matcher = _Spy(prefer=2)
+    d = r.route([{"role": "user", "content": vague}])
+    assert d.agents == ["hotels"] and d.reason == "no_match+matcher" and d.confidence == 0.0
+
+
+@needs_shipped
+def test_the_shipped_matcher_sends_a_learning_question_to_a_tutor_and_keeps_trivia_general(monkeypatch):
+    from gateway.routing.embedded import EmbeddedRouter
+    from gateway.routing.types import AgentSpec
+
+    monkeypatch.delenv("PLANO_ROUTER_MATCHER", raising=False)
+    monkeypatch.delenv("PLANO_ROUTER_ENCODER", raising=False)
+    r = EmbeddedRouter([
+        AgentSpec("invoices", "Creates and sends invoices to the user's clients, chases overdue ones and records payments."),
+        AgentSpec("site", "The user's website: editing pages, domains, contact forms, and fixing the site when it is down."),
+        AgentSpec("general", "Small talk, greetings, jokes, trivia and general-knowledge questions, and anything no "
+                  "other agent covers.", default=True),
+        AgentSpec("coding_mentor", "Programming mentor. Explains what code does, helps debug error messages, and "
+                  "teaches languages and frameworks (Python, JavaScript, CSS, SQL)."),
+    ])
+    d = r.route([{"role": "user", "content": "whats the actual difference between let and const"}])
+    assert d.agents == ["coding_mentor"] and d.reason == "general_question+matcher"
+    for trivia in ("who invented the telephone", "what's the capital of australia", "tell me a joke about accountants",
+                   "which year did the berlin wall fall"):
+        assert r.route([{"role": "user", "content": trivia}]).agents == ["general"], trivia

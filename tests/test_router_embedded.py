@@ -413,6 +413,7 @@ def test_a_no_match_turn_goes_to_its_leading_specialist_when_more_likely_a_task(
     """No specialist clears the bar: the generality classifier's own boundary (P = 0.5) decides
     between the leading specialist (a task) and the default agent (small talk / general)."""
     text = "it keeps kicking me off every few minutes"
+    monkeypatch.setattr(router, "matcher", None)  # (the matcher may claim a no-match turn: tests/test_matcher.py)
     monkeypatch.setattr(router, "_general", lambda t: 0.4)
     assert router.route([u(text)]).agents == ["it_support"]
     monkeypatch.setattr(router, "_general", lambda t: 0.6)

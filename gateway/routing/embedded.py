@@ -39,8 +39,9 @@ Semantic evidence: when the sentence encoder's weights are installed (`pip insta
 text (a turn, a clause, background, a quote) is also embedded and compared with the
 descriptions' sentences and `Handles:` examples (`gateway/routing/semantic.py`); each
 agent gains SEM_ENC_W clear words per unit of cosine above SEM_ENC_FLOOR, the default
-agent included (its gain raises the bar specialists must clear). The turn and its clauses
-are encoded in one batch per request. `PLANO_ROUTER_ENCODER=0` turns the encoder off.
+agent included (its gain raises the bar specialists must clear). Each text is encoded once, when
+scoring first reads it (cached per text: earlier turns of a live conversation are already
+encoded); the numpy encoder, which batches, gets the turn's texts in one batch up front. `PLANO_ROUTER_ENCODER=0` turns the encoder off.
 Trained matcher (`gateway/routing/matcher.py`, issue 12 item 2): a cross-encoder that reads
 the turn (with the previous user turn as context for a follow-up) and a description together,
 shipped as `gateway/routing/data/matcher.npz` (`make -C training matcher`). It re-ranks, it
@@ -211,12 +212,18 @@ class EmbeddedRouter:
         self.ids = [a.id for a in self.agents]
         defaults = [i for i, a in enumerate(self.agents) if a.default]
         self.default = defaults[0] if defaults else 0
+        self.has_default = bool(defaults)  # a `default: true` agent, whose description says "no match"
         self._agent_index = {a: i for i, a in enumerate(self.ids)}
         profiles = [parse_description(a.id, a.description, i == self.default, a.examples)
                     for i, a in enumerate(self.agents)]
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit
         self.sentences = _sentence_scorer(self.agents, encoder) if semantic else None
+        # Whether encoding several texts in one call is cheaper than one by one: the numpy encoder
+        # batches; the int8 ONNX one runs one text per call by design, so encoding ahead of use
+        # (`_prefetch`) would only spend time on texts the decision may never read.
+        self._batches = self.sentences is not None and \
+            getattr(self.sentences.encoder, "backend", "numpy") == "numpy"
         self.generality = _generality() if self.sentences is not None else None
         self.matcher = _matcher_scorer(self.agents, self.sentences) if self.sentences is not None else None
         vectors = load_vectors() if semantic and self.sentences is None else None
@@ -241,7 +248,7 @@ class EmbeddedRouter:
             return self._default("empty")
         if is_social(latest.text):
             return self._default("smalltalk")
-        if self.sentences is not None:
+        if self.sentences is not None and self._batches:
             self._prefetch(turns[-1 - CONTEXT_DEPTH:])
         ask = split_blocks(latest.text).ask
         gen = self._general(ask)
@@ -257,8 +264,15 @@ class EmbeddedRouter:
             # only) a specialist's description claims the question clearly: an agent for
             # "history of empires" is the right one for "tell me about the Roman empire",
             # however general the question reads.
-            if worded or self._pick(self._turn_text_scores(latest.text), margin=GEN_CLAIM) is None:
-                return self._default("general_question")
+            whole = self._turn_text_scores(latest.text)
+            if worded or self._pick(whole, margin=GEN_CLAIM) is None:
+                # Unless the matcher, reading the turn with the default agent's description and
+                # the leading specialists', prefers a specialist: "whats the difference between let
+                # and const" is general knowledge, but a coding mentor's listener has an agent for it.
+                claim = self._matcher_claim(latest.text, whole)
+                if claim is None:
+                    return self._default("general_question")
+                return self._claimed(claim, whole, "general_question+matcher")
 
         margins: list[float] = []
         multi = self._multi(latest.text, margins)
@@ -274,6 +288,12 @@ class EmbeddedRouter:
             # matcher, a leader that is not clear is left to its re-rank below (the margin is then
             # under RERANK_BELOW), which reads the turn with the top specialists' descriptions.
             best = self._pick_task(scores, need_lead=self.matcher is None)
+        if best is None and not followup:
+            # No specialist cleared the bar by its evidence: the matcher may still find one that
+            # fits the turn better than the default agent does.
+            claim = self._matcher_claim(latest.text, scores)
+            if claim is not None:
+                return self._claimed(claim, scores, "no_match+matcher")
         margin = self._margin(scores, best, 1.0)
         reranked = None
         if self.matcher is not None and best is not None and margin < RERANK_BELOW:
@@ -296,6 +316,39 @@ class EmbeddedRouter:
             decision.scores = {**table, **{f"matcher:{self.ids[i]}": round(v, 3) for i, v in reranked[1].items()}}
         decision.candidates = self._candidates(scores)
         return decision
+
+    def _matcher_claim(self, text: str, scores: list[float]) -> tuple[int, dict[int, float]] | None:
+        """The leading specialist (of the top RERANK_TOP by evidence) that the matcher scores above
+        the default agent, reading the turn with each description, and the logits; else None.
+
+        The default agent's description ("small talk, trivia, general knowledge, anything no other
+        agent covers") is the matcher's own no-match candidate, so "is this the specialist's or
+        general?" is asked of *this* listener's descriptions, at the matcher's boundary (a higher
+        logit than the default agent's), not of the turn alone: a question that reads as general
+        knowledge belongs to a tutor when the listener has one. Without a `default: true` agent the
+        fallback is the first agent, a specialist whose description is no such candidate."""
+        if self.matcher is None or not self.has_default:
+            return None
+        top = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__,
+                     reverse=True)[:RERANK_TOP]
+        if not top:
+            return None
+        cand = top + [self.default]
+        logits = {i: float(x) for i, x in zip(cand, self.matcher.logits(text, cand))}
+        best = max(top, key=logits.__getitem__)
+        return (best, logits) if logits[best] > logits[self.default] else None
+
+    def _claimed(self, claim: tuple[int, dict[int, float]], scores: list[float], reason: str) -> RoutingDecision:
+        """A decision for the specialist the matcher claimed from the default agent: unsure by
+        construction (the router's own evidence did not pick it), so `router: hybrid` escalates it."""
+        pick, logits = claim
+        table = {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
+        d = RoutingDecision([self.ids[pick]], reason, {**table, **{f"matcher:{self.ids[i]}": round(v, 3)
+                                                                    for i, v in logits.items()}})
+        d.confidence = self._confidence(0.0)
+        d.reranked = True
+        d.candidates = self._candidates(scores)
+        return d
 
     def _general(self, text: str) -> float:
         """P(small talk / general knowledge) of a text, 0.5 when unknown (no model)."""
@@ -368,9 +421,11 @@ class EmbeddedRouter:
 
     # ---------------------------------------------------------------- internals
     def _prefetch(self, turns: list[Turn]) -> None:
-        """Encode, in one batch, the texts this decision's scoring will ask for (each recent
+        """Encode, in one batch, the texts this decision's scoring may ask for (each recent
         turn's ask, clauses, foreground / background, pasted quotes, and the assistant reply
-        before it); texts seen before (earlier turns of the conversation) hit the cache."""
+        before it); texts seen before (earlier turns of the conversation) hit the cache. Only
+        where batching pays (the numpy encoder): with one text per call, each text is encoded
+        when scoring first asks for it, and the ones it never asks for cost nothing."""
         texts = []
         for turn in turns:
             blocks = split_blocks(turn.text)
