@@ -567,3 +567,42 @@ def test_separately_inside_a_request_is_no_change_of_subject(text):
 
     assert not is_topic_shift(text)
 
+
+
+
+HOME = [AgentSpec("library", "Public library account: borrowing and renewing books, reservations and holds on titles "
+                  "that are out, late fees, and booking study rooms."),
+        AgentSpec("handyman", "Books a local handyman for small jobs around the home: puts up shelves, fixes dripping "
+                  "taps, assembles flat-pack furniture, hangs doors."),
+        AgentSpec("laundry", "Laundry pickup and delivery: wash and fold, dry cleaning, stain treatment; change or "
+                  "cancel a pickup."),
+        AgentSpec("sleep_coach", "Sleep coaching: bedtime routines, insomnia, waking at night, naps and jet lag."),
+        AgentSpec("general", "Small talk, trivia, general knowledge and anything else.", default=True)]
+
+
+@pytest.fixture(scope="module")
+def home():
+    return EmbeddedRouter(HOME)
+
+
+@pytest.mark.parametrize("text, agents", [
+    # a fragment sentence that reaches another agent only through an incidental word of its
+    # description ("puts up", "change") goes on with the ask before it
+    ("Is the new Ishiguro novel still out on loan? Put me on it.", ["library"]),
+    ("I wake at 4am every night and can't get back to sleep. What should I change?", ["sleep_coach"]),
+    # a terse ask with a meaning of its own is an intent
+    ("Renew my library books. Fix the tap too.", ["library", "handyman"]),
+])
+def test_a_fragment_after_an_ask_is_an_intent_only_with_a_meaning_of_its_own(home, text, agents):
+    if home.sentences is None:
+        pytest.skip("needs the sentence encoder")
+    assert home.route([u(text)]).agents == agents
+
+
+@pytest.mark.parametrize("text, agents", [
+    ("Book me a flight to Oslo on Friday. Weather there?", ["flights", "weather"]),
+    ("I need a hotel in Rome. Will it rain?", ["hotels", "weather"]),
+    ("Freeze my card. Reset my password too.", ["banking", "it_support"]),
+])
+def test_a_terse_new_ask_after_a_sentence_break_is_still_an_intent(router, text, agents):
+    assert router.route([u(text)]).agents == agents

@@ -62,6 +62,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,6 +193,9 @@ def _topic_turn(turns: list[Turn]) -> Turn:
         if not is_anaphoric(t.text):
             return t
     return earlier[0] if earlier else turns[-2]
+
+
+_SENTENCE_JOIN = re.compile(r"[.!?;\-]*")  # a piece that follows a sentence break, not "and" / "then"
 
 
 @dataclass
@@ -581,6 +585,18 @@ class EmbeddedRouter:
             ctx[name] = max(max(ctx), 0.0) + NAME_W * self.index.unit
         return ctx if self._pick(ctx, margin=1.0) is not None else None
 
+    def _incidental_fragment(self, p, clause: list[float], agent: int) -> bool:
+        """A fragment sentence after an ask ("Is there a waiting list for the new Rooney? Put me on
+        it.", "... What should I change?") that points at another agent only through an incidental
+        word: at most two content words, and the encoder finds no meaning of its own for that agent
+        (its share of the evidence is under the no-match floor, MIN_EVIDENCE clear words). It goes
+        on with the ask before it. A terse new ask keeps its meaning ("Book a flight to Oslo.
+        Weather there?", "... Will it rain?") and stays an intent."""
+        if self.sentences is None or not _SENTENCE_JOIN.fullmatch(p.joiner) or len(content_stems(p.text)) > 2:
+            return False
+        meaning = clause[agent] - self._scores(p.text, semantic=False)[agent]
+        return meaning < MIN_EVIDENCE * self.index.unit
+
     def _multi(self, text: str, margins: list[float] | None = None) -> list[int] | None:
         """Agents of a multi-intent turn in execution order, or None for a single intent.
         ``margins`` (if given) receives each picked clause's evidence margin (`_margin`)."""
@@ -595,6 +611,8 @@ class EmbeddedRouter:
             clause = None if p.background else self._scores(p.text)
             agent = None if clause is None else self._pick(clause, margin=m)
             if agent is None or (groups and groups[-1].agent == agent):
+                continue
+            if groups and self._incidental_fragment(p, clause, agent):
                 continue
             if margins is not None:
                 margins.append(self._margin(clause, agent, MARGIN))
