@@ -570,19 +570,21 @@ def test_separately_inside_a_request_is_no_change_of_subject(text):
 
 
 
-HOME = [AgentSpec("library", "Public library account: borrowing and renewing books, reservations and holds on titles "
-                  "that are out, late fees, and booking study rooms."),
-        AgentSpec("handyman", "Books a local handyman for small jobs around the home: puts up shelves, fixes dripping "
-                  "taps, assembles flat-pack furniture, hangs doors."),
-        AgentSpec("laundry", "Laundry pickup and delivery: wash and fold, dry cleaning, stain treatment; change or "
-                  "cancel a pickup."),
-        AgentSpec("sleep_coach", "Sleep coaching: bedtime routines, insomnia, waking at night, naps and jet lag."),
-        AgentSpec("general", "Small talk, trivia, general knowledge and anything else.", default=True)]
+CHORES = [
+    AgentSpec("library", "Public library account: borrowing and renewing books, reservations and holds on titles "
+              "that are out, late fees, and booking study rooms."),
+    AgentSpec("handyman", "Books a local handyman for small jobs around the home: puts up shelves, fixes dripping "
+              "taps, assembles flat-pack furniture, hangs doors."),
+    AgentSpec("laundry", "Laundry pickup and delivery: wash and fold, dry cleaning, stain treatment; change or "
+              "cancel a pickup."),
+    AgentSpec("sleep_coach", "Sleep coaching: bedtime routines, insomnia, waking at night, naps and jet lag."),
+    AgentSpec("general", "Small talk, trivia, general knowledge and anything else.", default=True),
+]
 
 
 @pytest.fixture(scope="module")
-def home():
-    return EmbeddedRouter(HOME)
+def chores():
+    return EmbeddedRouter(CHORES)
 
 
 @pytest.mark.parametrize("text, agents", [
@@ -593,10 +595,10 @@ def home():
     # a terse ask with a meaning of its own is an intent
     ("Renew my library books. Fix the tap too.", ["library", "handyman"]),
 ])
-def test_a_fragment_after_an_ask_is_an_intent_only_with_a_meaning_of_its_own(home, text, agents):
-    if home.sentences is None:
+def test_a_fragment_after_an_ask_is_an_intent_only_with_a_meaning_of_its_own(chores, text, agents):
+    if chores.sentences is None:
         pytest.skip("needs the sentence encoder")
-    assert home.route([u(text)]).agents == agents
+    assert chores.route([u(text)]).agents == agents
 
 
 @pytest.mark.parametrize("text, agents", [
