@@ -30,6 +30,11 @@ weather / flights / IT-helpdesk agents, padded or trimmed to 12).
         --cases tests/data/routing_fifth.jsonl
     .venv/bin/python bench/routing_eval.py --agents tests/data/routing_sixth_agents.yaml \\
         --cases tests/data/routing_sixth.jsonl
+    # written blind in the eighth session (city resident services; a family farm and farm shop):
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_seventh_agents.yaml \\
+        --cases tests/data/routing_seventh.jsonl
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_eighth_agents.yaml \\
+        --cases tests/data/routing_eighth.jsonl
 """
 
 from __future__ import annotations
