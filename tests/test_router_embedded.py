@@ -612,3 +612,13 @@ def test_a_fragment_after_an_ask_is_an_intent_only_with_a_meaning_of_its_own(cho
 ])
 def test_a_terse_new_ask_after_a_sentence_break_is_still_an_intent(router, text, agents):
     assert router.route([u(text)]).agents == agents
+
+
+def test_a_statement_after_a_lone_opener_is_the_clause_not_its_background(router):
+    from gateway.routing.embedded_segment import split_pieces
+
+    text = "How much is a double room at the harbour hotel? And separately, my card has a charge I don't recognise"
+    assert [p.background for p in split_pieces(text)][-1] is False
+    assert router.route([u(text)]).agents == ["hotels", "banking"]
+    # after an ask, a comma statement is still background ("..., we're on the family plan")
+    assert split_pieces("Book a room at the harbour hotel, my card has the points")[-1].background

@@ -160,6 +160,9 @@ def _split_serial_list(pieces: list[Piece]) -> list[Piece]:
     return out
 
 
+# Discourse openers: a closed class of words that introduce a clause without being one.
+_OPENERS = frozenset("separately anyway anyways also btw besides otherwise oh ok okay plus and so now "
+                     "unrelated lastly finally additionally meanwhile secondly".split())
 _COMMA_CLAUSE = re.compile(r",\s+(?=(?:i|we|my|our|it|its|this|that|they|he|she|his|her|their)\b)")
 
 
@@ -169,7 +172,9 @@ def _split_comma_statement(p: Piece) -> list[Piece]:
     if not m or p.background:
         return [p]
     head, tail = p.text[:m.start()].strip(), p.text[m.end():].strip()
-    if not head or not _is_statement(tail) or _is_statement(head):
+    # A lone opener before the comma ("separately, my bill has ...", "anyway, ...") is no ask
+    # that the statement could be background to: the statement is the clause itself.
+    if head in _OPENERS or not _is_statement(tail) or _is_statement(head):
         return [p]
     return [Piece(head, p.joiner, p.goes_first, p.background), Piece(tail, ",", False, True)]
 
