@@ -299,7 +299,7 @@ def test_a_general_turn_claimed_by_words_goes_default_when_the_matcher_finds_no_
     assert r._general(general) > emb.GEN_HI
     assert max(r.matcher.logits(general, [0, 1, 2])) < 0  # the shipped matcher: no candidate belongs
     d = r.route([{"role": "user", "content": general}])
-    assert d.agents == ["chat"] and d.reranked and rec.calls
+    assert d.agents == ["chat"] and rec.calls  # (the matcher prefers the default agent: no re-rank needed)
     task = "somewhere to sleep near the airport after landing"
     assert r._general(task) < emb.GEN_HI and max(r.matcher.logits(task, [0, 1, 2])) < 0
     d = r.route([{"role": "user", "content": task}])
@@ -405,3 +405,23 @@ def test_the_shipped_matcher_sends_a_learning_question_to_a_tutor_and_keeps_triv
     for trivia in ("who invented the telephone", "what's the capital of australia", "tell me a joke about accountants",
                    "which year did the berlin wall fall"):
         assert r.route([{"role": "user", "content": trivia}]).agents == ["general"], trivia
+
+
+def test_a_general_turn_a_specialist_claims_by_words_stays_general_when_the_matcher_prefers_the_default(monkeypatch):
+    """GEN_CLAIM lets a specialist whose words clearly claim a general-sounding turn keep it; the
+    matcher, reading the turn with the default agent's description too, overrules that claim when
+    the default agent fits better - and only then."""
+    import gateway.routing.embedded as emb
+
+    r = _router(monkeypatch)
+    monkeypatch.setattr(emb, "GEN_CLAIM", 1.0)  # the flights agent's words claim the turn below
+    trivia = "is it true that flights get cancelled more often in winter?"
+    monkeypatch.setattr(r, "_general", lambda t: 0.95)
+    assert r._pick(r._turn_text_scores(trivia), margin=emb.GEN_CLAIM) == 1
+    r.matcher = _Spy(prefer=3)  # the default agent fits best
+    d = r.route([{"role": "user", "content": trivia}])
+    assert d.agents == ["chat"] and d.reason == "general_question"
+    r.matcher = _Spy(prefer=1)  # the claiming specialist fits best: the claim stands
+    assert r.route([{"role": "user", "content": trivia}]).agents == ["flights"]
+    r.matcher = None  # no matcher: the words' claim decides, as before
+    assert r.route([{"role": "user", "content": trivia}]).agents == ["flights"]

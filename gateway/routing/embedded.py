@@ -263,20 +263,24 @@ class EmbeddedRouter:
         bare_followup = len(turns) > 1 and is_anaphoric(latest.text) and not is_topic_shift(latest.text) \
             and len(content_words(ask)) <= 1
         if (worded or gen > GEN_HI) and not bare_followup and not self._multi(latest.text):
-            # "who invented the jet engine?", "how does a VPN work?": about the world, not
-            # about anything of the user's that a specialist manages -- unless (classifier
-            # only) a specialist's description claims the question clearly: an agent for
-            # "history of empires" is the right one for "tell me about the Roman empire",
-            # however general the question reads.
+            # "who invented the jet engine?", "how does a VPN work?": about the world, not about
+            # anything of the user's that a specialist manages. The matcher, reading the turn with
+            # the default agent's description and the leading specialists', has the last word
+            # either way: a question that reads as general knowledge belongs to a coding mentor or
+            # a tutor when the listener has one ("whats the difference between let and const"),
+            # and a specialist that claims a general question by its words alone ("is it true the
+            # first public library was in Alexandria?" with a library agent) does not get it when
+            # the default agent fits better. Without the matcher, the classifier decides, unless a
+            # specialist's description claims the question clearly (GEN_CLAIM): an agent for
+            # "history of empires" is the right one for "tell me about the Roman empire".
             whole = self._turn_text_scores(latest.text)
+            claim = self._matcher_claim(latest.text, whole)
             if worded or self._pick(whole, margin=GEN_CLAIM) is None:
-                # Unless the matcher, reading the turn with the default agent's description and
-                # the leading specialists', prefers a specialist: "whats the difference between let
-                # and const" is general knowledge, but a coding mentor's listener has an agent for it.
-                claim = self._matcher_claim(latest.text, whole)
                 if claim is None:
                     return self._default("general_question")
                 return self._claimed(claim, whole, "general_question+matcher")
+            if claim is None and self.matcher is not None and self.has_default:
+                return self._default("general_question")
 
         margins: list[float] = []
         multi = self._multi(latest.text, margins)
