@@ -351,6 +351,11 @@ def test_a_followup_of_a_followup_is_read_with_the_turn_that_named_the_topic(mon
         rec.calls.clear()
         assert r.route(msgs).reranked
         assert rec.calls == [f"{topic} [SEP] and the one after that?"]
+    # a previous turn that leans on an earlier one by its opener but names its own topic is read
+    msgs[2] = {"role": "user", "content": "ok, also is there a hotel near the airport in Lisbon?"}
+    rec.calls.clear()
+    r.route(msgs)
+    assert rec.calls == ["ok, also is there a hotel near the airport in Lisbon? [SEP] and the one after that?"]
     # a previous turn that stands on its own is the one read
     msgs[2] = {"role": "user", "content": "what is the weather forecast for Lisbon on Friday?"}
     rec.calls.clear()

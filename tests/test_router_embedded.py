@@ -630,3 +630,12 @@ def test_trivia_in_a_coachs_subject_stays_with_the_default_agent(chores):
     if chores.matcher is None:
         pytest.skip("needs the shipped matcher")
     assert chores.route([u("how many hours of sleep did Napoleon get?")]).agents == ["general"]
+
+
+def test_ok_do_it_is_a_go_ahead_for_the_previous_topic_not_small_talk(router):
+    from gateway.routing.embedded_text import is_social
+
+    assert not is_social("ok do it") and is_social("ok thanks")
+    msgs = [u("What is my checking balance?"), a("1,240 dollars. Want me to move 500 to savings?"), u("ok do it")]
+    assert router.route(msgs).agents == ["banking"]
+    assert router.route([u("ok do it")]).agents == ["chitchat"]  # nothing to go ahead with

@@ -183,18 +183,6 @@ def _generality() -> np.ndarray | None:
     return _GENERALITY[path]
 
 
-def _topic_turn(turns: list[Turn]) -> Turn:
-    """The earlier user turn a follow-up leans on, for the matcher's "previous [SEP] this turn":
-    the previous one, unless it only reacted ("great, thanks") or itself leaned on an earlier one
-    ("did she open it?" after "send Greta the invoice for the mural"); then the nearest earlier
-    turn, within CONTEXT_DEPTH, that stands on its own words."""
-    earlier = [t for t in turns[-1 - CONTEXT_DEPTH:-1] if not is_social(t.text)]
-    for t in reversed(earlier):
-        if not is_anaphoric(t.text):
-            return t
-    return earlier[0] if earlier else turns[-2]
-
-
 _SENTENCE_JOIN = re.compile(r"[.!?;\-]*")  # a piece that follows a sentence break, not "and" / "then"
 
 
@@ -390,13 +378,26 @@ class EmbeddedRouter:
         # "previous [SEP] this turn" in training/pairs.py, so the matcher itself weighs staying
         # against switching.
         context = followup or (len(turns) > 1 and not is_topic_shift(latest.text) and is_anaphoric(latest.text))
-        prev = " ".join(split_blocks(_topic_turn(turns).text).ask.split()[-40:]) if context else ""
+        prev = " ".join(split_blocks(self._topic_turn(turns).text).ask.split()[-40:]) if context else ""
         top = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__,
                      reverse=True)[:RERANK_TOP]
         logits = self.matcher.logits(conversation_text(prev, latest.text), top)
         unit = self.index.unit or 1.0
         combined = {i: scores[i] / unit + RERANK_W * float(x) for i, x in zip(top, logits)}
         return max(top, key=combined.__getitem__), {i: float(x) for i, x in zip(top, logits)}
+
+    def _topic_turn(self, turns: list[Turn]) -> Turn:
+        """The earlier user turn a follow-up leans on, for the matcher's "previous [SEP] this turn":
+        the previous one, unless it only reacted ("great, thanks") or itself leaned on an earlier
+        one without naming a topic ("did she open it?" after "send Greta the invoice for the
+        mural"); then the nearest earlier turn, within CONTEXT_DEPTH, that stands on its own words
+        (not anaphoric, or its words alone pick an agent: "ok, also book Oscar's check-up")."""
+        earlier = [t for t in turns[-1 - CONTEXT_DEPTH:-1] if not is_social(t.text)]
+        for t in reversed(earlier):
+            if not is_anaphoric(t.text) or \
+                    self._pick(self._turn_text_scores(t.text, semantic=False), margin=1.0) is not None:
+                return t
+        return earlier[0] if earlier else turns[-2]
 
     # -------------------------------------------------------------- confidence
     def _margin(self, scores: list[float], pick: int | None, margin: float) -> float:

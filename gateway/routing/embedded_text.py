@@ -143,12 +143,16 @@ wow haha lol yay best helpful
 """.split())
 
 
+# Function words that make a turn a question or an instruction however social its other words are:
+# "ok, what now?", "ok do it" (a go-ahead for what the assistant offered).
+_NOT_SOCIAL = frozenset("what how why where when which who do".split())
+
+
 def is_social(text: str) -> bool:
     """True when every word is a greeting / thanks / acknowledgement word."""
     ws = words(text)
-    return bool(ws) and all(w in SOCIAL or w in STOPWORDS and w not in ("what", "how", "why", "where",
-                                                                        "when", "which", "who")
-                            for w in ws) and any(w in SOCIAL_CUES for w in ws)
+    return bool(ws) and all(w in SOCIAL or w in STOPWORDS and w not in _NOT_SOCIAL for w in ws) \
+        and any(w in SOCIAL_CUES for w in ws)
 
 
 # General-knowledge and entertainment question forms. They mention a specialist's topic
