@@ -639,3 +639,22 @@ def test_ok_do_it_is_a_go_ahead_for_the_previous_topic_not_small_talk(router):
     msgs = [u("What is my checking balance?"), a("1,240 dollars. Want me to move 500 to savings?"), u("ok do it")]
     assert router.route(msgs).agents == ["banking"]
     assert router.route([u("ok do it")]).agents == ["chitchat"]  # nothing to go ahead with
+
+
+@pytest.mark.parametrize("text, agents", [
+    # a statement before a question is its scene, though the question mark goes with the break
+    ("I'm driving to the hotel later but first: has my card been unblocked yet?", ["banking"]),
+    ("I'm flying to Oslo tonight but first: is my card unblocked?", ["banking"]),
+    # a first sentence with no request form before "First ..., then ..." sets the scene for the steps
+    ("Storm warning for Dublin tomorrow. First move my flight to Monday, then book a hotel near the airport.",
+     ["flights", "hotels"]),
+])
+def test_a_statement_before_a_question_or_a_list_of_steps_sets_the_scene(router, text, agents):
+    assert router.route([u(text)]).agents == agents
+
+
+def test_a_piece_remembers_its_question_mark():
+    from gateway.routing.embedded_segment import split_pieces
+
+    pieces = split_pieces("Is my card blocked? Book a hotel in Rome and is it near the station?")
+    assert [p.question for p in pieces] == [True, False, True]

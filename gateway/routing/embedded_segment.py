@@ -41,6 +41,7 @@ class Piece:
     joiner: str = ""        # marker text before this piece ("" for the first piece)
     goes_first: bool = False  # "but first ...", "before that ..."
     background: bool = False  # declarative statement after a sentence break: context only
+    question: bool = False    # ended with "?" (the mark goes with the break, so the text lacks it)
 
 
 # Abbreviations whose period does not end a sentence ("Dr. Kim", "St. Louis", "e.g. this").
@@ -67,6 +68,8 @@ def split_pieces(text: str) -> list[Piece]:
         pieces.append(_piece(chunk, joiner, bool(pieces)))
     # A leading statement followed by a request ("My printer is broken - can I get a QR
     # code instead?") sets the scene for that request; it is not an ask of its own.
+    for i, p in enumerate(pieces):
+        p.question = "?" in (pieces[i + 1].joiner if i + 1 < len(pieces) else t[pos:])
     pieces = _split_serial_list(pieces)
     pieces = [q for p in pieces for q in _split_comma_statement(p)]
     pieces = [q for p in pieces for q in _split_subordinate(p)]
@@ -83,6 +86,9 @@ _SENTENCE_END = re.compile(r"[.!?;\-]")
 _PLAIN_ASK = re.compile(r"\?|\b(?:can|could|would|will) you\b|\bplease\b|\bhelp me\b|\bi (?:need|want|would like)\b")
 
 
+_FIRST_ASK = re.compile(r"\s*first\b")  # a sentence that opens the turn's list of steps
+
+
 def _scene_setting(pieces: list[Piece]) -> int:
     """How many leading clauses of the turn only set the scene for the ask that follows them.
 
@@ -91,19 +97,23 @@ def _scene_setting(pieces: list[Piece]) -> int:
     that plainly asks ("The landlord still hasn't returned my deposit. Can you draft a letter
     about it?", "The new cards came and they look great! Could you post about the rebrand?").
     Not when a clause adds itself to what came before ("... and also ...", "Also ...", "can you
-    also ..."): that is a second report or ask.
+    also ..."): that is a second report or ask. A first sentence with no request form before a
+    sentence that opens a list of steps ("Got rear-ended yesterday. First report it to my insurer,
+    then ...") sets the scene for those steps, whatever their form.
     """
     if len(pieces) < 2:
         return 0
     first, second = pieces[0], pieces[1]
     if _is_statement(first.text) and not _ADDITIVE.search(second.joiner) and not _ADDITIVE.match(second.text) \
-            and _REQUEST.search(second.text):
+            and (_REQUEST.search(second.text) or second.question):
         return 1
     # The first sentence: the clauses before the first sentence break.
     k = next((i for i, p in enumerate(pieces) if i and _SENTENCE_END.match(p.joiner)), None)
     if k is None or not _STATEMENT_END.fullmatch(pieces[k].joiner):
         return 0
     lead, ask = pieces[:k], pieces[k]
+    if _FIRST_ASK.match(ask.text) and not any(_REQUEST.search(p.text) for p in lead):
+        return k  # "Got rear-ended yesterday. First report it ..., then ...": the asks start at "first"
     rest = " ".join(f"{p.joiner} {p.text}" for p in pieces[1:])
     if any(_REQUEST.search(p.text) for p in lead) or _ADDITIVE.match(lead[0].text) or _ADDITIVE.match(ask.text) \
             or not _PLAIN_ASK.search(ask.text) or _ALSO.search(rest):
@@ -127,12 +137,12 @@ def _split_subordinate(p: Piece) -> list[Piece]:
     if m and not _is_statement(m.group(3)):
         sub, main = m.group(2), m.group(3)
         return [Piece(sub, p.joiner, p.goes_first, p.background),
-                Piece(main, m.group(1), m.group(1) == "before", False)]
+                Piece(main, m.group(1), m.group(1) == "before", False, p.question)]
     m = _TRAIL_SUB.match(p.text)
     if m and not _is_statement(m.group(1)):
         main, sub = m.group(1), m.group(3)
         return [Piece(main, p.joiner, p.goes_first, p.background),
-                Piece(sub, m.group(2), m.group(2) != "before", False)]
+                Piece(sub, m.group(2), m.group(2) != "before", False, p.question)]
     return [p]
 
 
@@ -157,6 +167,7 @@ def _split_serial_list(pieces: list[Piece]) -> list[Piece]:
             continue
         out.append(Piece(items[0], p.joiner, p.goes_first, p.background))
         out.extend(Piece(x, ",", False, False) for x in items[1:])
+        out[-1].question = p.question
     return out
 
 
@@ -176,7 +187,7 @@ def _split_comma_statement(p: Piece) -> list[Piece]:
     # that the statement could be background to: the statement is the clause itself.
     if head in _OPENERS or not _is_statement(tail) or _is_statement(head):
         return [p]
-    return [Piece(head, p.joiner, p.goes_first, p.background), Piece(tail, ",", False, True)]
+    return [Piece(head, p.joiner, p.goes_first, p.background), Piece(tail, ",", False, True, p.question)]
 
 
 def _is_statement(chunk: str) -> bool:
