@@ -35,6 +35,11 @@ weather / flights / IT-helpdesk agents, padded or trimmed to 12).
         --cases tests/data/routing_seventh.jsonl
     .venv/bin/python bench/routing_eval.py --agents tests/data/routing_eighth_agents.yaml \\
         --cases tests/data/routing_eighth.jsonl
+    # ... and at its end (a school parent's assistant; a restaurant's back office):
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_ninth_agents.yaml \\
+        --cases tests/data/routing_ninth.jsonl
+    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_tenth_agents.yaml \\
+        --cases tests/data/routing_tenth.jsonl
 """
 
 from __future__ import annotations
