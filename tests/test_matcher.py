@@ -367,7 +367,8 @@ def test_a_general_sounding_turn_goes_to_the_specialist_the_matcher_prefers_to_t
     """The matcher reads the turn with the default agent's description as well as the leading
     specialists': the turn leaves the default agent only when a specialist scores above it."""
     r = _router(monkeypatch)
-    trivia = "who invented the jet engine?"
+    trivia = "who invented the first passenger flights?"
+    assert r._turn_text_scores(trivia)[1] > 0  # the flights agent has evidence: a candidate
     r.matcher = spy = _Spy(prefer=3)  # the default agent ("chat") scores highest
     d = r.route([{"role": "user", "content": trivia}])
     assert d.agents == ["chat"] and d.reason == "general_question"
@@ -425,7 +426,8 @@ def test_a_general_turn_a_specialist_claims_by_words_stays_general_when_the_matc
     assert r._pick(r._turn_text_scores(trivia), margin=emb.GEN_CLAIM) == 1
     r.matcher = _Spy(prefer=3)  # the default agent fits best
     d = r.route([{"role": "user", "content": trivia}])
-    assert d.agents == ["chat"] and d.reason == "general_question"
+    assert d.agents == ["chat"] and d.reason == "general_question+matcher"
+    assert d.reranked and d.confidence == 0.0 and d.scores["matcher:chat"] > d.scores["matcher:flights"]
     r.matcher = _Spy(prefer=1)  # the claiming specialist fits best: the claim stands
     assert r.route([{"role": "user", "content": trivia}]).agents == ["flights"]
     r.matcher = None  # no matcher: the words' claim decides, as before

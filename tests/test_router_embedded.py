@@ -558,10 +558,15 @@ def test_a_thanks_in_between_does_not_cut_an_anaphoric_turn_off_its_topic(router
     msgs[-1] = u("what is my checking balance?")
     d = router.route(msgs)
     assert d.agents == ["banking"] and d.reason == "single"
+    # a short turn that does not point back starts afresh after the thanks
+    for text, agents in (("tell me a joke", ["chitchat"]), ("how are you?", ["chitchat"]),
+                         ("my laptop is slow", ["it_support"])):
+        msgs[-1] = u(text)
+        assert router.route(msgs).agents == agents, text
 
 
 @pytest.mark.parametrize("text", ["separately, can you tell me something fun?", "thanks. separately, what's new",
-                                  "different thing: how are you", "ok, another issue - my card"])
+                                  "different thing: how are you", "ok, separate issue - my card"])
 def test_separately_and_a_separate_thing_change_the_subject(text):
     from gateway.routing.embedded_dialog import is_topic_shift
 
@@ -569,7 +574,9 @@ def test_separately_and_a_separate_thing_change_the_subject(text):
 
 
 @pytest.mark.parametrize("text", ["I paid for the two rooms separately", "can you bill them separately?",
-                                  "I have another issue with the same booking", "one more thing about that flight"])
+                                  "can you send the invoice and separately the receipt?",
+                                  "another issue with the same booking: it shows the old date",
+                                  "oh and another thing, make it two people", "new issue: it still shows the old time"])
 def test_separately_inside_a_request_is_no_change_of_subject(text):
     from gateway.routing.embedded_dialog import is_topic_shift
 
@@ -652,6 +659,9 @@ def test_ok_do_it_is_a_go_ahead_for_the_previous_topic_not_small_talk(router):
     # a first sentence with no request form before "First ..., then ..." sets the scene for the steps
     ("Storm warning for Dublin tomorrow. First move my flight to Monday, then book a hotel near the airport.",
      ["flights", "hotels"]),
+    # an ask before "First ..." with no list of steps after it is an ask, put second
+    ("Cancel my hotel in Rome. First move my flight to Monday.", ["flights", "hotels"]),
+    ("Reset my VPN password. First, freeze my card.", ["banking", "it_support"]),
 ])
 def test_a_statement_before_a_question_or_a_list_of_steps_sets_the_scene(router, text, agents):
     assert router.route([u(text)]).agents == agents
@@ -662,3 +672,4 @@ def test_a_piece_remembers_its_question_mark():
 
     pieces = split_pieces("Is my card blocked? Book a hotel in Rome and is it near the station?")
     assert [p.question for p in pieces] == [True, False, True]
+    assert [p.question for p in split_pieces("Book a hotel in Rome. Is it near the station? ")] == [False, True]

@@ -73,11 +73,12 @@ from gateway.routing.embedded_dialog import (
     has_anaphoric_subject,
     is_anaphoric,
     is_topic_shift,
+    refers_back,
     user_turns,
 )
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
-from gateway.routing.embedded_segment import split_pieces, stated_order
+from gateway.routing.embedded_segment import Piece, split_pieces, stated_order
 from gateway.routing.embedded_semantic import SemanticIndex
 from gateway.routing.embedded_text import (
     content_stems,
@@ -183,7 +184,7 @@ def _generality() -> np.ndarray | None:
     return _GENERALITY[path]
 
 
-_SENTENCE_JOIN = re.compile(r"[.!?;\-]*")  # a piece that follows a sentence break, not "and" / "then"
+_SENTENCE_JOIN = re.compile(r"[.!?;\-]+")  # a piece that follows a sentence break, not "and" / "then"
 
 
 @dataclass
@@ -214,7 +215,7 @@ class EmbeddedRouter:
         # Whether encoding several texts in one call is cheaper than one by one: the numpy encoder
         # batches; the int8 ONNX one runs one text per call by design, so encoding ahead of use
         # (`_prefetch`) would only spend time on texts the decision may never read.
-        self._batches = self.sentences is not None and \
+        self._prefetch_pays = self.sentences is not None and \
             getattr(self.sentences.encoder, "backend", "numpy") == "numpy"
         self.generality = _generality() if self.sentences is not None else None
         self.matcher = _matcher_scorer(self.agents, self.sentences) if self.sentences is not None else None
@@ -240,7 +241,7 @@ class EmbeddedRouter:
             return self._default("empty")
         if is_social(latest.text):
             return self._default("smalltalk")
-        if self.sentences is not None and self._batches:
+        if self._prefetch_pays:
             self._prefetch(turns[-1 - CONTEXT_DEPTH:])
         ask = split_blocks(latest.text).ask
         gen = self._general(ask)
@@ -250,28 +251,31 @@ class EmbeddedRouter:
         # conversation's topic and is scored with its context below.
         bare_followup = len(turns) > 1 and is_anaphoric(latest.text) and not is_topic_shift(latest.text) \
             and len(content_words(ask)) <= 1
-        if (worded or gen > GEN_HI) and not bare_followup and not self._multi(latest.text):
+        margins: list[float] = []
+        multi = self._multi(latest.text, margins)
+        if (worded or gen > GEN_HI) and not bare_followup and not multi:
             # "who invented the jet engine?", "how does a VPN work?": about the world, not about
-            # anything of the user's that a specialist manages. The matcher, reading the turn with
-            # the default agent's description and the leading specialists', has the last word
-            # either way: a question that reads as general knowledge belongs to a coding mentor or
-            # a tutor when the listener has one ("whats the difference between let and const"),
-            # and a specialist that claims a general question by its words alone ("is it true the
-            # first public library was in Alexandria?" with a library agent) does not get it when
-            # the default agent fits better. Without the matcher, the classifier decides, unless a
-            # specialist's description claims the question clearly (GEN_CLAIM): an agent for
-            # "history of empires" is the right one for "tell me about the Roman empire".
+            # anything of the user's that a specialist manages. With the matcher, it reads the turn
+            # with the default agent's description beside the leading specialists': a question that
+            # reads as general knowledge goes to a specialist the matcher scores above the default
+            # agent (a coding mentor for "whats the difference between let and const"), and a
+            # specialist that claims a general question by its words (GEN_CLAIM: "is it true the
+            # first public library was in Alexandria?" with a library agent) loses it when the
+            # matcher scores the default agent above every candidate. Without the matcher, the
+            # classifier decides, unless a specialist's description claims the question clearly: an
+            # agent for "history of empires" is the right one for "tell me about the Roman empire".
+            if worded and not self._can_claim:
+                return self._default("general_question")
             whole = self._turn_text_scores(latest.text)
             claim = self._matcher_claim(latest.text, whole)
             if worded or self._pick(whole, margin=GEN_CLAIM) is None:
-                if claim is None:
+                if claim is None or claim[0] is None:
                     return self._default("general_question")
                 return self._claimed(claim, whole, "general_question+matcher")
-            if claim is None and self.matcher is not None and self.has_default:
-                return self._default("general_question")
+            if claim is not None and claim[0] is None:
+                return self._claimed(claim, whole, "general_question+matcher")
+            # a claimant the matcher does not overrule: routed below like any task
 
-        margins: list[float] = []
-        multi = self._multi(latest.text, margins)
         if multi:
             # As sure as its least clear clause.
             return RoutingDecision([self.ids[i] for i in multi], "multi",
@@ -288,7 +292,7 @@ class EmbeddedRouter:
             # No specialist cleared the bar by its evidence: the matcher may still find one that
             # fits the turn better than the default agent does.
             claim = self._matcher_claim(latest.text, scores)
-            if claim is not None:
+            if claim is not None and claim[0] is not None:
                 return self._claimed(claim, scores, "no_match+matcher")
         margin = self._margin(scores, best, 1.0)
         reranked = None
@@ -313,34 +317,44 @@ class EmbeddedRouter:
         decision.candidates = self._candidates(scores)
         return decision
 
-    def _matcher_claim(self, text: str, scores: list[float]) -> tuple[int, dict[int, float]] | None:
-        """The leading specialist (of the top RERANK_TOP by evidence) that the matcher scores above
-        the default agent, reading the turn with each description, and the logits; else None.
+    @property
+    def _can_claim(self) -> bool:
+        """Whether the matcher can weigh a specialist against the default agent (`_matcher_claim`)."""
+        return self.matcher is not None and self.has_default
+
+    def _matcher_claim(self, text: str, scores: list[float]) -> tuple[int | None, dict[int, float]] | None:
+        """The matcher's verdict between the default agent and the leading specialists (the top
+        RERANK_TOP with evidence of their own), reading the turn with each description: (the
+        specialist it scores above the default agent, or None when the default agent scores
+        highest; the logits). None when it cannot judge: no matcher, no `default: true` agent (the
+        fallback is then the first agent, a specialist whose description is no no-match
+        candidate), or no specialist with evidence.
 
         The default agent's description ("small talk, trivia, general knowledge, anything no other
         agent covers") is the matcher's own no-match candidate, so "is this the specialist's or
-        general?" is asked of *this* listener's descriptions, at the matcher's boundary (a higher
+        general?" is asked of *this* listener's descriptions at the matcher's boundary (a higher
         logit than the default agent's), not of the turn alone: a question that reads as general
-        knowledge belongs to a tutor when the listener has one. Without a `default: true` agent the
-        fallback is the first agent, a specialist whose description is no such candidate."""
-        if self.matcher is None or not self.has_default:
+        knowledge belongs to a tutor when the listener has one."""
+        if not self._can_claim:
             return None
-        top = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__,
-                     reverse=True)[:RERANK_TOP]
+        top = sorted((i for i in range(len(scores)) if i != self.default and scores[i] > 0),
+                     key=scores.__getitem__, reverse=True)[:RERANK_TOP]
         if not top:
             return None
         cand = top + [self.default]
         logits = {i: float(x) for i, x in zip(cand, self.matcher.logits(text, cand))}
         best = max(top, key=logits.__getitem__)
-        return (best, logits) if logits[best] > logits[self.default] else None
+        return (best if logits[best] > logits[self.default] else None), logits
 
-    def _claimed(self, claim: tuple[int, dict[int, float]], scores: list[float], reason: str) -> RoutingDecision:
-        """A decision for the specialist the matcher claimed from the default agent: unsure by
-        construction (the router's own evidence did not pick it), so `router: hybrid` escalates it."""
+    def _claimed(self, claim: tuple[int | None, dict[int, float]], scores: list[float],
+                 reason: str) -> RoutingDecision:
+        """A decision the matcher made against the words (a specialist claimed from the default
+        agent, or the default agent kept against a specialist's word claim): unsure by
+        construction, so `router: hybrid` escalates it; the logits go on the routing span."""
         pick, logits = claim
         table = {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
-        d = RoutingDecision([self.ids[pick]], reason, {**table, **{f"matcher:{self.ids[i]}": round(v, 3)
-                                                                    for i, v in logits.items()}})
+        table.update({f"matcher:{self.ids[i]}": round(v, 3) for i, v in logits.items()})
+        d = RoutingDecision([self.ids[self.default if pick is None else pick]], reason, table)
         d.confidence = self._confidence(0.0)
         d.reranked = True
         d.candidates = self._candidates(scores)
@@ -387,13 +401,18 @@ class EmbeddedRouter:
         return max(top, key=combined.__getitem__), {i: float(x) for i, x in zip(top, logits)}
 
     def _topic_turn(self, turns: list[Turn]) -> Turn:
-        """The earlier user turn a follow-up leans on, for the matcher's "previous [SEP] this turn":
-        the previous one, unless it only reacted ("great, thanks") or itself leaned on an earlier
-        one without naming a topic ("did she open it?" after "send Greta the invoice for the
-        mural"); then the nearest earlier turn, within CONTEXT_DEPTH, that stands on its own words
-        (not anaphoric, or its words alone pick an agent: "ok, also book Oscar's check-up")."""
-        earlier = [t for t in turns[-1 - CONTEXT_DEPTH:-1] if not is_social(t.text)]
+        """The earlier user turn a follow-up leans on, for the matcher's "previous [SEP] this turn"
+        (``turns`` holds two or more): the previous one, unless it leaned on an earlier one without
+        naming a topic ("did she open it?" after "send Greta the invoice for the mural"), or only
+        thanked while this turn points back past the thanks ("great, thanks" ... "can you do the
+        same for next week?"); then the nearest earlier turn, within CONTEXT_DEPTH, that stands on
+        its own words (not anaphoric, or its words alone pick an agent: "ok, also book Oscar's
+        check-up"), else the earliest of them."""
+        skip_social = refers_back(turns[-1].text)
+        earlier = [t for t in turns[-1 - CONTEXT_DEPTH:-1] if not (skip_social and is_social(t.text))]
         for t in reversed(earlier):
+            if is_social(t.text):
+                return t  # a thanks the turn does not reach past: the previous turn as it is
             if not is_anaphoric(t.text) or \
                     self._pick(self._turn_text_scores(t.text, semantic=False), margin=1.0) is not None:
                 return t
@@ -532,10 +551,10 @@ class EmbeddedRouter:
     def _turn_scores(self, turns: list[Turn], depth: int) -> tuple[list[float], bool]:
         """Scores of the last turn, blended with earlier turns when it is a follow-up."""
         latest = turns[-1]
-        # A social turn ("great, thanks") closes nothing for a turn that points back past it
-        # ("actually can you do the same for next week?"): the topic comes from before the thanks.
+        # A social turn ("great, thanks") closes the topic, except for a turn that points back past
+        # it ("actually can you do the same for next week?"): its topic comes from before the thanks.
         if len(turns) < 2 or depth <= 0 or is_topic_shift(latest.text) or \
-                is_social(turns[-2].text) and not is_anaphoric(latest.text):
+                (is_social(turns[-2].text) and not refers_back(latest.text)):
             return self._turn_text_scores(latest.text), False
         # Whether the turn stands on its own is judged on its words alone: a semantic
         # guess must not cut a follow-up ("what about the day after?") off its topic.
@@ -590,7 +609,7 @@ class EmbeddedRouter:
             ctx[name] = max(max(ctx), 0.0) + NAME_W * self.index.unit
         return ctx if self._pick(ctx, margin=1.0) is not None else None
 
-    def _incidental_fragment(self, p, clause: list[float], agent: int) -> bool:
+    def _incidental_fragment(self, p: Piece, agent: int) -> bool:
         """A fragment sentence after an ask ("Is there a waiting list for the new Rooney? Put me on
         it.", "... What should I change?") that points at another agent only through an incidental
         word: at most two content words, and the encoder finds no meaning of its own for that agent
@@ -599,7 +618,8 @@ class EmbeddedRouter:
         Weather there?", "... Will it rain?") and stays an intent."""
         if self.sentences is None or not _SENTENCE_JOIN.fullmatch(p.joiner) or len(content_stems(p.text)) > 2:
             return False
-        meaning = clause[agent] - self._scores(p.text, semantic=False)[agent]
+        # the encoder's share alone (no request-form credit on either side)
+        meaning = self._scores(p.text, form=False)[agent] - self._scores(p.text, semantic=False)[agent]
         return meaning < MIN_EVIDENCE * self.index.unit
 
     def _multi(self, text: str, margins: list[float] | None = None) -> list[int] | None:
@@ -617,7 +637,7 @@ class EmbeddedRouter:
             agent = None if clause is None else self._pick(clause, margin=m)
             if agent is None or (groups and groups[-1].agent == agent):
                 continue
-            if groups and self._incidental_fragment(p, clause, agent):
+            if groups and self._incidental_fragment(p, agent):
                 continue
             if margins is not None:
                 margins.append(self._margin(clause, agent, MARGIN))

@@ -97,8 +97,20 @@ def has_anaphoric_subject(text: str) -> bool:
 # starts a new topic and inherits nothing.
 _TOPIC_SHIFT = re.compile(
     r"(?:^|[,.;:!?]\s*|\b(?:but|and|also|ok(?:ay)?|so)\s+)(?:(?:on\s+)?(?:a|an)\s+)?"
-    r"(?:unrelated|separately|(?:different|separate|unrelated|new|another)\s+(?:note|question|topic|subject|matter|thing|issue)|"
+    r"(?:unrelated|separately(?=\s*[,:])|(?:different|separate|unrelated|new|another)\s+(?:note|question|topic|subject|matter)|"
+    r"(?:different|separate|unrelated)\s+(?:thing|issue)|"
     r"on\s+another\s+(?:note|topic)|chang(?:e|ing)\s+(?:of\s+|the\s+)?(?:subject|topic))\b")
+
+
+# Words that point back at something said before ("can you do the same for next week?", "send
+# her another one", "move that to Thursday"): what lets a turn reach past a thanks for its topic.
+# Narrower than _ANAPHOR: no "it" (a dummy subject: "what time is it in Tokyo?") and no length rule.
+_BACK_REFERENCE = re.compile(r"\b(?:same|again|another|other|instead|that|those|these|them)\b")
+
+
+def refers_back(text: str) -> bool:
+    """True when the turn points back at something said earlier in the conversation."""
+    return bool(_BACK_REFERENCE.search(normalize(text)))
 
 
 def is_topic_shift(text: str) -> bool:

@@ -66,13 +66,17 @@ def split_pieces(text: str) -> list[Piece]:
     chunk = t[pos:].strip(" ,.!?")
     if chunk:
         pieces.append(_piece(chunk, joiner, bool(pieces)))
-    # A leading statement followed by a request ("My printer is broken - can I get a QR
-    # code instead?") sets the scene for that request; it is not an ask of its own.
+        end = t[pos:]
+    else:
+        end = joiner + t[pos:]  # the turn ended on a marker ("... the airport? ")
+    # Each piece ends where the next one's joiner starts; the last one at the end of the turn.
     for i, p in enumerate(pieces):
-        p.question = "?" in (pieces[i + 1].joiner if i + 1 < len(pieces) else t[pos:])
+        p.question = "?" in (pieces[i + 1].joiner if i + 1 < len(pieces) else end)
     pieces = _split_serial_list(pieces)
     pieces = [q for p in pieces for q in _split_comma_statement(p)]
     pieces = [q for p in pieces for q in _split_subordinate(p)]
+    # A leading statement followed by a request ("My printer is broken - can I get a QR
+    # code instead?") sets the scene for that request; it is not an ask of its own.
     for p in pieces[:_scene_setting(pieces)]:
         p.background = True
     return pieces
@@ -112,8 +116,12 @@ def _scene_setting(pieces: list[Piece]) -> int:
     if k is None or not _STATEMENT_END.fullmatch(pieces[k].joiner):
         return 0
     lead, ask = pieces[:k], pieces[k]
-    if _FIRST_ASK.match(ask.text) and not any(_REQUEST.search(p.text) for p in lead):
-        return k  # "Got rear-ended yesterday. First report it ..., then ...": the asks start at "first"
+    if _FIRST_ASK.match(ask.text) and not any(_REQUEST.search(p.text) for p in lead) \
+            and any(_SEQUENCE.search(p.joiner) for p in pieces[k + 1:]):
+        # "Got rear-ended yesterday. First report it ..., then ...": the steps start at "first". (Not
+        # "Cancel my hotel. First move my flight.": without a list of steps after it, "first"
+        # puts its ask before the one already made.)
+        return k
     rest = " ".join(f"{p.joiner} {p.text}" for p in pieces[1:])
     if any(_REQUEST.search(p.text) for p in lead) or _ADDITIVE.match(lead[0].text) or _ADDITIVE.match(ask.text) \
             or not _PLAIN_ASK.search(ask.text) or _ALSO.search(rest):
@@ -185,7 +193,7 @@ def _split_comma_statement(p: Piece) -> list[Piece]:
     head, tail = p.text[:m.start()].strip(), p.text[m.end():].strip()
     # A lone opener before the comma ("separately, my bill has ...", "anyway, ...") is no ask
     # that the statement could be background to: the statement is the clause itself.
-    if head in _OPENERS or not _is_statement(tail) or _is_statement(head):
+    if not head or head in _OPENERS or not _is_statement(tail) or _is_statement(head):
         return [p]
     return [Piece(head, p.joiner, p.goes_first, p.background), Piece(tail, ",", False, True, p.question)]
 
