@@ -19,27 +19,16 @@ weather / flights / IT-helpdesk agents, padded or trimmed to 12).
     .venv/bin/python bench/routing_eval.py --both --router lexical    # without the sentence encoder
     .venv/bin/python bench/routing_eval.py --both --router semantic   # the encoder alone
     .venv/bin/python bench/routing_eval.py --verbose            # list the misses
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_heldout_like_agents.yaml \\
-        --cases tests/data/routing_heldout_like.jsonl
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_third_agents.yaml \\
-        --cases tests/data/routing_third.jsonl
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_fourth_agents.yaml \\
-        --cases tests/data/routing_fourth.jsonl
-    # written blind in the seventh session (advice agents beside booking ones; harder):
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_fifth_agents.yaml \\
-        --cases tests/data/routing_fifth.jsonl
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_sixth_agents.yaml \\
-        --cases tests/data/routing_sixth.jsonl
-    # written blind in the eighth session (city resident services; a family farm and farm shop):
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_seventh_agents.yaml \\
-        --cases tests/data/routing_seventh.jsonl
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_eighth_agents.yaml \\
-        --cases tests/data/routing_eighth.jsonl
-    # ... and at its end (a school parent's assistant; a restaurant's back office):
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_ninth_agents.yaml \\
-        --cases tests/data/routing_ninth.jsonl
-    .venv/bin/python bench/routing_eval.py --agents tests/data/routing_tenth_agents.yaml \\
-        --cases tests/data/routing_tenth.jsonl
+    # the author-written sets in tests/data, one at a time:
+    for s in heldout_like third fourth fifth sixth seventh eighth ninth tenth; do
+      .venv/bin/python bench/routing_eval.py --agents tests/data/routing_${s}_agents.yaml \\
+          --cases tests/data/routing_${s}.jsonl
+    done
+
+The tests/data sets: heldout_like, third and fourth were written against the early router; fifth
+and sixth blind in the seventh session (advice agents beside booking ones); seventh and eighth
+blind in the eighth (city resident services; a family farm and farm shop), ninth and tenth at its
+end, after its last change (a school parent's assistant; a restaurant's back office).
 """
 
 from __future__ import annotations
