@@ -288,8 +288,8 @@ def _real(monkeypatch):
 @needs_shipped
 def test_a_general_turn_claimed_by_words_goes_default_when_the_matcher_finds_no_candidate_belongs(monkeypatch):
     """Shipped classifier and matcher. A general-sounding turn a specialist's words claim goes to the
-    default agent when every candidate's logit is below 0; a task-sounding turn with the same matcher
-    verdict stays with a specialist."""
+    default agent when the matcher scores the default agent above every candidate; a task-sounding
+    turn the matcher likes no better stays with a specialist."""
     import gateway.routing.embedded as emb
 
     r, rec = _real(monkeypatch)
@@ -304,7 +304,7 @@ def test_a_general_turn_claimed_by_words_goes_default_when_the_matcher_finds_no_
     assert r._general(task) < emb.GEN_HI and max(r.matcher.logits(task, [0, 1, 2])) < 0
     d = r.route([{"role": "user", "content": task}])
     assert d.agents == ["hotels"] and d.reranked
-    # without the veto's condition (a general-sounding turn) the claimed specialist would stand
+    # not general-sounding: the matcher is not asked against the default agent, the claim stands
     monkeypatch.setattr(emb, "GEN_HI", 1.0)
     assert r.route([{"role": "user", "content": general}]).agents == ["flights"]
 

@@ -41,7 +41,8 @@ descriptions' sentences and `Handles:` examples (`gateway/routing/semantic.py`);
 agent gains SEM_ENC_W clear words per unit of cosine above SEM_ENC_FLOOR, the default
 agent included (its gain raises the bar specialists must clear). Each text is encoded once, when
 scoring first reads it (cached per text: earlier turns of a live conversation are already
-encoded); the numpy encoder, which batches, gets the turn's texts in one batch up front. `PLANO_ROUTER_ENCODER=0` turns the encoder off.
+encoded); the numpy encoder, which batches, gets the turn's texts in one batch up front.
+`PLANO_ROUTER_ENCODER=0` turns the encoder off.
 Trained matcher (`gateway/routing/matcher.py`, issue 12 item 2): a cross-encoder that reads
 the turn (with the previous user turn as context for a follow-up) and a description together,
 shipped as `gateway/routing/data/matcher.npz` (`make -C training matcher`). It re-ranks, it
@@ -62,7 +63,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +78,7 @@ from gateway.routing.embedded_dialog import (
 )
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
-from gateway.routing.embedded_segment import Piece, split_pieces, stated_order
+from gateway.routing.embedded_segment import SENTENCE_BREAK, Piece, split_pieces, stated_order
 from gateway.routing.embedded_semantic import SemanticIndex
 from gateway.routing.embedded_text import (
     content_stems,
@@ -182,9 +182,6 @@ def _generality() -> np.ndarray | None:
     if path not in _GENERALITY:
         _GENERALITY[path] = np.load(path).astype(np.float32) if os.path.isfile(path) else None
     return _GENERALITY[path]
-
-
-_SENTENCE_JOIN = re.compile(r"[.!?;\-]+")  # a piece that follows a sentence break, not "and" / "then"
 
 
 @dataclass
@@ -299,13 +296,7 @@ class EmbeddedRouter:
         if self.matcher is not None and best is not None and margin < RERANK_BELOW:
             reranked = self._rerank(turns, scores, followup)
             best = reranked[0]
-            # A general-sounding turn that a specialist claimed by its words ("summarize the plot
-            # of Legally Blonde" with a legal agent), and that the matcher, reading it with each
-            # candidate's description, finds belongs to none of them (every logit below 0, its
-            # own boundary): general knowledge, not a task.
-            if gen > GEN_HI and max(reranked[1].values()) < 0.0:
-                best = None
-        table = {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
+        table = self._table(scores)
         decision = self._default("no_match->default", table) if best is None else \
             RoutingDecision([self.ids[best]], "followup" if followup else "single", table)
         # A re-ranked pick is as sure as the router's own margin was: unsure (hybrid escalates it).
@@ -352,7 +343,7 @@ class EmbeddedRouter:
         agent, or the default agent kept against a specialist's word claim): unsure by
         construction, so `router: hybrid` escalates it; the logits go on the routing span."""
         pick, logits = claim
-        table = {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
+        table = self._table(scores)
         table.update({f"matcher:{self.ids[i]}": round(v, 3) for i, v in logits.items()})
         d = RoutingDecision([self.ids[self.default if pick is None else pick]], reason, table)
         d.confidence = self._confidence(0.0)
@@ -442,6 +433,10 @@ class EmbeddedRouter:
     def _confidence(margin: float) -> float:
         """A margin squashed into [0, 1): 1 - exp(-margin / CONF_TAU); no margin -> 0."""
         return round(1.0 - math.exp(-max(margin, 0.0) / CONF_TAU), 3)
+
+    def _table(self, scores: list[float]) -> dict[str, float]:
+        """The evidence of the agents that have any, for the routing span."""
+        return {self.ids[i]: round(s, 3) for i, s in enumerate(scores) if s}
 
     def _candidates(self, scores: list[float], k: int = 3) -> list[tuple[str, float]]:
         order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:k]
@@ -616,7 +611,7 @@ class EmbeddedRouter:
         (its share of the evidence is under the no-match floor, MIN_EVIDENCE clear words). It goes
         on with the ask before it. A terse new ask keeps its meaning ("Book a flight to Oslo.
         Weather there?", "... Will it rain?") and stays an intent."""
-        if self.sentences is None or not _SENTENCE_JOIN.fullmatch(p.joiner) or len(content_stems(p.text)) > 2:
+        if self.sentences is None or not SENTENCE_BREAK.fullmatch(p.joiner) or len(content_stems(p.text)) > 2:
             return False
         # the encoder's share alone (no request-form credit on either side)
         meaning = self._scores(p.text, form=False)[agent] - self._scores(p.text, semantic=False)[agent]

@@ -22,6 +22,8 @@ _MARKERS = re.compile(
     r"after\s+that|afterwards|and\s+finally|and\s+additionally|additionally|as\s+well\s+as|also|"
     r"then|plus|and)\b,?\s*)"
 )
+# A joiner that is only a sentence break (". ", "? ", " - "), not "and" / "then".
+SENTENCE_BREAK = re.compile(r"[.!?;\-]+")
 _FIRST = re.compile(r"\b(?:first|before\s+(?:that|you\s+do\s+that|doing\s+that)|beforehand)\b")
 _ADDITIVE = re.compile(r"\b(?:also|and|then|plus|additionally|as well|finally|after that|afterwards)\b")
 _SUBJECT_START = re.compile(r"^\s*(?:my|our|i|we|the|it|this|that|his|her|their|they|he|she|there)\b")
@@ -206,7 +208,7 @@ def _is_statement(chunk: str) -> bool:
 def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:
     j = joiner.strip(" ,").lower()
     goes_first = bool(_FIRST.search(j)) or (has_prev and bool(re.match(r"\s*first\b", chunk)))
-    sentence_break = has_prev and (j == "" or re.fullmatch(r"[.!?;\-]+", j) is not None)
+    sentence_break = has_prev and (j == "" or SENTENCE_BREAK.fullmatch(j) is not None)
     background = sentence_break and not _ADDITIVE.match(chunk) and \
         bool(_SUBJECT_START.match(chunk)) and not _REQUEST.search(chunk)
     return Piece(text=chunk, joiner=j, goes_first=goes_first, background=background)
