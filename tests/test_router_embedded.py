@@ -602,15 +602,24 @@ def chores():
     return EmbeddedRouter(CHORES)
 
 
+def ungated(agents):
+    """A router whose proposed splits all stand: what the segmentation alone proposes (the split
+    gate, tests/test_split_gate.py, then judges each proposal)."""
+    r = EmbeddedRouter(agents)
+    r.split_gate = None
+    return r
+
+
 @pytest.mark.parametrize("text, agents", [
     # a fragment sentence that reaches another agent only through an incidental word of its
     # description ("puts up", "change") goes on with the ask before it
     ("Is the new Ishiguro novel still out on loan? Put me on it.", ["library"]),
     ("I wake at 4am every night and can't get back to sleep. What should I change?", ["sleep_coach"]),
-    # a terse ask with a meaning of its own is an intent
+    # a terse ask with a meaning of its own is proposed as an intent
     ("Renew my library books. Fix the tap too.", ["library", "handyman"]),
 ])
-def test_a_fragment_after_an_ask_is_an_intent_only_with_a_meaning_of_its_own(chores, text, agents):
+def test_a_fragment_after_an_ask_is_an_intent_only_with_a_meaning_of_its_own(text, agents):
+    chores = ungated(CHORES)
     if chores.sentences is None:
         pytest.skip("needs the sentence encoder")
     assert chores.route([u(text)]).agents == agents
@@ -621,8 +630,8 @@ def test_a_fragment_after_an_ask_is_an_intent_only_with_a_meaning_of_its_own(cho
     ("I need a hotel in Rome. Will it rain?", ["hotels", "weather"]),
     ("Freeze my card. Reset my password too.", ["banking", "it_support"]),
 ])
-def test_a_terse_new_ask_after_a_sentence_break_is_still_an_intent(router, text, agents):
-    assert router.route([u(text)]).agents == agents
+def test_a_terse_new_ask_after_a_sentence_break_is_proposed_as_an_intent(text, agents):
+    assert ungated(AGENTS).route([u(text)]).agents == agents
 
 
 def test_a_statement_after_a_lone_opener_is_the_clause_not_its_background(router):
@@ -650,6 +659,16 @@ def test_ok_do_it_is_a_go_ahead_for_the_previous_topic_not_small_talk(router):
     msgs = [u("What is my checking balance?"), a("1,240 dollars. Want me to move 500 to savings?"), u("ok do it")]
     assert router.route(msgs).agents == ["banking"]
     assert router.route([u("ok do it")]).agents == ["chitchat"]  # nothing to go ahead with
+
+
+@pytest.mark.parametrize("reply", ["fine, go for it", "ok get that one", "sure, make it 300", "ok let's"])
+def test_a_go_ahead_with_a_verb_stays_with_the_offer_a_thanks_does_not(router, reply):
+    from gateway.routing.embedded_text import is_social
+
+    assert not is_social(reply)
+    offer = [u("What is my checking balance?"), a("1,240 dollars. Want me to move 500 to savings?")]
+    assert router.route(offer + [u(reply)]).agents == ["banking"]
+    assert router.route(offer + [u("ok great, thanks!")]).agents == ["chitchat"]
 
 
 @pytest.mark.parametrize("text, agents", [

@@ -17,7 +17,10 @@ free-text descriptions alone, in well under a millisecond per decision:
    map confidently to *different* specialists it is a multi-intent request, ordered
    by the text, with "but first / before that / before you ..., ..." clauses moved ahead;
    statements that set the scene ("My printer is broken - ...", "..., we're on the
-   family plan") are background, not asks;
+   family plan") are background, not asks. With the sentence encoder, a clause's pick need
+   only lead, and a learned split gate (`embedded_gate`: the turn's shape - joins, request
+   forms, clause margins - fitted on the corpus) keeps the split only when P(several asks)
+   >= 0.5; a rejected split is one request, routed whole (`PLANO_ROUTER_SPLIT_GATE=0`: off);
 5. otherwise the turn is scored as a whole; words inside prepositional phrases (side
    details: "for my dad") weigh less, and a search-shaped request ("the cheapest one",
    "any under $400") credits whichever agent searches / compares / recommends;
@@ -76,6 +79,7 @@ from gateway.routing.embedded_dialog import (
     refers_back,
     user_turns,
 )
+from gateway.routing.embedded_gate import load_gate, split_features
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
 from gateway.routing.embedded_segment import SENTENCE_BREAK, Piece, split_pieces, stated_order
@@ -216,6 +220,9 @@ class EmbeddedRouter:
             getattr(self.sentences.encoder, "backend", "numpy") == "numpy"
         self.generality = _generality() if self.sentences is not None else None
         self.matcher = _matcher_scorer(self.agents, self.sentences) if self.sentences is not None else None
+        # Learned on splits scored with the sentence encoder (its margins are in those units).
+        self.split_gate = load_gate() if self.sentences is not None else None
+        self.split_trace: list[dict] | None = None  # training/split_gate.py collects features here
         vectors = load_vectors() if semantic and self.sentences is None else None
         self.semantic = SemanticIndex(profiles, vectors) if vectors is not None else None
         kind = self.index.evidence(content_stems(CODE_KIND)).scores
@@ -249,7 +256,8 @@ class EmbeddedRouter:
         bare_followup = len(turns) > 1 and is_anaphoric(latest.text) and not is_topic_shift(latest.text) \
             and len(content_words(ask)) <= 1
         margins: list[float] = []
-        multi = self._multi(latest.text, margins)
+        split: dict = {}
+        multi = self._multi(latest.text, margins, split)
         if (worded or gen > GEN_HI) and not bare_followup and not multi:
             # "who invented the jet engine?", "how does a VPN work?": about the world, not about
             # anything of the user's that a specialist manages. With the matcher, it reads the turn
@@ -274,9 +282,10 @@ class EmbeddedRouter:
             # a claimant the matcher does not overrule: routed below like any task
 
         if multi:
-            # As sure as its least clear clause.
-            return RoutingDecision([self.ids[i] for i in multi], "multi",
-                                   confidence=self._confidence(min(margins)))
+            # As sure as its least clear clause, and as the split gate is that there are several asks.
+            d = RoutingDecision([self.ids[i] for i in multi], "multi",
+                                confidence=self._confidence(min(margins)))
+            return self._gated(d, split)
 
         scores, followup = self._turn_scores(turns, CONTEXT_DEPTH)
         best = self._pick(scores, margin=1.0)
@@ -306,6 +315,17 @@ class EmbeddedRouter:
             decision.reason += "+matcher"
             decision.scores = {**table, **{f"matcher:{self.ids[i]}": round(v, 3) for i, v in reranked[1].items()}}
         decision.candidates = self._candidates(scores)
+        return self._gated(decision, split)
+
+    @staticmethod
+    def _gated(decision: RoutingDecision, split: dict) -> RoutingDecision:
+        """A turn the segmenter split: the gate's P(several asks) goes on the decision, and a
+        decision near the gate's boundary (0.5) is no surer than the gate was (hybrid escalates it)."""
+        p = split.get("split_p")
+        if p is not None:
+            decision.scores = {**decision.scores, "split_gate": p}
+            if decision.confidence is not None:
+                decision.confidence = round(min(decision.confidence, abs(2.0 * p - 1.0)), 3)
         return decision
 
     @property
@@ -617,16 +637,20 @@ class EmbeddedRouter:
         meaning = self._scores(p.text, form=False)[agent] - self._scores(p.text, semantic=False)[agent]
         return meaning < MIN_EVIDENCE * self.index.unit
 
-    def _multi(self, text: str, margins: list[float] | None = None) -> list[int] | None:
+    def _multi(self, text: str, margins: list[float] | None = None, info: dict | None = None) -> list[int] | None:
         """Agents of a multi-intent turn in execution order, or None for a single intent.
-        ``margins`` (if given) receives each picked clause's evidence margin (`_margin`)."""
+        ``margins`` (if given) receives each picked clause's evidence margin (`_margin`); ``info``
+        (if given) receives the split gate's P(several asks) of a proposed split."""
         pieces = split_pieces(split_blocks(text).ask)
         if len(pieces) < 2:
             return None
         groups: list[_Group] = []
+        clauses: list[tuple[Piece, float]] = []
         # A turn that states an order between its asks ("first ..., then ...") says it holds
-        # several: there a clause's best specialist need only lead the runner-up.
-        m = ORDERED_MARGIN if stated_order(pieces) else MARGIN
+        # several: there a clause's best specialist need only lead the runner-up. With the split
+        # gate, leading is enough in any turn: the gate judges whether the clauses are several asks.
+        ordered_turn = stated_order(pieces)
+        m = ORDERED_MARGIN if ordered_turn or self.split_gate is not None else MARGIN
         for p in pieces:
             clause = None if p.background else self._scores(p.text)
             agent = None if clause is None else self._pick(clause, margin=m)
@@ -634,12 +658,24 @@ class EmbeddedRouter:
                 continue
             if groups and self._incidental_fragment(p, agent):
                 continue
-            if margins is not None:
-                margins.append(self._margin(clause, agent, MARGIN))
+            clauses.append((p, self._margin(clause, agent, MARGIN)))
             groups.append(_Group(agent, p.goes_first))
         distinct = {g.agent for g in groups}
         if len(distinct) < 2:
             return None
+        if self.split_gate is not None:
+            # One request with its context, or several asks? (embedded_gate: learned on the shape
+            # of the turn, not on its agents.)
+            features = split_features(clauses, len(distinct), ordered_turn)
+            p_multi = self.split_gate.p_multi(features)
+            if self.split_trace is not None:
+                self.split_trace.append(features)
+            if info is not None:
+                info["split_p"] = round(p_multi, 3)
+            if p_multi < 0.5:
+                return None
+        if margins is not None:
+            margins.extend(m for _, m in clauses)
 
         ordered: list[_Group] = []
         for g in groups:

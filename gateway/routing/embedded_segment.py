@@ -17,6 +17,7 @@ from gateway.routing.embedded_text import normalize
 # Markers are matched on normalised text; the longest alternatives come first.
 _MARKERS = re.compile(
     r"(?P<sent>[.!?;]+\s+|\s+-\s+)"
+    r"|(?P<plus>\s+[+&]\s+)"  # "rota for next week + chase the credit note": a terse "and"
     r"|(?P<conj>,?\s*\b(?:but\s+before\s+(?:that|you\s+do\s+that|doing\s+that)|but\s+first|"
     r"before\s+(?:that|you\s+do\s+that|doing\s+that)|and\s+then|and\s+also|and\s+after\s+that|"
     r"after\s+that|afterwards|and\s+finally|and\s+additionally|additionally|as\s+well\s+as|also|"
@@ -110,7 +111,7 @@ def _scene_setting(pieces: list[Piece]) -> int:
     if len(pieces) < 2:
         return 0
     first, second = pieces[0], pieces[1]
-    if _is_statement(first.text) and not _ADDITIVE.search(second.joiner) and not _ADDITIVE.match(second.text) \
+    if is_statement(first.text) and not _ADDITIVE.search(second.joiner) and not _ADDITIVE.match(second.text) \
             and (_REQUEST.search(second.text) or second.question):
         return 1
     # The first sentence: the clauses before the first sentence break.
@@ -144,12 +145,12 @@ _TRAIL_SUB = re.compile(r"^(.+?),?\s+(before|after|once)\s+(you\s.+)$")
 
 def _split_subordinate(p: Piece) -> list[Piece]:
     m = _LEAD_SUB.match(p.text)
-    if m and not _is_statement(m.group(3)):
+    if m and not is_statement(m.group(3)):
         sub, main = m.group(2), m.group(3)
         return [Piece(sub, p.joiner, p.goes_first, p.background),
                 Piece(main, m.group(1), m.group(1) == "before", False, p.question)]
     m = _TRAIL_SUB.match(p.text)
-    if m and not _is_statement(m.group(1)):
+    if m and not is_statement(m.group(1)):
         main, sub = m.group(1), m.group(3)
         return [Piece(main, p.joiner, p.goes_first, p.background),
                 Piece(sub, m.group(2), m.group(2) != "before", False, p.question)]
@@ -195,14 +196,27 @@ def _split_comma_statement(p: Piece) -> list[Piece]:
     head, tail = p.text[:m.start()].strip(), p.text[m.end():].strip()
     # A lone opener before the comma ("separately, my bill has ...", "anyway, ...") is no ask
     # that the statement could be background to: the statement is the clause itself.
-    if not head or head in _OPENERS or not _is_statement(tail) or _is_statement(head):
+    if not head or head in _OPENERS or not is_statement(tail) or is_statement(head):
         return [p]
     return [Piece(head, p.joiner, p.goes_first, p.background), Piece(tail, ",", False, True, p.question)]
 
 
-def _is_statement(chunk: str) -> bool:
+def is_statement(chunk: str) -> bool:
+    """A declarative clause with the user or a thing as subject and no request form ("my
+    landlord is a nightmare", "the 7:42 has been turning up packed"): it tells, it does not ask."""
     return bool(_SUBJECT_START.match(chunk)) and not _REQUEST.search(chunk) and \
         not _ADDITIVE.match(chunk)
+
+
+def has_subject(chunk: str) -> bool:
+    """The clause opens with a subject ("my ...", "we ...", "the ...", "it ..."): it may tell
+    rather than ask; an imperative or a bare request ("fix the tap", "flights to Oslo") does not."""
+    return bool(_SUBJECT_START.match(chunk))
+
+
+def plain_ask(p: Piece) -> bool:
+    """The clause plainly asks: a question, "can / would you ...", "please", "help me", "I need ..."."""
+    return p.question or bool(_PLAIN_ASK.search(p.text))
 
 
 def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:

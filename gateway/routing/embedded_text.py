@@ -144,8 +144,9 @@ wow haha lol yay best helpful
 
 
 # Function words that make a turn a question or an instruction however social its other words are:
-# "ok, what now?", "ok do it" (a go-ahead for what the assistant offered).
-_NOT_SOCIAL = frozenset("what how why where when which who do".split())
+# "ok, what now?", and the verbs of a go-ahead for what the assistant offered: "ok do it", "fine,
+# go for it", "ok get that one", "sure, make it two", "ok let's".
+_NOT_SOCIAL = frozenset("what how why where when which who do get go make give let".split())
 
 
 def is_social(text: str) -> bool:
