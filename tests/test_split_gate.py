@@ -111,3 +111,23 @@ def test_several_asks_stay_several(routers, text, agents):
     assert d.agents == agents and d.reason == "multi"
     assert d.scores["split_gate"] >= 0.5
     assert d.confidence <= round(2.0 * d.scores["split_gate"] - 1.0, 3)
+
+
+README_PROMPT = "What's the weather in Paris and find me flights from NYC to Paris"
+
+
+@pytest.mark.parametrize("listener", [
+    [("weather", "Weather forecasts and current conditions for any city."),
+     ("flights", "Books, changes and cancels flights.")],
+    [("weather_agent", "Gives weather information."), ("flight_agent", "Searches for flights."),
+     ("currency_agent", "Converts currencies.")],
+    [("weather", "Provides current weather, hourly and 10-day forecasts, and severe weather alerts for a location."),
+     ("travel", "Searches and books airline tickets: routes, dates, prices and baggage."),
+     ("hotel", "Hotel search and booking.")],
+])
+def test_the_readme_prompt_keeps_both_asks_whatever_the_descriptions(listener):
+    agents = [AgentSpec(i, d) for i, d in listener] + [AgentSpec("general", "Anything else.", default=True)]
+    r = EmbeddedRouter(agents)
+    if r.split_gate is None:
+        pytest.skip("needs the sentence encoder and the shipped gate")
+    assert r.route(u(README_PROMPT)).agents == [listener[0][0], listener[1][0]]

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.routing.embedded_dialog import is_topic_shift
 from gateway.routing.embedded_segment import SENTENCE_BREAK, Piece, has_subject, is_statement, plain_ask
 from gateway.routing.embedded_text import content_stems
 
@@ -58,8 +59,9 @@ def split_features(clauses: list[tuple[Piece, float]], agents: int, ordered: boo
         # every clause asks: a request form, or no subject before its verb (an imperative,
         # "Fix the tap", or a bare request, "Flights to Oslo on Friday")
         "all_ask": float(all(plain_ask(p) or not has_subject(p.text) for p, _ in clauses)),
-        # a later clause says it adds to the earlier ones ("... too", "... as well")
-        "additive": float(any(_ADDITIVE_IN.search(p.text) for p, _ in clauses[1:])),
+        # a later clause says it adds to the earlier ones ("... too", "... as well") or turns to
+        # another matter ("separately, ...", "unrelated, but ...")
+        "additive": float(any(_ADDITIVE_IN.search(p.text) or is_topic_shift(p.text) for p, _ in clauses[1:])),
     }
 
 

@@ -214,9 +214,15 @@ def has_subject(chunk: str) -> bool:
     return bool(_SUBJECT_START.match(chunk))
 
 
+# A clause that opens as a question, with or without its question mark ("what's the weather in
+# Paris and ...", "is the 7:42 running").
+_QUESTION_START = re.compile(r"\s*(?:what|whats|how|when|where|which|who|whose|why|is|are|was|were|do|does|did|"
+                             r"can|could|will|would|should|shall|may|have|has)\b")
+
+
 def plain_ask(p: Piece) -> bool:
     """The clause plainly asks: a question, "can / would you ...", "please", "help me", "I need ..."."""
-    return p.question or bool(_PLAIN_ASK.search(p.text))
+    return p.question or bool(_PLAIN_ASK.search(p.text)) or bool(_QUESTION_START.match(p.text))
 
 
 def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:
@@ -231,6 +237,9 @@ def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:
 # Words of a joiner that state an order between two asks ("first ..., then ...", "after that",
 # "before you do that", "once ...") rather than merely listing them ("and", "also", "plus").
 _SEQUENCE = re.compile(r"\b(?:then|after|afterwards|before|first|once|next)\b")
+# A later clause that depends on the outcome of the one before ("check whether it arrived; if it
+# did, book the pickup", "... - if not, cancel it", "otherwise refund me"): a data dependency.
+_CONDITIONAL = re.compile(r"\s*(?:if\s+(?:so|not|yes|it|that|they|there|this|he|she)\b|otherwise\b|in\s+that\s+case\b)")
 
 
 def explicit_order(text: str) -> bool:
@@ -249,4 +258,4 @@ def stated_order(pieces: list[Piece]) -> bool:
         return False
     if re.match(r"\s*first\b", pieces[0].text):
         return True
-    return any(p.goes_first or _SEQUENCE.search(p.joiner) for p in pieces[1:])
+    return any(p.goes_first or _SEQUENCE.search(p.joiner) or _CONDITIONAL.match(p.text) for p in pieces[1:])
