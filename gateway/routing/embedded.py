@@ -80,6 +80,7 @@ from gateway.routing.embedded_dialog import (
     user_turns,
 )
 from gateway.routing.embedded_gate import load_gate, split_features
+from gateway.routing.encoder import parallel_texts
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
 from gateway.routing.embedded_segment import SENTENCE_BREAK, Piece, split_pieces, stated_order
@@ -216,8 +217,8 @@ class EmbeddedRouter:
         # Whether encoding several texts in one call is cheaper than one by one: the numpy encoder
         # batches; the int8 ONNX one runs one text per call by design, so encoding ahead of use
         # (`_prefetch`) would only spend time on texts the decision may never read.
-        self._prefetch_pays = self.sentences is not None and \
-            getattr(self.sentences.encoder, "backend", "numpy") == "numpy"
+        self._prefetch_pays = self.sentences is not None and (
+            getattr(self.sentences.encoder, "backend", "numpy") == "numpy" or parallel_texts() > 1)
         self.generality = _generality() if self.sentences is not None else None
         self.matcher = _matcher_scorer(self.agents, self.sentences) if self.sentences is not None else None
         # Learned on splits scored with the sentence encoder (its margins are in those units).
