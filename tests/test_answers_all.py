@@ -348,6 +348,11 @@ def test_demo_answers_every_intent(demo, question, agents, stream):
     ("First find me flights to Tokyo, then tell me the weather there", True),
     ("Find flights to Rome and after that convert 500 USD to EUR", True),
     ("Before you book the hotel, check my balance", True),
+    # a step that depends on the outcome of the one before it
+    ("Check whether my card is unblocked; if it is, book the Lisbon flight.", True),
+    ("Is it going to rain in Dublin on Friday? If so, find me a hotel near the airport.", True),
+    ("Find me a hotel in Dublin - otherwise a room in Cork is fine", True),
+    ("Find me a hotel in Dublin and tell me if it will rain there", False),
 ])
 def test_explicit_order_is_detected_from_sequencing_markers(text, ordered):
     from gateway.routing.embedded_segment import explicit_order

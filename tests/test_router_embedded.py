@@ -403,19 +403,6 @@ def test_a_temporal_clause_about_the_user_is_context_not_a_second_ask(router):
     assert router.route([u("Once you've frozen my card, reset my VPN password")]).agents == ["banking", "it_support"]
 
 
-@pytest.mark.parametrize("text, ordered", [
-    ("Check whether my card is unblocked; if it is, book the Lisbon flight.", True),
-    ("Is it going to rain in Dublin on Friday? If so, find me a hotel near the airport.", True),
-    ("Find me a hotel in Dublin - otherwise a room in Cork is fine", True),
-    ("Find me a hotel in Dublin and tell me if it will rain there", False),
-    ("Freeze my card, it is missing", False),
-])
-def test_a_step_that_depends_on_the_previous_ones_outcome_states_an_order(text, ordered):
-    from gateway.routing.embedded_segment import explicit_order
-
-    assert explicit_order(text) is ordered
-
-
 def test_a_stated_order_between_asks_lowers_each_clauses_margin(router, monkeypatch):
     """"first ..., then ..." says the turn holds several asks: a clause whose best specialist leads
     the runner-up only narrowly still counts there, but not in a turn that states no order."""
