@@ -194,6 +194,28 @@ def test_int8_texts_run_side_by_side_encode_exactly_as_one_by_one(monkeypatch):
     np.testing.assert_array_equal(e.encode(texts), serial)
 
 
+@needs_model
+@needs_onnx
+def test_a_forked_worker_encodes_in_parallel_with_pools_of_its_own(monkeypatch):
+    """The gateway forks workers; a pool made in the parent (its threads gone in the child) must
+    not be the child's, or the child's first parallel encode would hang."""
+    import multiprocessing
+
+    monkeypatch.setenv("PLANO_ENCODER_PARALLEL", "2")
+    e = enc.SentenceEncoder()
+    want = e.encode(_PARITY)          # the parent's pool now exists
+    assert enc._pool is not None
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as p:
+        got = p.apply_async(_encode_in_child, (_PARITY,)).get(timeout=60)
+    np.testing.assert_array_equal(got, want)
+
+
+def _encode_in_child(texts):
+    assert enc._pool is None  # forgotten at fork
+    return enc.SentenceEncoder().encode(texts)
+
+
 def test_numpy_backend_is_used_when_onnxruntime_is_off(monkeypatch):
     monkeypatch.setenv("PLANO_ENCODER_BACKEND", "numpy")
     assert enc._onnx_session(6) is None

@@ -411,6 +411,16 @@ def parallel_texts() -> int:
     return max(1, n)
 
 
+def _forget_pool() -> None:
+    """A forked child starts without the parent's pool (its threads do not survive the fork)."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _parallel_pool():
     """The process-wide thread pool that runs one decision's texts side by side, or None."""
     global _pool
