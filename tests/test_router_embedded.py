@@ -667,7 +667,7 @@ def test_ok_do_it_is_a_go_ahead_for_the_previous_topic_not_small_talk(router):
     assert router.route([u("ok do it")]).agents == ["chitchat"]  # nothing to go ahead with
 
 
-@pytest.mark.parametrize("reply", ["fine, go for it", "ok get that one", "sure, make it 300", "ok let's"])
+@pytest.mark.parametrize("reply", ["fine, go for it", "ok get that one", "sure, make it 300", "ok let's do it"])
 def test_a_go_ahead_with_a_verb_stays_with_the_offer_a_thanks_does_not(router, reply):
     from gateway.routing.embedded_text import is_social
 
@@ -675,6 +675,13 @@ def test_a_go_ahead_with_a_verb_stays_with_the_offer_a_thanks_does_not(router, r
     offer = [u("What is my checking balance?"), a("1,240 dollars. Want me to move 500 to savings?")]
     assert router.route(offer + [u(reply)]).agents == ["banking"]
     assert router.route(offer + [u("ok great, thanks!")]).agents == ["chitchat"]
+
+
+@pytest.mark.parametrize("reply", ["bye, have to go now", "thanks, have to go", "ok thanks, let me know",
+                                   "ok let me think"])
+def test_a_farewell_or_a_pause_after_an_offer_is_small_talk(router, reply):
+    offer = [u("What is my checking balance?"), a("1,240 dollars. Want me to move 500 to savings?")]
+    assert router.route(offer + [u(reply)]).agents == ["chitchat"]
 
 
 @pytest.mark.parametrize("text, agents", [

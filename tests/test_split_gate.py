@@ -47,6 +47,31 @@ def test_the_shipped_gate_loads_and_names_our_features():
     assert isinstance(G.load_gate(), G.SplitGate)
 
 
+@pytest.mark.parametrize("content", [
+    "{not json", "[]", "",
+    json.dumps({"features": list(G.FEATURES), "scale": [1] * len(G.FEATURES)}),                 # no mean
+    json.dumps({"features": list(G.FEATURES), "mean": [0] * len(G.FEATURES), "scale": [0] * len(G.FEATURES),
+                "weights": [1] * len(G.FEATURES), "bias": 0}),                                # zero scale
+    json.dumps({"features": list(G.FEATURES), "mean": [0], "scale": [1], "weights": [1], "bias": 0}),  # short
+    json.dumps({"features": list(G.FEATURES), "mean": [0] * len(G.FEATURES), "scale": [1] * len(G.FEATURES),
+                "weights": [float("nan")] * len(G.FEATURES), "bias": 0}),                     # NaN
+])
+def test_an_unusable_gate_file_means_no_gate_and_routing_goes_on(tmp_path, monkeypatch, caplog, content):
+    bad = tmp_path / "gate.json"
+    bad.write_text(content)
+    monkeypatch.setenv("PLANO_SPLIT_GATE_FILE", str(bad))
+    G._GATES.clear()
+    try:
+        assert G.load_gate() is None
+        r = EmbeddedRouter(AGENTS)
+        assert r.split_gate is None
+        assert r.route(u("Find me a hotel in Lisbon and tell me if it will rain there")).agents
+    finally:
+        G._GATES.clear()
+    if content not in ("[]",):
+        assert "split gate" in caplog.text
+
+
 def test_a_gate_for_other_features_or_switched_off_is_not_used(tmp_path, monkeypatch):
     other = tmp_path / "gate.json"
     other.write_text(json.dumps({"features": ["x"], "mean": [0], "scale": [1], "weights": [1], "bias": 0}))

@@ -57,6 +57,8 @@ def collect(held_out: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
             continue
         agents, cases = suite_cases(s)
         router = EmbeddedRouter(agents)
+        if router.sentences is None:  # the gate reads margins in the sentence encoder's units
+            raise SystemExit("the sentence encoder is not installed (make install): nothing to fit on")
         router.split_gate = _PassThrough()
         for c in cases:
             router.split_trace = []
@@ -69,7 +71,8 @@ def collect(held_out: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def fit(X: np.ndarray, y: np.ndarray, lam: float, steps: int = 3000, lr: float = 0.5) -> SplitGate:
-    mean, scale = X.mean(0), X.std(0) + 1e-9
+    mean, scale = X.mean(0), X.std(0)
+    scale = np.where(scale < 1e-6, 1.0, scale)  # a feature that never varies: no division by ~0
     Z = (X - mean) / scale
     w, b = np.zeros(Z.shape[1]), 0.0
     for _ in range(steps):

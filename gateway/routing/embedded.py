@@ -270,16 +270,17 @@ class EmbeddedRouter:
             # matcher scores the default agent above every candidate. Without the matcher, the
             # classifier decides, unless a specialist's description claims the question clearly: an
             # agent for "history of empires" is the right one for "tell me about the Roman empire".
+            # (A split the gate turned down still puts its P on the decision: `_gated`.)
             if worded and not self._can_claim:
-                return self._default("general_question")
+                return self._gated(self._default("general_question"), split)
             whole = self._turn_text_scores(latest.text)
             claim = self._matcher_claim(latest.text, whole)
             if worded or self._pick(whole, margin=GEN_CLAIM) is None:
                 if claim is None or claim[0] is None:
-                    return self._default("general_question")
-                return self._claimed(claim, whole, "general_question+matcher")
+                    return self._gated(self._default("general_question"), split)
+                return self._gated(self._claimed(claim, whole, "general_question+matcher"), split)
             if claim is not None and claim[0] is None:
-                return self._claimed(claim, whole, "general_question+matcher")
+                return self._gated(self._claimed(claim, whole, "general_question+matcher"), split)
             # a claimant the matcher does not overrule: routed below like any task
 
         if multi:
@@ -300,7 +301,7 @@ class EmbeddedRouter:
             # fits the turn better than the default agent does.
             claim = self._matcher_claim(latest.text, scores)
             if claim is not None and claim[0] is not None:
-                return self._claimed(claim, scores, "no_match+matcher")
+                return self._gated(self._claimed(claim, scores, "no_match+matcher"), split)
         margin = self._margin(scores, best, 1.0)
         reranked = None
         if self.matcher is not None and best is not None and margin < RERANK_BELOW:

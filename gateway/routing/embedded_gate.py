@@ -18,6 +18,7 @@ split; no encoder or matcher work (every input was computed by the segmentation 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -35,7 +36,9 @@ FEATURES = ("n_agents", "min_margin", "statements", "ordered", "only_breaks", "m
             "all_ask", "additive")
 
 # Words inside a later clause that add to what came before ("Fix the tap too.", "... as well").
-_ADDITIVE_IN = re.compile(r"\b(?:too|as well|also|another thing|additionally|on top of that|while you(?:'re| are) at it)\b")
+# ("too" / "as well" only closing the clause: "not too far" is no addition.)
+_ADDITIVE_IN = re.compile(r"\b(?:too|as well)\s*$|\b(?:also|another thing|additionally|on top of that|"
+                          r"while you(?:'re| are) at it)\b")
 
 
 def split_features(clauses: list[tuple[Piece, float]], agents: int, ordered: bool) -> dict[str, float]:
@@ -96,9 +99,27 @@ def load_gate() -> SplitGate | None:
     if path not in _GATES:
         gate = None
         if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-            if tuple(d.get("features", ())) == FEATURES:  # weights for other features: not ours
-                gate = SplitGate(tuple(d["mean"]), tuple(d["scale"]), tuple(d["weights"]), float(d["bias"]))
+            try:
+                gate = _read(path)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logging.getLogger("plano.routing").warning(
+                    "split gate %s unusable, every proposed split stands: %s", path, exc)
         _GATES[path] = gate
     return _GATES[path]
+
+
+def _read(path: str) -> SplitGate | None:
+    """The gate in ``path``; None when it names other features (weights that are not ours);
+    ValueError when its numbers cannot make a gate (wrong lengths, a scale <= 0, not finite)."""
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    if not isinstance(d, dict) or tuple(d.get("features", ())) != FEATURES:
+        return None
+    mean, scale, weights = (tuple(float(x) for x in d[k]) for k in ("mean", "scale", "weights"))
+    bias = float(d["bias"])
+    n = len(FEATURES)
+    if not (len(mean) == len(scale) == len(weights) == n):
+        raise ValueError(f"{n} features but {len(mean)} / {len(scale)} / {len(weights)} numbers")
+    if not all(math.isfinite(x) for x in (*mean, *scale, *weights, bias)) or min(scale) <= 0:
+        raise ValueError("a number is not finite, or a scale is not positive")
+    return SplitGate(mean, scale, weights, bias)

@@ -60,11 +60,12 @@ def split_pieces(text: str) -> list[Piece]:
     joiner = ""
     for m in _MARKERS.finditer(t):
         chunk = t[pos:m.start()].strip(" ,")
+        marker = "and" if m.group("plus") else m.group(0).strip()  # " + " / " & " read as "and"
         if chunk:
             pieces.append(_piece(chunk, joiner, bool(pieces)))
-            joiner = m.group(0).strip()
+            joiner = marker
         else:
-            joiner = (joiner + " " + m.group(0).strip()).strip()
+            joiner = (joiner + " " + marker).strip()
         pos = m.end()
     chunk = t[pos:].strip(" ,.!?")
     if chunk:

@@ -144,16 +144,20 @@ wow haha lol yay best helpful
 
 
 # Function words that make a turn a question or an instruction however social its other words are:
-# "ok, what now?", and the verbs of a go-ahead for what the assistant offered: "ok do it", "fine,
-# go for it", "ok get that one", "sure, make it two", "ok let's".
-_NOT_SOCIAL = frozenset("what how why where when which who do get go make give let".split())
+# "ok, what now?", "ok do it" (a go-ahead for what the assistant offered).
+_NOT_SOCIAL = frozenset("what how why where when which who do".split())
+# A go-ahead for what the assistant offered, in social words: "fine, go for it", "ok get that one",
+# "sure, make it two", "ok let's do it" - an instruction, not small talk ("bye, have to go now",
+# "ok let me think" stay social). Matched on normalised text ("let's" -> "let").
+_GO_AHEAD = re.compile(r"\b(?:go\s+(?:for\s+it|ahead)|let\s+(?:do\s+it|go\b)|"
+                       r"(?:get|take)\s+(?:that|this|it|them|those|these)\b|make\s+it\b)")
 
 
 def is_social(text: str) -> bool:
     """True when every word is a greeting / thanks / acknowledgement word."""
     ws = words(text)
     return bool(ws) and all(w in SOCIAL or w in STOPWORDS and w not in _NOT_SOCIAL for w in ws) \
-        and any(w in SOCIAL_CUES for w in ws)
+        and any(w in SOCIAL_CUES for w in ws) and not _GO_AHEAD.search(normalize(text))
 
 
 # General-knowledge and entertainment question forms. They mention a specialist's topic

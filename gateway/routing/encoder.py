@@ -412,9 +412,11 @@ def parallel_texts() -> int:
 
 
 def _forget_pool() -> None:
-    """A forked child starts without the parent's pool (its threads do not survive the fork)."""
-    global _pool
+    """A forked child starts without the parent's pool (its threads do not survive the fork), and
+    with a fresh lock (another thread may have held the parent's at the fork)."""
+    global _pool, _pool_lock
     _pool = None
+    _pool_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
