@@ -184,14 +184,15 @@ def test_int8_backend_is_independent_of_batch_mates():
 def test_int8_texts_run_side_by_side_encode_exactly_as_one_by_one(monkeypatch):
     """A decision's texts run in parallel (PLANO_ENCODER_PARALLEL, default two on two cores),
     each alone in its run: the same embeddings, in the caller's order, as serial runs."""
-    e = enc.SentenceEncoder()
     texts = _PARITY * 3
     monkeypatch.setenv("PLANO_ENCODER_PARALLEL", "1")
-    assert enc.parallel_texts() == 1 and enc._parallel_pool() is None
-    serial = e.encode(texts)
+    one = enc.SentenceEncoder()
+    assert one.parallel == 1 and enc._parallel_pool(one.parallel) is None
+    serial = one.encode(texts)
     monkeypatch.setenv("PLANO_ENCODER_PARALLEL", "3")
-    assert enc.parallel_texts() == 3 and enc._parallel_pool() is not None
-    np.testing.assert_array_equal(e.encode(texts), serial)
+    side_by_side = enc.SentenceEncoder()
+    assert side_by_side.parallel == 3 and enc._parallel_pool(side_by_side.parallel) is not None
+    np.testing.assert_array_equal(side_by_side.encode(texts), serial)
 
 
 @needs_model

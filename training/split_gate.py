@@ -39,11 +39,14 @@ from gateway.routing.embedded_gate import FEATURES, GATE_FILE, SplitGate  # noqa
 from training.pairs import SUITES, is_val  # noqa: E402
 
 
-class _PassThrough:
-    """A gate that keeps every split (the router records the features it would have read)."""
+class _Recorder:
+    """A gate that keeps every split and records the features the router hands it."""
 
-    @staticmethod
-    def p_multi(features: dict) -> float:
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+
+    def p_multi(self, features: dict) -> float:
+        self.seen.append(features)
         return 1.0
 
 
@@ -59,11 +62,11 @@ def collect(held_out: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
         router = EmbeddedRouter(agents)
         if router.sentences is None:  # the gate reads margins in the sentence encoder's units
             raise SystemExit("the sentence encoder is not installed (make install): nothing to fit on")
-        router.split_gate = _PassThrough()
+        router.split_gate = gate = _Recorder()
         for c in cases:
-            router.split_trace = []
+            gate.seen.clear()
             router.route(c["messages"])
-            for feats in router.split_trace[-1:]:
+            for feats in gate.seen[-1:]:
                 X.append([feats[k] for k in FEATURES])
                 y.append(float(len(c["expected"]) > 1))
                 where.append(c["kind"])

@@ -44,7 +44,8 @@ descriptions' sentences and `Handles:` examples (`gateway/routing/semantic.py`);
 agent gains SEM_ENC_W clear words per unit of cosine above SEM_ENC_FLOOR, the default
 agent included (its gain raises the bar specialists must clear). Each text is encoded once, when
 scoring first reads it (cached per text: earlier turns of a live conversation are already
-encoded); the numpy encoder, which batches, gets the turn's texts in one batch up front.
+encoded); the numpy encoder, which batches, and the int8 one running texts side by side
+(`PLANO_ENCODER_PARALLEL`) get the turn's texts up front.
 `PLANO_ROUTER_ENCODER=0` turns the encoder off.
 Trained matcher (`gateway/routing/matcher.py`, issue 12 item 2): a cross-encoder that reads
 the turn (with the previous user turn as context for a follow-up) and a description together,
@@ -80,7 +81,6 @@ from gateway.routing.embedded_dialog import (
     user_turns,
 )
 from gateway.routing.embedded_gate import load_gate, split_features
-from gateway.routing.encoder import parallel_texts
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
 from gateway.routing.embedded_segment import SENTENCE_BREAK, Piece, split_pieces, stated_order
@@ -214,16 +214,17 @@ class EmbeddedRouter:
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit
         self.sentences = _sentence_scorer(self.agents, encoder) if semantic else None
-        # Whether encoding several texts in one call is cheaper than one by one: the numpy encoder
-        # batches; the int8 ONNX one runs one text per call by design, so encoding ahead of use
-        # (`_prefetch`) would only spend time on texts the decision may never read.
-        self._prefetch_pays = self.sentences is not None and (
-            getattr(self.sentences.encoder, "backend", "numpy") == "numpy" or parallel_texts() > 1)
+        # Whether encoding a turn's texts up front (`_prefetch`) pays: the numpy encoder batches
+        # them; the int8 one runs one text per call, and pays only when it runs several side by
+        # side (PLANO_ENCODER_PARALLEL) - one after the other, it would only spend time on texts
+        # the decision may never read.
+        enc = self.sentences.encoder if self.sentences is not None else None
+        self._prefetch_pays = enc is not None and (
+            getattr(enc, "backend", "numpy") == "numpy" or getattr(enc, "parallel", 1) > 1)
         self.generality = _generality() if self.sentences is not None else None
         self.matcher = _matcher_scorer(self.agents, self.sentences) if self.sentences is not None else None
         # Learned on splits scored with the sentence encoder (its margins are in those units).
         self.split_gate = load_gate() if self.sentences is not None else None
-        self.split_trace: list[dict] | None = None  # training/split_gate.py collects features here
         vectors = load_vectors() if semantic and self.sentences is None else None
         self.semantic = SemanticIndex(profiles, vectors) if vectors is not None else None
         kind = self.index.evidence(content_stems(CODE_KIND)).scores
@@ -235,6 +236,11 @@ class EmbeddedRouter:
 
     # ------------------------------------------------------------------ public
     def route(self, messages: list[dict]) -> RoutingDecision:
+        split: dict = {}
+        return self._gated(self._route(messages, split), split)
+
+    def _route(self, messages: list[dict], split: dict) -> RoutingDecision:
+        """The decision; ``split`` receives the split gate's P of a turn the segmenter split."""
         if len(self.agents) == 1:
             return RoutingDecision([self.ids[0]], "single_agent", confidence=1.0)
         turns = [t for t in user_turns(messages)]
@@ -257,7 +263,6 @@ class EmbeddedRouter:
         bare_followup = len(turns) > 1 and is_anaphoric(latest.text) and not is_topic_shift(latest.text) \
             and len(content_words(ask)) <= 1
         margins: list[float] = []
-        split: dict = {}
         multi = self._multi(latest.text, margins, split)
         if (worded or gen > GEN_HI) and not bare_followup and not multi:
             # "who invented the jet engine?", "how does a VPN work?": about the world, not about
@@ -270,24 +275,22 @@ class EmbeddedRouter:
             # matcher scores the default agent above every candidate. Without the matcher, the
             # classifier decides, unless a specialist's description claims the question clearly: an
             # agent for "history of empires" is the right one for "tell me about the Roman empire".
-            # (A split the gate turned down still puts its P on the decision: `_gated`.)
             if worded and not self._can_claim:
-                return self._gated(self._default("general_question"), split)
+                return self._default("general_question")
             whole = self._turn_text_scores(latest.text)
             claim = self._matcher_claim(latest.text, whole)
             if worded or self._pick(whole, margin=GEN_CLAIM) is None:
                 if claim is None or claim[0] is None:
-                    return self._gated(self._default("general_question"), split)
-                return self._gated(self._claimed(claim, whole, "general_question+matcher"), split)
+                    return self._default("general_question")
+                return self._claimed(claim, whole, "general_question+matcher")
             if claim is not None and claim[0] is None:
-                return self._gated(self._claimed(claim, whole, "general_question+matcher"), split)
+                return self._claimed(claim, whole, "general_question+matcher")
             # a claimant the matcher does not overrule: routed below like any task
 
         if multi:
             # As sure as its least clear clause, and as the split gate is that there are several asks.
-            d = RoutingDecision([self.ids[i] for i in multi], "multi",
-                                confidence=self._confidence(min(margins)))
-            return self._gated(d, split)
+            return RoutingDecision([self.ids[i] for i in multi], "multi",
+                                   confidence=self._confidence(min(margins)))
 
         scores, followup = self._turn_scores(turns, CONTEXT_DEPTH)
         best = self._pick(scores, margin=1.0)
@@ -301,7 +304,7 @@ class EmbeddedRouter:
             # fits the turn better than the default agent does.
             claim = self._matcher_claim(latest.text, scores)
             if claim is not None and claim[0] is not None:
-                return self._gated(self._claimed(claim, scores, "no_match+matcher"), split)
+                return self._claimed(claim, scores, "no_match+matcher")
         margin = self._margin(scores, best, 1.0)
         reranked = None
         if self.matcher is not None and best is not None and margin < RERANK_BELOW:
@@ -317,12 +320,13 @@ class EmbeddedRouter:
             decision.reason += "+matcher"
             decision.scores = {**table, **{f"matcher:{self.ids[i]}": round(v, 3) for i, v in reranked[1].items()}}
         decision.candidates = self._candidates(scores)
-        return self._gated(decision, split)
+        return decision
 
     @staticmethod
     def _gated(decision: RoutingDecision, split: dict) -> RoutingDecision:
-        """A turn the segmenter split: the gate's P(several asks) goes on the decision, and a
-        decision near the gate's boundary (0.5) is no surer than the gate was (hybrid escalates it)."""
+        """A turn the segmenter split, whatever was decided then (several asks, one request, a
+        general question): the gate's P(several asks) goes on the decision, and a decision near the
+        gate's boundary (0.5) is no surer than the gate was (hybrid escalates it)."""
         p = split.get("split_p")
         if p is not None:
             decision.scores = {**decision.scores, "split_gate": p}
@@ -469,8 +473,8 @@ class EmbeddedRouter:
         """Encode, in one batch, the texts this decision's scoring may ask for (each recent
         turn's ask, clauses, foreground / background, pasted quotes, and the assistant reply
         before it); texts seen before (earlier turns of the conversation) hit the cache. Only
-        where batching pays (the numpy encoder): with one text per call, each text is encoded
-        when scoring first asks for it, and the ones it never asks for cost nothing."""
+        where it pays (`_prefetch_pays`): otherwise each text is encoded when scoring first asks
+        for it, and the ones it never asks for cost nothing."""
         texts = []
         for turn in turns:
             blocks = split_blocks(turn.text)
@@ -670,8 +674,6 @@ class EmbeddedRouter:
             # of the turn, not on its agents.)
             features = split_features(clauses, len(distinct), ordered_turn)
             p_multi = self.split_gate.p_multi(features)
-            if self.split_trace is not None:
-                self.split_trace.append(features)
             if info is not None:
                 info["split_p"] = round(p_multi, 3)
             if p_multi < 0.5:

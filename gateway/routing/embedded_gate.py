@@ -11,7 +11,7 @@ learned on the synthetic corpus' training suites (`training/split_gate.py`), and
 split when P(several asks) < 0.5, the classifier's own decision boundary (no tuned cut). A
 rejected split is routed as one request, by the whole turn.
 
-Cost: a handful of regex tests and a dot product of seven numbers, only for turns that were
+Cost: a handful of regex tests and a dot product of nine numbers, only for turns that were
 split; no encoder or matcher work (every input was computed by the segmentation already).
 """
 

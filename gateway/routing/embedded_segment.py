@@ -205,7 +205,7 @@ def _split_comma_statement(p: Piece) -> list[Piece]:
 def is_statement(chunk: str) -> bool:
     """A declarative clause with the user or a thing as subject and no request form ("my
     landlord is a nightmare", "the 7:42 has been turning up packed"): it tells, it does not ask."""
-    return bool(_SUBJECT_START.match(chunk)) and not _REQUEST.search(chunk) and \
+    return has_subject(chunk) and not _REQUEST.search(chunk) and \
         not _ADDITIVE.match(chunk)
 
 

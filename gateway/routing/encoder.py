@@ -308,6 +308,7 @@ class SentenceEncoder:
             self.weights = hashlib.sha256(raw).hexdigest()[:16]
         self.backend = "numpy"
         self._session = _onnx_session(self.weights) if len(self.layers) == 6 and self.dim == 384 else None
+        self.parallel = parallel_texts() if self._session is not None else 1  # read once, at load
         if self._session is not None:
             self.backend = "onnxruntime-int8"
 
@@ -383,7 +384,7 @@ class SentenceEncoder:
             # (or its padding) would shift this text's embedding; alone, a text always encodes
             # the same, whatever it was cached or batched with. Several texts run side by side
             # (ONNX Runtime releases the GIL), each still alone in its run.
-            pool = _parallel_pool() if len(toks) > 1 else None
+            pool = _parallel_pool(self.parallel) if len(toks) > 1 else None
             if pool is None:
                 for i, t in enumerate(toks):
                     out[i] = self._forward([t])
@@ -423,10 +424,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _parallel_pool():
-    """The process-wide thread pool that runs one decision's texts side by side, or None."""
+def _parallel_pool(n: int):
+    """The process-wide thread pool that runs one decision's texts side by side (made once, with
+    ``n`` threads), or None for ``n`` < 2."""
     global _pool
-    n = parallel_texts()
     if n < 2:
         return None
     if _pool is None:
