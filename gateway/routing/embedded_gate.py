@@ -40,6 +40,9 @@ FEATURES = ("n_agents", "min_margin", "statements", "ordered", "only_breaks", "m
 _ADDITIVE_IN = re.compile(r"\b(?:too|as well)\s*$|\b(?:also|another thing|additionally|on top of that|"
                           r"while you(?:'re| are) at it)\b")
 
+# A joiner that adds ("... . Also, ...", "and also", "additionally", "as well as"), not just "and".
+_ADDITIVE_JOIN = re.compile(r"\b(?:also|additionally|as well as|plus)\b")
+
 
 def split_features(clauses: list[tuple[Piece, float]], agents: int, ordered: bool) -> dict[str, float]:
     """Features of a proposed split. ``clauses``: each kept clause with its margin (clear words
@@ -64,7 +67,8 @@ def split_features(clauses: list[tuple[Piece, float]], agents: int, ordered: boo
         "all_ask": float(all(plain_ask(p) or not has_subject(p.text) for p, _ in clauses)),
         # a later clause says it adds to the earlier ones ("... too", "... as well") or turns to
         # another matter ("separately, ...", "unrelated, but ...")
-        "additive": float(any(_ADDITIVE_IN.search(p.text) or is_topic_shift(p.text) for p, _ in clauses[1:])),
+        "additive": float(any(_ADDITIVE_IN.search(p.text) or _ADDITIVE_JOIN.search(p.joiner) or is_topic_shift(p.text)
+                              for p, _ in clauses[1:])),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.routing.embedded_dialog import is_topic_shift
 from gateway.routing.embedded_text import normalize
 
 # Markers are matched on normalised text; the longest alternatives come first.
@@ -52,6 +53,11 @@ _ABBREV = re.compile(r"\b(dr|mr|mrs|ms|prof|st|ave|rd|jr|sr|inc|ltd|co|corp|no|v
                      r"etc|e\.g|i\.e|u\.s|a\.m|p\.m)\.(?=\s)")
 
 
+# A clause cut so far to its bare subject ("i", "and we", "my wife") - an "also" after it sits
+# inside that clause ("I also need ...", "we also want ...") rather than joining a new one.
+_LONE_SUBJECT = re.compile(r"(?:^|[.!?;,]\s*|\b(?:and|but|so)\s+)(?:i|we|you|he|she|they|my \w+|our \w+)$")
+
+
 def split_pieces(text: str) -> list[Piece]:
     """Cut a turn into clauses at sentence ends and coordinating/sequencing markers."""
     t = _ABBREV.sub(lambda m: m.group(1).replace(".", ""), normalize(text))
@@ -61,6 +67,8 @@ def split_pieces(text: str) -> list[Piece]:
     for m in _MARKERS.finditer(t):
         chunk = t[pos:m.start()].strip(" ,")
         marker = "and" if m.group("plus") else m.group(0).strip()  # " + " / " & " read as "and"
+        if marker == "also" and _LONE_SUBJECT.search(chunk):
+            continue  # "... and I also need ...": "also" inside a clause, after its subject
         if chunk:
             pieces.append(_piece(chunk, joiner, bool(pieces)))
             joiner = marker
@@ -97,6 +105,12 @@ _PLAIN_ASK = re.compile(r"\?|\b(?:can|could|would|will) you\b|\bplease\b|\bhelp 
 _FIRST_ASK = re.compile(r"\s*first\b")  # a sentence that opens the turn's list of steps
 
 
+def _changes_subject(text: str) -> bool:
+    """The clause opens on another matter ("separately, ...", "unrelated, but ..."): what came
+    before it is a matter of its own, not its scene."""
+    return is_topic_shift(text)
+
+
 def _scene_setting(pieces: list[Piece]) -> int:
     """How many leading clauses of the turn only set the scene for the ask that follows them.
 
@@ -113,7 +127,7 @@ def _scene_setting(pieces: list[Piece]) -> int:
         return 0
     first, second = pieces[0], pieces[1]
     if is_statement(first.text) and not _ADDITIVE.search(second.joiner) and not _ADDITIVE.match(second.text) \
-            and (_REQUEST.search(second.text) or second.question):
+            and second.joiner not in ("once", "after") and (_REQUEST.search(second.text) or second.question):
         return 1
     # The first sentence: the clauses before the first sentence break.
     k = next((i for i, p in enumerate(pieces) if i and _SENTENCE_END.match(p.joiner)), None)
@@ -128,7 +142,7 @@ def _scene_setting(pieces: list[Piece]) -> int:
         return k
     rest = " ".join(f"{p.joiner} {p.text}" for p in pieces[1:])
     if any(_REQUEST.search(p.text) for p in lead) or _ADDITIVE.match(lead[0].text) or _ADDITIVE.match(ask.text) \
-            or not _PLAIN_ASK.search(ask.text) or _ALSO.search(rest):
+            or not _PLAIN_ASK.search(ask.text) or _ALSO.search(rest) or _changes_subject(ask.text):
         return 0
     return k
 
@@ -144,8 +158,15 @@ _LEAD_SUB = re.compile(r"^(before|after|once)\s+(you\s.+?|\w+ing\s.+?),\s*(.+)$"
 _TRAIL_SUB = re.compile(r"^(.+?),?\s+(before|after|once)\s+(you\s.+)$")
 
 
+# "Once the invoice is paid, order more fish" / "after the hotel is cancelled, ...": a thing's
+# state the request waits on, reached by an action ("is paid", "has been cancelled") - a step to
+# take first, when an agent takes it (the clause must still pick an agent of its own).
+_LEAD_DONE = re.compile(r"^(once|after)\s+((?:the|my|our|his|her|their|its|this|that)\s.{1,60}?\s"
+                        r"(?:is|are|has\s+been|have\s+been|gets|get)\s+\w+(?:ed|en|id|nt|ne|t)),\s*(.+)$")
+
+
 def _split_subordinate(p: Piece) -> list[Piece]:
-    m = _LEAD_SUB.match(p.text)
+    m = _LEAD_SUB.match(p.text) or _LEAD_DONE.match(p.text)
     if m and not is_statement(m.group(3)):
         sub, main = m.group(2), m.group(3)
         return [Piece(sub, p.joiner, p.goes_first, p.background),
@@ -252,6 +273,10 @@ def explicit_order(text: str) -> bool:
     return stated_order(split_pieces(split_blocks(text).ask))
 
 
+# A numbered step of a list ("step 1: ...", "1) ...", "2. ..."): the list states the order.
+_STEP = re.compile(r"\s*(?:step\s*\d+\b|\d+\s*[).:])")
+
+
 def stated_order(pieces: list[Piece]) -> bool:
     """`explicit_order` of a turn already cut into pieces (background pieces are ignored)."""
     pieces = [p for p in pieces if not p.background]
@@ -259,4 +284,6 @@ def stated_order(pieces: list[Piece]) -> bool:
         return False
     if re.match(r"\s*first\b", pieces[0].text):
         return True
+    if sum(bool(_STEP.match(p.text)) for p in pieces) >= 2:
+        return True  # "step 1: ... step 2: ...", "1) ... 2) ..."
     return any(p.goes_first or _SEQUENCE.search(p.joiner) or _CONDITIONAL.match(p.text) for p in pieces[1:])

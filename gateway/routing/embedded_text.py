@@ -153,10 +153,18 @@ _GO_AHEAD = re.compile(r"\b(?:go\s+(?:for\s+it|ahead)|let\s+(?:do\s+it|go\b)|"
                        r"(?:get|take)\s+(?:that|this|it|them|those|these)\b|make\s+it\b)")
 
 
+# A report that the help worked ("perfect, that worked, thank you", "all sorted now, cheers"): with
+# a thanks and no negation, an acknowledgement too ("it still isn't working, thanks" is not).
+_WORKED = frozenset("worked works working fixed sorted solved resolved now".split())
+_NEGATION = frozenset("not no never still yet but".split())
+
+
 def is_social(text: str) -> bool:
     """True when every word is a greeting / thanks / acknowledgement word."""
     ws = words(text)
-    return bool(ws) and all(w in SOCIAL or w in STOPWORDS and w not in _NOT_SOCIAL for w in ws) \
+    worked = not any(w in _NEGATION for w in ws)
+    return bool(ws) and all(w in SOCIAL or w in STOPWORDS and w not in _NOT_SOCIAL or worked and w in _WORKED
+                            for w in ws) \
         and any(w in SOCIAL_CUES for w in ws) and not _GO_AHEAD.search(normalize(text))
 
 

@@ -1,0 +1,129 @@
+"""Clause segmentation, split-gate features and small talk changed in the tenth router session
+(issue 12): numbered steps state an order, a "once <thing> is <done>" clause is a step of its own,
+"I also need" is one clause, a change of subject is no scene, an additive joiner counts as an
+addition, and a thanks that reports success is small talk. Texts and agents invented here."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.routing import embedded_gate as G
+from gateway.routing.embedded import EmbeddedRouter
+from gateway.routing.embedded_segment import explicit_order, split_pieces
+from gateway.routing.embedded_text import is_social
+from gateway.routing.types import AgentSpec
+
+
+def texts(text: str) -> list[str]:
+    return [p.text for p in split_pieces(text)]
+
+
+@pytest.mark.parametrize("text", [
+    "step 1: book the train to Lyon. step 2: find a hotel near the station",
+    "1) renew my passport. 2) get travel insurance for the trip",
+])
+def test_numbered_steps_state_an_order(text):
+    assert explicit_order(text)
+
+
+@pytest.mark.parametrize("text", [
+    "book the train to Lyon. find a hotel near the station",   # two asks, no order stated
+    "I have 2 kids and 1 dog. which hotel takes pets?",         # numbers that are no steps
+])
+def test_asks_without_numbered_steps_state_no_order(text):
+    assert not explicit_order(text)
+
+
+@pytest.mark.parametrize("text, first, then", [
+    ("once the supplier invoice is paid, place next week's fish order",
+     "the supplier invoice is paid", "place next week fish order"),  # normalised: no "'s"
+    ("after the hotel in Munich has been cancelled, put the fee on my expense report",
+     "the hotel in munich has been cancelled", "put the fee on my expense report"),
+])
+def test_a_state_reached_by_an_action_is_a_step_before_the_request(text, first, then):
+    pieces = split_pieces(text)
+    assert [p.text for p in pieces] == [first, then]
+    assert not pieces[0].background and not pieces[1].goes_first  # the state comes first
+    assert explicit_order(text)
+
+
+@pytest.mark.parametrize("text", [
+    "once I get home, order a pizza",                      # the user's doing: no subject we handle
+    "once it arrives, leave a review",                     # no action reaches it
+    "after the meeting, send the notes to Ana",
+])
+def test_other_once_clauses_are_not_split_as_states(text):
+    assert len(split_pieces(text)) == 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Jamie is off sick today and I also need to pay for his museum trip",
+     ["jamie is off sick today", "i also need to pay for his museum trip"]),
+    ("the car needs a service. we also want a quote for new tyres",
+     ["the car needs a service", "we also want a quote for new tyres"]),
+])
+def test_also_after_a_bare_subject_stays_inside_its_clause(text, expected):
+    assert texts(text) == expected
+
+
+def test_also_between_clauses_still_joins_two():
+    pieces = split_pieces("renew my books also book a plumber")
+    assert [p.text for p in pieces] == ["renew my books", "book a plumber"] and pieces[1].joiner == "also"
+
+
+def test_a_change_of_subject_means_the_sentence_before_is_no_scene():
+    pieces = split_pieces("Submit the taxi receipts from Berlin. Separately, I need a train to Hamburg on Thursday.")
+    assert [p.background for p in pieces] == [False, False]
+    # without the change of subject the same opening still sets the scene for a plain ask
+    pieces = split_pieces("The taxi from Berlin was awful. I need a train to Hamburg on Thursday.")
+    assert [p.background for p in pieces] == [True, False]
+
+
+def test_an_additive_joiner_counts_as_an_addition():
+    plain = G.split_features([(p, 2.0) for p in split_pieces("write up the fridge fault. get an engineer out")], 2, False)
+    also = G.split_features([(p, 2.0) for p in split_pieces("write up the fridge fault. also get an engineer out")],
+                            2, False)
+    assert plain["additive"] == 0.0 and also["additive"] == 1.0
+
+
+@pytest.mark.parametrize("text", [
+    "perfect, that worked, thank you so much 🙏",
+    "thanks, all sorted now",
+    "awesome, fixed it, cheers",
+])
+def test_a_thanks_that_reports_success_is_small_talk(text):
+    assert is_social(text)
+
+
+@pytest.mark.parametrize("text", [
+    "thanks, but it still isn't working",
+    "it doesn't work, thanks",
+    "that worked, thanks! now book a taxi to the airport",
+    "fixed",                                              # no thanks: a report, not small talk
+])
+def test_a_report_that_it_failed_or_a_new_ask_is_not_small_talk(text):
+    assert not is_social(text)
+
+
+AGENTS = [
+    AgentSpec("travel", "Books flights, trains and hotels for business trips."),
+    AgentSpec("expenses", "Files expense claims and receipts and tracks reimbursements."),
+    AgentSpec("calendar", "Creates, moves and cancels meetings on the work calendar."),
+    AgentSpec("it", "IT support: laptops, VPN, passwords and accounts."),
+    AgentSpec("general", "Small talk, general knowledge and anything else.", default=True),
+]
+
+
+@pytest.fixture(scope="module")
+def router():
+    r = EmbeddedRouter(AGENTS)
+    if r.sentences is None:
+        pytest.skip("needs the sentence encoder")
+    return r
+
+
+def test_a_thanks_for_a_fix_goes_to_the_default_agent(router):
+    conv = [{"role": "user", "content": "reset my VPN token please"},
+            {"role": "assistant", "content": "Done, a new token is in your authenticator app."},
+            {"role": "user", "content": "perfect, that worked, thank you so much"}]
+    assert router.route(conv).agents == ["general"]
