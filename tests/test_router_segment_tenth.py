@@ -9,7 +9,7 @@ import pytest
 
 from gateway.routing import embedded_gate as G
 from gateway.routing.embedded import EmbeddedRouter
-from gateway.routing.embedded_segment import explicit_order, split_pieces
+from gateway.routing.embedded_segment import asks, explicit_order, split_pieces
 from gateway.routing.embedded_text import is_social
 from gateway.routing.types import AgentSpec
 
@@ -110,6 +110,9 @@ AGENTS = [
     AgentSpec("expenses", "Files expense claims and receipts and tracks reimbursements."),
     AgentSpec("calendar", "Creates, moves and cancels meetings on the work calendar."),
     AgentSpec("it", "IT support: laptops, VPN, passwords and accounts."),
+    AgentSpec("tutor", "Homework help for primary school children: explains maths and English topics step by "
+              "step."),
+    AgentSpec("sitters", "Finds and books babysitters and nannies for evenings and weekends."),
     AgentSpec("general", "Small talk, general knowledge and anything else.", default=True),
 ]
 
@@ -127,3 +130,43 @@ def test_a_thanks_for_a_fix_goes_to_the_default_agent(router):
             {"role": "assistant", "content": "Done, a new token is in your authenticator app."},
             {"role": "user", "content": "perfect, that worked, thank you so much"}]
     assert router.route(conv).agents == ["general"]
+
+
+def conv(*turns):
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+
+
+@pytest.mark.parametrize("turns, agent", [
+    (("explain what a prime number is in kid terms",
+      "A prime number is a number bigger than 1 that you can only divide by 1 and itself: 2, 3, 5, 7 ...",
+      "so is 1 prime or not?"), "tutor"),
+    (("need a sitter saturday night for my 3 year old",
+      "Aisha and Tom are free on Saturday from 6pm. Shall I book one of them?",
+      "ok book aisha"), "sitters"),
+])
+def test_a_followup_that_asks_keeps_its_topic_though_it_sounds_general(router, turns, agent):
+    assert router.route(conv(*turns)).agents == [agent]
+
+
+@pytest.mark.parametrize("last", [
+    "forget that for now, who won the World Cup in 2010?",   # a general-question form
+    "awesome, you're a lifesaver",                          # a remark, not an ask
+    "brilliant, cheers, that's everything for today",      # a sign-off
+])
+def test_a_general_question_remark_or_sign_off_after_a_topic_goes_to_the_default_agent(router, last):
+    turns = conv("explain what a prime number is in kid terms",
+                 "A prime number is a number bigger than 1 that you can only divide by 1 and itself.", last)
+    assert router.route(turns).agents == ["general"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("ok book aisha", True), ("so is 1 prime or not?", True), ("fine, put that through the books", True),
+    ("awesome, you're a lifesaver", False), ("great, it arrived", False), ("perfect, that was quick", False),
+])
+def test_asks_tells_an_instruction_or_question_from_a_remark(text, expected):
+    assert asks(text) is expected
+
+
+@pytest.mark.parametrize("text", ["that's everything for today, thanks", "ok that is all for now"])
+def test_a_sign_off_is_small_talk(text):
+    assert is_social(text)

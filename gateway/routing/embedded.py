@@ -83,7 +83,7 @@ from gateway.routing.embedded_dialog import (
 from gateway.routing.embedded_gate import load_gate, split_features
 from gateway.routing.embedded_index import LexicalIndex
 from gateway.routing.embedded_profile import parse_description
-from gateway.routing.embedded_segment import SENTENCE_BREAK, Piece, split_pieces, stated_order
+from gateway.routing.embedded_segment import SENTENCE_BREAK, Piece, asks, split_pieces, stated_order
 from gateway.routing.embedded_semantic import SemanticIndex
 from gateway.routing.embedded_text import (
     content_stems,
@@ -259,9 +259,13 @@ class EmbeddedRouter:
         worded = is_general_question(ask)
         # "can you tell me more about that?" after an answer reads as general on its own, but a
         # follow-up with (almost) no words of its own says nothing general: it is about the
-        # conversation's topic and is scored with its context below.
+        # conversation's topic and is scored with its context below. So is a follow-up that asks
+        # or instructs and only the classifier finds general ("ok book aisha", "so is 1 prime or
+        # not?"): read alone it has lost its topic. One in a general-question form ("forget that,
+        # who won the World Cup in 2010?") is still general, and so is a remark ("awesome, you're a
+        # lifesaver").
         bare_followup = len(turns) > 1 and is_anaphoric(latest.text) and not is_topic_shift(latest.text) \
-            and len(content_words(ask)) <= 1
+            and (len(content_words(ask)) <= 1 or not worded and asks(latest.text))
         margins: list[float] = []
         multi = self._multi(latest.text, margins, split)
         if (worded or gen > GEN_HI) and not bare_followup and not multi:

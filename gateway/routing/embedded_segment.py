@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.routing.embedded_dialog import is_topic_shift
-from gateway.routing.embedded_text import normalize
+from gateway.routing.embedded_text import SOCIAL_CUES, normalize
 
 # Markers are matched on normalised text; the longest alternatives come first.
 _MARKERS = re.compile(
@@ -245,6 +245,25 @@ _QUESTION_START = re.compile(r"\s*(?:what|whats|how|when|where|which|who|whose|w
 def plain_ask(p: Piece) -> bool:
     """The clause plainly asks: a question, "can / would you ...", "please", "help me", "I need ..."."""
     return p.question or bool(_PLAIN_ASK.search(p.text)) or bool(_QUESTION_START.match(p.text))
+
+
+def asks(text: str) -> bool:
+    """The turn asks or instructs: a plain ask ("so is 1 prime or not?", "can you ..."), or, past
+    its opening acknowledgements ("ok", "great", "so"), a clause without a subject - an
+    imperative ("ok book aisha", "fine, put that through the books"). Not a remark about the
+    assistant or the world ("awesome, you're a lifesaver", "great, it arrived")."""
+    t = normalize(text)
+    if plain_ask(Piece(t, "", False, question="?" in t)):
+        return True
+    ws = t.replace(",", " ").split()
+    while ws and (ws[0] in SOCIAL_CUES or ws[0] in _OPENERS):
+        ws = ws[1:]
+    return bool(ws) and not has_subject(" ".join(ws)) and not _REMARK.match(" ".join(ws))
+
+
+# A remark rather than an instruction, once the acknowledgements are gone ("you're a star", "that
+# worked", "so helpful"): "you" / "that" / "so" open it (has_subject covers "that", "it", "i", ...).
+_REMARK = re.compile(r"(?:you|youre|you are|so|such|very|really|what a)\b")
 
 
 def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:

@@ -159,9 +159,14 @@ _WORKED = frozenset("worked works working fixed sorted solved resolved now".spli
 _NEGATION = frozenset("not no never still yet but".split())
 
 
+# A sign-off ("that's everything for today", "that is all for now", "that's it"): a goodbye.
+_CLOSING = re.compile(r"\bthat(?:'s|s|\s+is|\s+was)\s+(?:all|everything|it)\b(?:\s+for\s+(?:now|today|tonight|the\s+day))?",
+                      re.IGNORECASE)
+
+
 def is_social(text: str) -> bool:
     """True when every word is a greeting / thanks / acknowledgement word."""
-    ws = words(text)
+    ws = words(_CLOSING.sub(" bye ", text))
     worked = not any(w in _NEGATION for w in ws)
     return bool(ws) and all(w in SOCIAL or w in STOPWORDS and w not in _NOT_SOCIAL or worked and w in _WORKED
                             for w in ws) \
