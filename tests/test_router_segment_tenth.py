@@ -170,3 +170,28 @@ def test_asks_tells_an_instruction_or_question_from_a_remark(text, expected):
 @pytest.mark.parametrize("text", ["that's everything for today, thanks", "ok that is all for now"])
 def test_a_sign_off_is_small_talk(text):
     assert is_social(text)
+
+
+@pytest.mark.parametrize("text", [
+    "cheers for sorting the train earlier, you're a star",
+    "thanks so much, you've been super helpful with all the travel stuff 🙏",
+    "awesome, you're a lifesaver",
+])
+def test_thanks_with_praise_is_small_talk(text):
+    assert is_social(text)
+
+
+@pytest.mark.parametrize("text", [
+    "cheers, you're a star, now book the 9am one",     # a new ask after the praise
+    "thanks, can you also book a taxi",
+    "great, you booked the wrong day",                 # a complaint, not praise
+    "great, you are wrong about the fee",
+])
+def test_thanks_with_an_ask_or_a_complaint_is_not_small_talk(text):
+    assert not is_social(text)
+
+
+def test_thanks_with_praise_after_a_topic_goes_to_the_default_agent(router):
+    turns = conv("book me a train to Lyon on Friday", "Booked: the 08:12 from Paris, seat 42.",
+                 "cheers for sorting the train, you're a star")
+    assert router.route(turns).agents == ["general"]

@@ -164,8 +164,26 @@ _CLOSING = re.compile(r"\bthat(?:'s|s|\s+is|\s+was)\s+(?:all|everything|it)\b(?:
                       re.IGNORECASE)
 
 
+# Thanks with praise for the assistant and nothing asked ("cheers for sorting the diesel earlier,
+# you're a star", "thanks so much, you've been super helpful with the garden stuff"): after the
+# acknowledgement (and what it thanks for), only remarks about "you".
+_THANKS_LEAD = r"(?:(?:thanks|thank\s+you|thx|ty|cheers|awesome|great|perfect|brilliant|amazing|wonderful)\b[\s,!.]*)+"
+_PRAISE = re.compile(_THANKS_LEAD + r"(?:(?:so|very)\s+much\b[\s,!.]*)?(?:for\s+[^,.!?;]+[,.!;]\s*)?"
+                     r"you\s+(?:are|have\s+been|were|rock|made\s+my\s+day)\b[^,.;!?]*[.!\s]*[^\w\s]*$")
+_ASKING = re.compile(r"\b(?:can|could|would|will|please|pls|need|want|now|also|next|then)\b")
+
+
+def _praise(text: str) -> bool:
+    t = normalize(text).strip()
+    return bool(_PRAISE.match(t)) and not _ASKING.search(t) and not _GO_AHEAD.search(t) \
+        and not any(w in _NEGATION or w == "wrong" for w in words(t))
+
+
 def is_social(text: str) -> bool:
-    """True when every word is a greeting / thanks / acknowledgement word."""
+    """True when every word is a greeting / thanks / acknowledgement word, or the turn thanks and
+    praises the assistant without asking anything."""
+    if _praise(text):
+        return True
     ws = words(_CLOSING.sub(" bye ", text))
     worked = not any(w in _NEGATION for w in ws)
     return bool(ws) and all(w in SOCIAL or w in STOPWORDS and w not in _NOT_SOCIAL or worked and w in _WORKED
