@@ -195,3 +195,25 @@ def test_thanks_with_praise_after_a_topic_goes_to_the_default_agent(router):
     turns = conv("book me a train to Lyon on Friday", "Booked: the 08:12 from Paris, seat 42.",
                  "cheers for sorting the train, you're a star")
     assert router.route(turns).agents == ["general"]
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("My shop got a nasty 1-star review yesterday, but anyway - the Lindqvist job is 30 days late, add the fee",
+     ["the lindqvist job is 30 days late, add the fee"]),
+    ("got some lovely reviews this week 🥹 anyway, can you trim the intro music on the next episode",
+     ["can you trim the intro music on the next episode"]),
+    ("forget that - I just need to know if Jamal's hours were approved",
+     ["i just need to know if jamal hours were approved"]),
+    ("please move Priya to the ground floor. Dev asked when his per diem lands, ignore that for now",
+     ["please move priya to the ground floor"]),
+])
+def test_what_the_user_sets_aside_is_background(text, kept):
+    assert [p.text for p in split_pieces(text) if not p.background] == kept
+
+
+@pytest.mark.parametrize("text", [
+    "can I reserve anyway just in case",          # no aside closed off
+    "how is electricity made from gas anyway",    # a closing "anyway"
+])
+def test_anyway_without_an_aside_changes_nothing(text):
+    assert [p.background for p in split_pieces(text)] == [False]

@@ -23,6 +23,8 @@ _MARKERS = re.compile(
     r"before\s+(?:that|you\s+do\s+that|doing\s+that)|and\s+then|and\s+also|and\s+after\s+that|"
     r"after\s+that|afterwards|and\s+finally|and\s+additionally|additionally|as\s+well\s+as|also|"
     r"then|plus|and)\b,?\s*)"
+    # "..., anyway, can you ...", "... but anyway - the ...": what came before was an aside
+    r"|(?P<dismiss>(?:[,;]\s*|\s+)(?:but\s+)?anyways?(?:\s*[,:;-]+\s*|\s+)(?=\w))"
 )
 # A joiner that is only a sentence break (". ", "? ", " - "), not "and" / "then".
 SENTENCE_BREAK = re.compile(r"[.!?;\-]+")
@@ -66,7 +68,9 @@ def split_pieces(text: str) -> list[Piece]:
     joiner = ""
     for m in _MARKERS.finditer(t):
         chunk = t[pos:m.start()].strip(" ,")
-        marker = "and" if m.group("plus") else m.group(0).strip()  # " + " / " & " read as "and"
+        if m.group("dismiss") and not re.search(r"[,;:-]", m.group(0)):
+            continue  # "can I reserve anyway just in case": no aside closed off
+        marker = "and" if m.group("plus") else "anyway" if m.group("dismiss") else m.group(0).strip()
         if marker == "also" and _LONE_SUBJECT.search(chunk):
             continue  # "... and I also need ...": "also" inside a clause, after its subject
         if chunk:
@@ -91,7 +95,26 @@ def split_pieces(text: str) -> list[Piece]:
     # code instead?") sets the scene for that request; it is not an ask of its own.
     for p in pieces[:_scene_setting(pieces)]:
         p.background = True
+    _dismissed(pieces)
     return pieces
+
+
+# "forget that - I just need ...", "ignore that one, ..." open a clause that sets aside what came
+# before; "..., ignore that for now" closes one that sets itself aside.
+_DISMISS_START = re.compile(r"(?:forget|ignore|never\s*mind|scratch)\s+(?:that|this|it)\b")
+_DISMISS_END = re.compile(r",?\s*(?:but\s+)?(?:ignore|forget)\s+(?:that|this|it)(?:\s+(?:for\s+now|one|bit))?$")
+
+
+def _dismissed(pieces: list[Piece]) -> None:
+    """Mark what the user sets aside as background: everything before "anyway, ..." or "forget
+    that, ..." ("My shop got a 1-star review, but anyway - bill the Lindqvist job"), and a clause
+    that ends "ignore that for now"."""
+    for i, p in enumerate(pieces):
+        if i and (p.joiner == "anyway" or _DISMISS_START.match(p.text)):
+            for q in pieces[:i]:
+                q.background = True
+        if _DISMISS_END.search(p.text) and len(pieces) > 1:
+            p.background = True
 
 
 _ALSO = re.compile(r"\balso\b")
