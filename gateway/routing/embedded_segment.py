@@ -128,12 +128,6 @@ _PLAIN_ASK = re.compile(r"\?|\b(?:can|could|would|will) you\b|\bplease\b|\bhelp 
 _FIRST_ASK = re.compile(r"\s*first\b")  # a sentence that opens the turn's list of steps
 
 
-def _changes_subject(text: str) -> bool:
-    """The clause opens on another matter ("separately, ...", "unrelated, but ..."): what came
-    before it is a matter of its own, not its scene."""
-    return is_topic_shift(text)
-
-
 def _scene_setting(pieces: list[Piece]) -> int:
     """How many leading clauses of the turn only set the scene for the ask that follows them.
 
@@ -165,8 +159,8 @@ def _scene_setting(pieces: list[Piece]) -> int:
         return k
     rest = " ".join(f"{p.joiner} {p.text}" for p in pieces[1:])
     if any(_REQUEST.search(p.text) for p in lead) or _ADDITIVE.match(lead[0].text) or _ADDITIVE.match(ask.text) \
-            or not _PLAIN_ASK.search(ask.text) or _ALSO.search(rest) or _changes_subject(ask.text):
-        return 0
+            or not _PLAIN_ASK.search(ask.text) or _ALSO.search(rest) or is_topic_shift(ask.text):
+        return 0  # (an ask that changes the subject, "Separately, ...": what came before is a matter of its own)
     return k
 
 
@@ -270,6 +264,12 @@ def plain_ask(p: Piece) -> bool:
     return p.question or bool(_PLAIN_ASK.search(p.text)) or bool(_QUESTION_START.match(p.text))
 
 
+# A remark rather than an instruction, once the acknowledgements are gone ("you're a star", "you
+# have been great", "such a help"): "you" or an intensifier opens it (has_subject covers "that",
+# "it", "i", ...).
+_REMARK = re.compile(r"(?:you|youre|you are|so|such|very|really|what a)\b")
+
+
 def asks(text: str) -> bool:
     """The turn asks or instructs: a plain ask ("so is 1 prime or not?", "can you ..."), or, past
     its opening acknowledgements ("ok", "great", "so"), a clause without a subject - an
@@ -282,11 +282,6 @@ def asks(text: str) -> bool:
     while ws and (ws[0] in SOCIAL_CUES or ws[0] in _OPENERS):
         ws = ws[1:]
     return bool(ws) and not has_subject(" ".join(ws)) and not _REMARK.match(" ".join(ws))
-
-
-# A remark rather than an instruction, once the acknowledgements are gone ("you're a star", "that
-# worked", "so helpful"): "you" / "that" / "so" open it (has_subject covers "that", "it", "i", ...).
-_REMARK = re.compile(r"(?:you|youre|you are|so|such|very|really|what a)\b")
 
 
 def _piece(chunk: str, joiner: str, has_prev: bool) -> Piece:
