@@ -217,3 +217,11 @@ def test_what_the_user_sets_aside_is_background(text, kept):
 ])
 def test_anyway_without_an_aside_changes_nothing(text):
     assert [p.background for p in split_pieces(text)] == [False]
+
+
+def test_a_thing_that_needs_something_is_a_request_not_a_statement():
+    from gateway.routing.embedded_segment import is_statement
+
+    assert not is_statement("my cat needs a follow-up to get her stitches out")
+    assert not is_statement("the car needs a service")
+    assert is_statement("my cat is fine now")

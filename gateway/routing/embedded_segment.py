@@ -35,7 +35,7 @@ _SUBJECT_START = re.compile(r"^\s*(?:my|our|i|we|the|it|this|that|his|her|their|
 # doing ("we're migrating off AWS next month", "I'm paying too much every month"): context, unless
 # its verb is one of seeking ("I'm looking for", "hoping", "wondering").
 _REQUEST = re.compile(
-    r"\?|\b(?:want|wanna|need|would like|like to|please|can(?! not)|could(?! not)|will you|would you|let me|"
+    r"\?|\b(?:want|wanna|needs?|would like|like to|please|can(?! not)|could(?! not)|will you|would you|let me|"
     r"help|how|what|when|where|which|who|why|(?:am|are) (?:looking|hoping|wondering)|going to|gonna|trying to)\b")
 
 
