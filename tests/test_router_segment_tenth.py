@@ -225,3 +225,13 @@ def test_a_thing_that_needs_something_is_a_request_not_a_statement():
     assert not is_statement("my cat needs a follow-up to get her stitches out")
     assert not is_statement("the car needs a service")
     assert is_statement("my cat is fine now")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("whats the difference between median and mode and how should I answer a bad review",
+     ["whats the difference between median and mode", "how should i answer a bad review"]),
+    ("help the client choose between the matt and the gloss tiles", ["help the client choose between the matt and the gloss tiles"]),
+    ("book the hotel and the car", ["book the hotel", "the car"]),   # no comparison: two things
+])
+def test_between_a_and_b_is_one_comparison(text, expected):
+    assert texts(text) == expected

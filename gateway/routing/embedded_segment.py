@@ -60,6 +60,10 @@ _ABBREV = re.compile(r"\b(dr|mr|mrs|ms|prof|st|ave|rd|jr|sr|inc|ltd|co|corp|no|v
 _LONE_SUBJECT = re.compile(r"(?:^|[.!?;,]\s*|\b(?:and|but|so)\s+)(?:i|we|you|he|she|they|my \w+|our \w+)$")
 
 
+# "between A and B" names the two sides of one comparison or choice, not two asks.
+_BETWEEN = re.compile(r"\bbetween\s+(?:(?!and\b)\S+\s+){0,3}(?!and\b)\S+$")
+
+
 def split_pieces(text: str) -> list[Piece]:
     """Cut a turn into clauses at sentence ends and coordinating/sequencing markers."""
     t = _ABBREV.sub(lambda m: m.group(1).replace(".", ""), normalize(text))
@@ -73,6 +77,8 @@ def split_pieces(text: str) -> list[Piece]:
         marker = "and" if m.group("plus") else "anyway" if m.group("dismiss") else m.group(0).strip()
         if marker == "also" and _LONE_SUBJECT.search(chunk):
             continue  # "... and I also need ...": "also" inside a clause, after its subject
+        if marker == "and" and _BETWEEN.search(chunk):
+            continue  # "the difference between median and mode": one thing compared with another
         if chunk:
             pieces.append(_piece(chunk, joiner, bool(pieces)))
             joiner = marker
