@@ -86,23 +86,28 @@ def test_an_additive_joiner_counts_as_an_addition():
     assert plain["additive"] == 0.0 and also["additive"] == 1.0
 
 
-@pytest.mark.parametrize("text", [
-    "perfect, that worked, thank you so much 🙏",
-    "thanks, all sorted now",
-    "awesome, fixed it, cheers",
+@pytest.mark.parametrize("text, social", [
+    # a thanks that reports success, a sign-off, thanks with praise: acknowledgements
+    ("perfect, that worked, thank you so much 🙏", True),
+    ("thanks, all sorted now", True),
+    ("awesome, fixed it, cheers", True),
+    ("that's everything for today, thanks", True),
+    ("ok that is all for now", True),
+    ("cheers for sorting the train earlier, you're a star", True),
+    ("thanks so much, you've been super helpful with all the travel stuff 🙏", True),
+    ("awesome, you're a lifesaver", True),
+    # ... but not with a failure, a new ask or a complaint, nor a bare report
+    ("thanks, but it still isn't working", False),
+    ("it doesn't work, thanks", False),
+    ("that worked, thanks! now book a taxi to the airport", False),
+    ("fixed", False),
+    ("cheers, you're a star, now book the 9am one", False),
+    ("thanks, can you also book a taxi", False),
+    ("great, you booked the wrong day", False),
+    ("great, you are wrong about the fee", False),
 ])
-def test_a_thanks_that_reports_success_is_small_talk(text):
-    assert is_social(text)
-
-
-@pytest.mark.parametrize("text", [
-    "thanks, but it still isn't working",
-    "it doesn't work, thanks",
-    "that worked, thanks! now book a taxi to the airport",
-    "fixed",                                              # no thanks: a report, not small talk
-])
-def test_a_report_that_it_failed_or_a_new_ask_is_not_small_talk(text):
-    assert not is_social(text)
+def test_acknowledgements_are_small_talk_and_asks_or_complaints_are_not(text, social):
+    assert is_social(text) is social
 
 
 AGENTS = [
@@ -165,30 +170,6 @@ def test_a_general_question_remark_or_sign_off_after_a_topic_goes_to_the_default
 ])
 def test_asks_tells_an_instruction_or_question_from_a_remark(text, expected):
     assert asks(text) is expected
-
-
-@pytest.mark.parametrize("text", ["that's everything for today, thanks", "ok that is all for now"])
-def test_a_sign_off_is_small_talk(text):
-    assert is_social(text)
-
-
-@pytest.mark.parametrize("text", [
-    "cheers for sorting the train earlier, you're a star",
-    "thanks so much, you've been super helpful with all the travel stuff 🙏",
-    "awesome, you're a lifesaver",
-])
-def test_thanks_with_praise_is_small_talk(text):
-    assert is_social(text)
-
-
-@pytest.mark.parametrize("text", [
-    "cheers, you're a star, now book the 9am one",     # a new ask after the praise
-    "thanks, can you also book a taxi",
-    "great, you booked the wrong day",                 # a complaint, not praise
-    "great, you are wrong about the fee",
-])
-def test_thanks_with_an_ask_or_a_complaint_is_not_small_talk(text):
-    assert not is_social(text)
 
 
 def test_thanks_with_praise_after_a_topic_goes_to_the_default_agent(router):
