@@ -262,8 +262,8 @@ class EmbeddedRouter:
         # conversation's topic and is scored with its context below. So is a follow-up that asks
         # or instructs and only the classifier finds general ("ok book aisha", "so is 1 prime or
         # not?"): read alone it has lost its topic. One in a general-question form ("forget that,
-        # who won the World Cup in 2010?") is still general, and so is a remark ("awesome, you're a
-        # lifesaver").
+        # who won the World Cup in 2010?") is still general, and so is a remark ("perfect, that was
+        # quick").
         bare_followup = len(turns) > 1 and is_anaphoric(latest.text) and not is_topic_shift(latest.text) \
             and (len(content_words(ask)) <= 1 or not worded and asks(latest.text))
         margins: list[float] = []
@@ -683,7 +683,7 @@ class EmbeddedRouter:
             if p_multi < 0.5:
                 return None
         if margins is not None:
-            margins.extend(m for _, m in clauses)
+            margins.extend(margin for _, margin in clauses)
 
         ordered: list[_Group] = []
         for g in groups:

@@ -185,7 +185,7 @@ _TRAIL_SUB = re.compile(r"^(.+?),?\s+(before|after|once)\s+(you\s.+)$")
 # state the request waits on, reached by an action ("is paid", "has been cancelled") - a step to
 # take first, when an agent takes it (the clause must still pick an agent of its own).
 _LEAD_DONE = re.compile(r"^(once|after)\s+((?:the|my|our|his|her|their|its|this|that)\s.{1,60}?\s"
-                        r"(?:is|are|has\s+been|have\s+been|gets|get)\s+\w+(?:ed|en|id|nt|ne|t)),\s*(.+)$")
+                        r"(?:is|are|has\s+been|have\s+been|gets|get)\s+\w+(?:ed|en|id|ne|t)),\s*(.+)$")
 
 
 def _split_subordinate(p: Piece) -> list[Piece]:

@@ -160,8 +160,8 @@ _NEGATION = frozenset("not no never still yet but".split())
 
 
 # A sign-off ("that's everything for today", "that is all for now", "that's it"): a goodbye.
-_CLOSING = re.compile(r"\bthat(?:'s|s|\s+is|\s+was)\s+(?:all|everything|it)\b(?:\s+for\s+(?:now|today|tonight|the\s+day))?",
-                      re.IGNORECASE)
+_CLOSING = re.compile(r"\bthat(?:'s|s|\s+is|\s+was)\s+(?:all|everything|it)\b"
+                      r"(?:\s+for\s+(?:now|today|tonight|the\s+day))?", re.IGNORECASE)
 
 
 # Thanks with praise for the assistant and nothing asked ("cheers for sorting the diesel earlier,
@@ -176,7 +176,7 @@ _ASKING = re.compile(r"\b(?:can|could|would|will|please|pls|need|want|now|also|n
 def _praise(text: str) -> bool:
     t = normalize(text).strip()
     return bool(_PRAISE.match(t)) and not _ASKING.search(t) and not _GO_AHEAD.search(t) \
-        and not any(w in _NEGATION or w == "wrong" for w in words(t))
+        and not any(w in _NEGATION or w == "wrong" for w in words(text))
 
 
 def is_social(text: str) -> bool:
