@@ -295,7 +295,7 @@ def test_a_general_turn_claimed_by_words_goes_default_when_the_matcher_finds_no_
     r, rec = _real(monkeypatch)
     monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)  # every specialist pick is re-ranked
     monkeypatch.setattr(emb, "GEN_CLAIM", 1.0)  # the flights agent's words claim the turn below
-    general = "summarize the novel Flight Behavior in two sentences"
+    general = "what is the plot of the book Flight Behavior"
     assert r._general(general) > emb.GEN_HI
     assert max(r.matcher.logits(general, [0, 1, 2])) < 0  # the shipped matcher: no candidate belongs
     d = r.route([{"role": "user", "content": general}])
@@ -317,7 +317,7 @@ def test_a_task_without_a_clear_specialist_is_left_to_the_matcher_not_the_defaul
     import gateway.routing.embedded as emb
 
     r, rec = _real(monkeypatch)
-    turn = [{"role": "user", "content": "my Bergen plans for the 14th"}]
+    turn = [{"role": "user", "content": "sort out my Bergen on the 14th"}]
     text = turn[0]["content"]
     scores = r._turn_text_scores(text)
     assert r._general(text) < emb.GEN_LO

@@ -242,7 +242,7 @@ def test_a_matcher_rerank_is_recorded_as_who_decided(monkeypatch):
 
         def logits(self, text, only=None):
             Prefer.calls += 1
-            return np.array([5.0 if router.ids[i] == "flights" else -5.0 for i in only], np.float32)
+            return np.array([20.0 if router.ids[i] == "flights" else -20.0 for i in only], np.float32)
 
     router.matcher = Prefer()
     monkeypatch.setattr(emb, "RERANK_BELOW", 1e9)  # every specialist pick counts as unsure
