@@ -305,6 +305,10 @@ _SEQUENCE = re.compile(r"\b(?:then|after|afterwards|before|first|once|next)\b")
 # A later clause that depends on the outcome of the one before ("check whether it arrived; if it
 # did, book the pickup", "... - if not, cancel it", "otherwise refund me"): a data dependency.
 _CONDITIONAL = re.compile(r"\s*(?:if\s+(?:so|not|yes|it|that|they|there|this|he|she)\b|otherwise\b|in\s+that\s+case\b)")
+# A later clause that opens on the earlier one being done ("..., and once that's done tell me how to
+# get there", "... and after that email Sam", "... and when it's booked add it to my calendar"): the
+# marker sits in the clause, after a plain "and" joiner.
+_AFTER_THAT = re.compile(r"\s*(?:then\b|afterwards\b|(?:once|after|when)\s+(?:that|this|it|those|these|they)\b)")
 
 
 def explicit_order(text: str) -> bool:
@@ -329,4 +333,5 @@ def stated_order(pieces: list[Piece]) -> bool:
         return True
     if sum(bool(_STEP.match(p.text)) for p in pieces) >= 2:
         return True  # "step 1: ... step 2: ...", "1) ... 2) ..."
-    return any(p.goes_first or _SEQUENCE.search(p.joiner) or _CONDITIONAL.match(p.text) for p in pieces[1:])
+    return any(p.goes_first or _SEQUENCE.search(p.joiner) or _CONDITIONAL.match(p.text) or _AFTER_THAT.match(p.text)
+               for p in pieces[1:])
