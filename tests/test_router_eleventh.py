@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.routing import encoder
+from gateway.routing.embedded import EmbeddedRouter
+from gateway.routing.embedded_blocks import split_blocks
 from gateway.routing.embedded_segment import explicit_order
+from gateway.routing.types import AgentSpec
+
+needs_encoder = pytest.mark.skipif(not encoder.available(), reason="sentence encoder weights not installed")
 
 
 @pytest.mark.parametrize("text", [
@@ -23,3 +29,37 @@ def test_a_clause_that_opens_on_the_earlier_one_being_done_states_an_order(text)
 ])
 def test_asks_joined_without_such_a_clause_state_no_order(text):
     assert not explicit_order(text)
+
+
+@pytest.mark.parametrize("text, ask, material", [
+    ("Turn these bullets into a one-page brief:\n- launch mid Nov\n- budget 40k\n- owner: Sam",
+     "Turn these bullets into a one-page brief:", ["- launch mid Nov", "- budget 40k", "- owner: Sam"]),
+    ("Receipt:\nHotel Nacional - 3 nights - 1.245,00 BRL\nTaxi to the centre - 180,00 BRL\nplease put these on my claim",
+     "Receipt:\nplease put these on my claim", ["Hotel Nacional - 3 nights - 1.245,00 BRL", "Taxi to the centre - 180,00 BRL"]),
+    ("can you summarise this for the team?\n---\nthe rollout slipped a week\nsupport tickets are up 20%",
+     "can you summarise this for the team?", ["the rollout slipped a week", "support tickets are up 20%"]),
+])
+def test_lines_pasted_after_a_lead_in_are_material_not_asks(text, ask, material):
+    blocks = split_blocks(text)
+    assert blocks.ask == ask and blocks.quotes == material
+
+
+@pytest.mark.parametrize("text", [
+    "Quick status pls:\n- has the signed contract come back?\n- did the extra lights get ordered?\n- is the song cleared?",
+    "book the flight to Oslo\ncheck the weather there",  # no lead-in: two lines of the user's own
+])
+def test_a_list_of_questions_after_a_lead_in_stays_the_ask(text):
+    blocks = split_blocks(text)
+    assert blocks.ask == text and not blocks.quotes
+
+
+@needs_encoder
+def test_bullets_after_a_lead_in_do_not_become_intents():
+    agents = [AgentSpec("docs", "Writes and edits documents: briefs, reports, one-pagers, meeting notes."),
+              AgentSpec("expenses", "Expense reports, budgets, receipts and reimbursements."),
+              AgentSpec("hotels", "Finds and books hotels for business trips."),
+              AgentSpec("chat", "General chit-chat and anything else.", default=True)]
+    r = EmbeddedRouter(agents)
+    text = "Turn these bullets into a proper one-page project brief:\n- launch mid Nov\n- budget 40k for the " \
+           "offsite\n- hotel for 12 people near the venue\n- risk: vendor delay"
+    assert r.route([{"role": "user", "content": text}]).agents == ["docs"]

@@ -71,6 +71,37 @@ def _code_like(line: str) -> bool:
                                                            symbols >= 3)
 
 
+# A line that introduces what follows ("Turn these bullets into a brief:", "Receipt:", "check it
+# against what we agreed:") or a separator line ("---") before pasted text.
+_LEAD_IN = re.compile(r".*:\s*$|\s*[-=_*~]{3,}\s*$")
+
+
+def _pasted_after_lead_in(lines: list[str], quotes: list[str]) -> list[str]:
+    """The user's lines, less what they pasted after a lead-in: the lines after the first line that
+    ends with a colon (or a separator line) are material the ask works on (bullets to turn into a
+    brief, receipt lines, a transcript), context like a quoted e-mail rather than asks of their own;
+    a last line that plainly asks ("please put these on my claim") is the user's again. Lines that
+    plainly ask before it make a list of asks, not material, and stay."""
+    from gateway.routing.embedded_segment import Piece, normalize, plain_ask
+
+    filled = [k for k, line in enumerate(lines) if line.strip()]
+    lead = next((k for k in filled[:-1] if _LEAD_IN.match(lines[k])), None)
+    if lead is None:
+        return lines
+    after = [k for k in filled if k > lead]
+
+    def ask(k: int) -> bool:
+        return plain_ask(Piece(normalize(lines[k]), "", False, question="?" in lines[k]))
+    if any(ask(k) for k in after[:-1]):
+        return lines  # a list of questions or requests ("Quick status pls:\n- has ... come back?\n- ..."): asks
+    last = lines[after[-1]]
+    keep = after[-1] if len(after) > 1 and ask(after[-1]) else None
+    material = [lines[k].strip() for k in after if k != keep]
+    quotes.extend(material)
+    head = [line for line in lines[:lead + 1] if not re.fullmatch(r"\s*[-=_*~]{3,}\s*", line)]
+    return head + ([last] if keep is not None else [])
+
+
 def split_blocks(text: str) -> Blocks:
     """Separate the user's own words from pasted code and quoted prose."""
     if not text:
@@ -109,6 +140,7 @@ def split_blocks(text: str) -> Blocks:
             continue
         prev_code = False
         ask_lines.append(line)
+    ask_lines = _pasted_after_lead_in(ask_lines, quotes)
     ask = "\n".join(ask_lines)
 
     def inline(m: re.Match) -> str:
