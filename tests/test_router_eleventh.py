@@ -63,3 +63,28 @@ def test_bullets_after_a_lead_in_do_not_become_intents():
     text = "Turn these bullets into a proper one-page project brief:\n- launch mid Nov\n- budget 40k for the " \
            "offsite\n- hotel for 12 people near the venue\n- risk: vendor delay"
     assert r.route([{"role": "user", "content": text}]).agents == ["docs"]
+
+
+@needs_encoder
+def test_without_a_default_agent_the_first_agent_keeps_a_task_its_description_fits_best():
+    """No `default: true`: the fallback is the first agent, a specialist like the others. A task its
+    description matches clearly is not handed to another agent with a trace of evidence because
+    the turn "is a task for some specialist"."""
+    agents = [AgentSpec("tides", "Tide tables: high and low tide times for any harbour and coast."),
+              AgentSpec("history", "History of empires, wars, kings and ancient civilisations."),
+              AgentSpec("ghosts", "Haunted houses and ghost stories.")]
+    r = EmbeddedRouter(agents)
+    for text in ("When is high tide in the harbour of Saint-Malo?", "low tide times at Brighton on Sunday"):
+        assert r.route([{"role": "user", "content": text}]).agents == ["tides"]
+
+
+@needs_encoder
+def test_a_task_step_has_no_replacement_in_an_agent_that_only_shares_a_city_with_it():
+    from gateway.tasks.planner import Planner
+
+    agents = [AgentSpec("weather", "Weather: current conditions and forecasts for cities."),
+              AgentSpec("flights", "Flight search: flights, airlines and fares between cities."),
+              AgentSpec("backup_flights", "Flight search backup: flights, airlines and fares between cities.")]
+    planner = Planner.__new__(Planner)
+    planner.router = EmbeddedRouter(agents)
+    assert planner.candidates("Find flights from NYC to Paris", exclude={"flights"}) == ["backup_flights"]

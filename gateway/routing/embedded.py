@@ -397,6 +397,10 @@ class EmbeddedRouter:
         order = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__, reverse=True)
         if not order or scores[order[0]] <= 0:
             return None
+        if not self.has_default and scores[order[0]] <= scores[self.default]:
+            # No `default: true` agent: the fallback is the first agent, a specialist like the others,
+            # and a task its own description matches best is its task.
+            return None
         if need_lead and len(order) > 1 and scores[order[0]] < MARGIN * max(scores[order[1]], 0.0):
             return None
         return order[0]

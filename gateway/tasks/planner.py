@@ -114,11 +114,14 @@ class Planner:
         return self.router.ids[best]
 
     def candidates(self, text: str, exclude=()) -> list[str]:
-        """Agents with some evidence for ``text``, best first."""
+        """Agents that could serve ``text``, best first: some evidence of their own, and at least half
+        the best agent's. A weather agent whose description shares only a city with "find flights
+        from NYC to Paris" has a little (sentence-encoder) evidence, but it is no replacement for
+        the flight agent."""
         if self.router is None:
             return []
         scores = self.router._scores(text)
-        floor = 0.5 * self.router.min_score
+        floor = max(0.5 * self.router.min_score, 0.5 * max(scores))
         order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
         return [self.router.ids[i] for i in order if scores[i] >= floor and self.router.ids[i] not in exclude]
 
