@@ -490,3 +490,51 @@ def test_breaker_state_names_are_pybreakers():
     import pybreaker
 
     assert (CLOSED, OPEN, HALF_OPEN) == (pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN)
+
+
+def test_a_health_check_loop_stops_when_a_probe_swallowed_its_cancel():
+    """Python 3.11's asyncio.wait_for can swallow a cancel that lands as the awaited call completes
+    (a transport may use it). The request to stop stays on the task, and the loop honours it at the
+    next probe instead of probing forever (shutdown would wait on it)."""
+    import contextlib
+
+    from gateway.upstream.pool import HealthSettings
+
+    class Swallowing:
+        probes = 0
+        swallow = True
+
+        @contextlib.asynccontextmanager
+        async def send(self, method, url, headers, body, policy, target):
+            Swallowing.probes += 1
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if not Swallowing.swallow:
+                    raise
+                # what wait_for does when the call completed as the cancel landed
+
+            class R:
+                status = 200
+
+                async def read(self):
+                    return b"ok"
+            yield R()
+
+    pool = Pool("p", ["http://a", "http://b"], breaker=BreakerSettings(failure_threshold=5, reset_timeout=60),
+                health=HealthSettings(path="/ready", interval=0.01))
+
+    async def go():
+        task = asyncio.create_task(pool.run_health_checks(Swallowing(), timeout_policy))
+        while Swallowing.probes == 0:
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        if task not in done:  # the bug: let the loop end, so that the test fails rather than hangs
+            Swallowing.swallow = False
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return False
+        return task.cancelled()
+
+    assert run(go())

@@ -146,8 +146,14 @@ class Pool:
 
         settings = self.health
         policy = timeout_policy(settings.timeout, min(settings.timeout, 2.0))
+        me = asyncio.current_task()
         while True:
             for endpoint in self.endpoints:
+                if me is not None and me.cancelling():
+                    # Python 3.11's asyncio.wait_for can swallow a cancel that lands as the probe
+                    # completes; the request to stop is still on the task, so honour it here, or
+                    # shutdown waits on this loop forever.
+                    raise asyncio.CancelledError
                 url = endpoint.base.rstrip("/") + settings.path
                 healthy = False
                 try:

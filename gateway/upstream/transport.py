@@ -302,9 +302,11 @@ class MemoryTransport(Transport):
         request = MemoryRequest(method, url, dict(headers), body)
         self.requests.append(request)
         try:
-            answer = await asyncio.wait_for(self.handler(request), timeout.total) if timeout.total else \
-                await self.handler(request)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that lands
+            # as the handler completes
+            async with asyncio.timeout(timeout.total or None):
+                answer = await self.handler(request)
+        except TimeoutError:
             raise UpstreamError("timeout", target) from None
         status, headers_out, data = answer
         from multidict import CIMultiDict
