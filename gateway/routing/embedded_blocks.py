@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from gateway.routing.embedded_text import stem
+from gateway.routing.embedded_segment import Piece, plain_ask
+from gateway.routing.embedded_text import normalize, stem
 
 _FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 # A quoted passage of at least MIN_QUOTE_WORDS words: opening quote after start / space /
@@ -73,7 +74,8 @@ def _code_like(line: str) -> bool:
 
 # A line that introduces what follows ("Turn these bullets into a brief:", "Receipt:", "check it
 # against what we agreed:") or a separator line ("---") before pasted text.
-_LEAD_IN = re.compile(r".*:\s*$|\s*[-=_*~]{3,}\s*$")
+_SEPARATOR = re.compile(r"\s*[-=_*~]{3,}\s*$")
+_LEAD_IN = re.compile(r".*:\s*$|" + _SEPARATOR.pattern)
 
 
 def _pasted_after_lead_in(lines: list[str], quotes: list[str]) -> list[str]:
@@ -82,12 +84,10 @@ def _pasted_after_lead_in(lines: list[str], quotes: list[str]) -> list[str]:
     brief, receipt lines, a transcript), context like a quoted e-mail rather than asks of their own;
     a last line that plainly asks ("please put these on my claim") is the user's again. Lines that
     plainly ask before it make a list of asks, not material, and stay."""
-    from gateway.routing.embedded_segment import Piece, normalize, plain_ask
-
     filled = [k for k, line in enumerate(lines) if line.strip()]
     lead = next((k for k in filled[:-1] if _LEAD_IN.match(lines[k])), None)
     if lead is None:
-        return lines
+        return lines  # most turns: one line, or no lead-in
     after = [k for k in filled if k > lead]
 
     def ask(k: int) -> bool:
@@ -98,7 +98,7 @@ def _pasted_after_lead_in(lines: list[str], quotes: list[str]) -> list[str]:
     keep = after[-1] if len(after) > 1 and ask(after[-1]) else None
     material = [lines[k].strip() for k in after if k != keep]
     quotes.extend(material)
-    head = [line for line in lines[:lead + 1] if not re.fullmatch(r"\s*[-=_*~]{3,}\s*", line)]
+    head = [line for line in lines[:lead + 1] if not _SEPARATOR.match(line)]
     return head + ([last] if keep is not None else [])
 
 
