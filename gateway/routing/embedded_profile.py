@@ -45,11 +45,47 @@ def _id_words(agent_id: str) -> str:
     return re.sub(r"[_\-.]+", " ", agent_id)
 
 
+# What a description says of another agent of the same listener when it hands a topic over
+# ("Flights are handled by air_travel.", "...; that is inbox.", "for email or chat use messaging",
+# "Bugs in application code go to the code agent instead."). The sentence names that topic, so
+# read as scope it would be evidence *for* the agent that refuses it.
+_REFERRAL = r"(?:use|is|by|ask|see|try|via)"
+_ROLE = r"(?:agent|service|desk|team|assistant|bot|helper)"
+
+
+def handoff_pattern(agent_id: str, others: tuple[str, ...] | list[str]) -> re.Pattern | None:
+    """A pattern that finds a mention of another agent of the listener in ``agent_id``'s
+    description, or None when there are none to find. A mention is the other agent's id as
+    written ("air_travel", "lodging_agent"); its words before a role noun ("the code agent",
+    "the handyman service"); or a one-word id after a referral ("use helpdesk", "that is inbox",
+    "handled by messaging"). A bare common word ("calendar" in "adds events to my calendar" for a
+    sibling called calendar) is not a mention unless a referral introduces it."""
+    alts = []
+    for other in others:
+        if not other or other == agent_id:
+            continue
+        words = _id_words(other).lower().split()
+        if not words:
+            continue
+        name = r"\s+".join(map(re.escape, words))
+        if re.search(r"[_\-.]", other):
+            alts.append(re.escape(other.lower()))
+        alts.append(rf"{name}(?:'s)?\s+{_ROLE}s?")
+        alts.append(rf"{_REFERRAL}\s+(?:the\s+)?{name}")
+    if not alts:
+        return None
+    return re.compile(r"\b(?:" + "|".join(alts) + r")\b", re.IGNORECASE)
+
+
 def parse_description(agent_id: str, description: str, default: bool = False,
-                      extra_examples: tuple[str, ...] | list[str] = ()) -> AgentProfile:
+                      extra_examples: tuple[str, ...] | list[str] = (),
+                      others: tuple[str, ...] | list[str] = ()) -> AgentProfile:
     """Split a description into scope / examples / exclusions (stemmed content words).
-    ``extra_examples``: the agent's configured `examples:` requests, counted like quoted ones."""
+    ``extra_examples``: the agent's configured `examples:` requests, counted like quoted ones.
+    ``others``: the ids of the listener's other agents; a clause that hands its topic to one of
+    them (`handoff_pattern`) is an exclusion, like a "Does not ..." clause."""
     prof = AgentProfile(id=agent_id, default=default)
+    handoff = handoff_pattern(agent_id, others)
     text = normalize(description or "")
     examples = [m.group(2) for m in _QUOTED.finditer(text)] + [normalize(e) for e in extra_examples]
     text = _QUOTED.sub(" . ", text)
@@ -59,6 +95,9 @@ def parse_description(agent_id: str, description: str, default: bool = False,
             prof.examples.append(stems)
             prof.example_words.extend(content_words(ex))
     for clause in _CLAUSE_END.split(text):
+        if handoff is not None and handoff.search(clause):
+            _add(prof.exclusions, clause, prof.excluded_words)
+            continue
         neg = _NEGATION.search(clause)
         if not neg:
             _add(prof.scope, clause, prof.scope_words)

@@ -30,6 +30,7 @@ import numpy as np
 
 from gateway.routing.embedded_blocks import split_blocks
 from gateway.routing.embedded_dialog import is_anaphoric, is_topic_shift, user_turns
+from gateway.routing.embedded_profile import handoff_pattern
 from gateway.routing.embedded_segment import split_pieces
 from gateway.routing.embedded_text import is_social
 from gateway.routing.types import AgentSpec, RoutingDecision
@@ -60,8 +61,10 @@ class Units:
     negative: list[bool]
 
 
-def description_units(desc: str) -> tuple[list[str], list[str]]:
-    """(positive units, negative units) of one description."""
+def description_units(desc: str, handoff: re.Pattern | None = None) -> tuple[list[str], list[str]]:
+    """(positive units, negative units) of one description. ``handoff``: a pattern for mentions of
+    the listener's other agents (`embedded_profile.handoff_pattern`): a sentence that hands its
+    topic to one of them ("Flights are handled by air_travel.") is a negative unit."""
     desc = " ".join((desc or "").split())
     examples = [m.group(2).strip() for m in _QUOTED.finditer(desc)]
     body = _QUOTED.sub(" ", desc)
@@ -75,7 +78,7 @@ def description_units(desc: str) -> tuple[list[str], list[str]]:
         s = re.sub(r"\b(?:handles|examples?)\s*:\s*[,\s]*(?:and\s*)?$", "", s, flags=re.IGNORECASE).strip(" ,.;")
         if not s:
             continue
-        if _NEG_START.match(s):
+        if _NEG_START.match(s) or handoff is not None and handoff.search(s):
             for part in _NEG_SPLIT.split(_NEG_START.sub("", s, count=1)):
                 part = part.strip(" ,.;")
                 if part:
@@ -141,8 +144,9 @@ class SemanticScorer:
         self.params = params or Params()
         self.n = len(agents)
         texts, owner, negative = [], [], []
+        ids = [a.id for a in agents]
         for i, a in enumerate(agents):
-            pos, neg = description_units(a.description)
+            pos, neg = description_units(a.description, handoff_pattern(a.id, ids))
             # Configured example requests are units like the description's quoted examples.
             pos = list(dict.fromkeys(pos + [" ".join(e.split()) for e in a.examples if e.strip()]))
             if not pos:

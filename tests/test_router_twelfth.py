@@ -1,0 +1,93 @@
+"""Router behaviour added in the twelfth session (issue 12): each test fails without its change.
+
+A description that hands a topic over to another agent of the listener ("Flights are handled by
+air_travel.", "...; that is inbox.", "for email or chat use messaging") names that topic: the
+sentence is evidence against the agent that refuses it, like a "Does not ..." sentence, both for
+the words (`embedded_profile`) and for the sentence encoder (`semantic.description_units`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.routing import encoder
+from gateway.routing.embedded import EmbeddedRouter
+from gateway.routing.embedded_profile import handoff_pattern, parse_description
+from gateway.routing.semantic import description_units
+from gateway.routing.types import AgentSpec
+
+needs_encoder = pytest.mark.skipif(not encoder.available(), reason="sentence encoder weights not installed")
+
+IDS = ["flight_desk", "ground_travel", "inbox", "calendar", "code", "handyman", "helpdesk"]
+
+
+@pytest.mark.parametrize("sentence", [
+    "Flights are handled by flight_desk.",
+    "that is inbox",
+    "Not for laptops; use helpdesk.",
+    "Bugs in application code go to the code agent instead.",
+    "the handyman service does that",
+    "for email or chat ask inbox",
+])
+def test_a_sentence_that_names_another_agent_is_a_handoff(sentence):
+    assert handoff_pattern("ground_travel", IDS).search(sentence)
+
+
+@pytest.mark.parametrize("sentence", [
+    "Adds events to the calendar and sends invites.",   # a sibling's one-word id as a plain noun
+    "Explains code and reviews pull requests.",
+    "Books a handyman visit.",
+    "Ground travel between two cities.",                # its own name
+])
+def test_a_plain_noun_or_its_own_name_is_no_handoff(sentence):
+    assert not handoff_pattern("ground_travel", IDS).search(sentence)
+
+
+def test_no_other_agents_no_pattern():
+    assert handoff_pattern("solo", ["solo"]) is None
+
+
+DESC = ("Ground transportation: taxis, airport transfers, intercity rail and car rental. "
+        "Flights are handled by flight_desk.")
+
+
+def test_the_handoff_is_an_exclusion_of_the_words_and_a_negative_unit():
+    prof = parse_description("ground_travel", DESC, others=IDS)
+    assert ["flight", "handl", "flight", "desk"] in prof.exclusions
+    assert all("flight" not in scope for scope in prof.scope)
+    pos, neg = description_units(DESC, handoff_pattern("ground_travel", IDS))
+    assert neg == ["Flights are handled by flight_desk"]
+    assert not any("flight" in u.lower() for u in pos)
+    # without the listener's ids, the sentence reads as scope (as before)
+    assert any("Flights" in u for u in description_units(DESC)[0])
+
+
+LISTENER = [
+    AgentSpec("flight_desk", "Books flights. Changes, cancels and rebooks airline tickets, picks seats, "
+              "and checks fare rules, baggage allowance and flight status."),
+    AgentSpec("ground_travel", "Ground transportation: taxis and ride-hailing, airport transfers, "
+              "intercity rail, car rental, and travel time between two places. Handles: a car to the "
+              "airport, train tickets, how long a drive takes. Flights are handled by flight_desk."),
+    AgentSpec("forecast", "Weather forecasts and current conditions: temperature, rain, wind, storms."),
+    AgentSpec("stays", "Hotel and apartment bookings: search, reserve, change or cancel a stay."),
+    AgentSpec("general", "Small talk and general questions.", default=True),
+]
+
+
+@needs_encoder
+def test_the_readme_prompt_reaches_both_agents_when_a_sibling_hands_flights_over():
+    r = EmbeddedRouter(LISTENER)
+    d = r.route([{"role": "user", "content": "What's the weather in Paris and find me flights from NYC to Paris"}])
+    assert d.agents == ["forecast", "flight_desk"]
+
+
+@needs_encoder
+@pytest.mark.parametrize("text", [
+    "find me flights from nyc to paris",
+    "any flights to Lisbon on friday morning?",
+])
+def test_a_flight_request_is_not_drawn_to_the_agent_that_hands_flights_over(text):
+    r = EmbeddedRouter(LISTENER)
+    d = r.route([{"role": "user", "content": text}])
+    assert d.agents == ["flight_desk"]
+    # the sentence that hands flights over no longer lends its words and meaning to ground_travel
+    assert 2 * d.scores.get("ground_travel", 0) < d.scores["flight_desk"]
