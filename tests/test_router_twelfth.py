@@ -91,3 +91,30 @@ def test_a_flight_request_is_not_drawn_to_the_agent_that_hands_flights_over(text
     assert d.agents == ["flight_desk"]
     # the sentence that hands flights over no longer lends its words and meaning to ground_travel
     assert 2 * d.scores.get("ground_travel", 0) < d.scores["flight_desk"]
+
+
+# Negations written short are negations: "Doesn't book hotels." is evidence against its agent,
+# not a sentence the encoder matches hotel requests to.
+@pytest.mark.parametrize("sentence, negated", [
+    ("Doesn't book hotels.", "book hotels"),
+    ("Won\u2019t handle refunds.", "handle refunds"),
+    ("It cannot book appointments or fill prescriptions.", "book appointments or fill prescriptions"),
+    ("Can't reset passwords.", "reset passwords"),
+    ("It isn't for billing questions.", "billing questions"),
+])
+def test_a_contracted_negation_is_a_negative_unit(sentence, negated):
+    pos, neg = description_units(f"Books flights and seats. {sentence}")
+    assert neg == [negated]
+    assert pos == ["Books flights and seats"]
+
+
+def test_cannot_is_an_exclusion_of_the_words():
+    prof = parse_description("claims", "Submits insurance claims. It cannot book appointments.")
+    assert ["book", "appoint"] in prof.exclusions
+    assert all("appoint" not in scope for scope in prof.scope)
+
+
+def test_contractions_inside_quoted_examples_and_positive_sentences_stay():
+    pos, neg = description_units("Fixes laptops that won't boot. Handles: 'my screen doesn't turn on'.")
+    assert neg == []
+    assert "my screen doesn't turn on" in pos

@@ -22,6 +22,7 @@ _SCOPE_END = re.compile(r"\b(?:but|however|instead)\b")
 # A negation inside a positive clause ("cancels orders that have not shipped, and ...")
 # only covers its own list item.
 _LOCAL_END = re.compile(r"\b(?:but|however|instead)\b|,\s*and\b|,\s*(?=\w+ing\b)")
+_CANNOT = re.compile(r"\bcannot\b")
 # Clause-initial negation ("Does not ...", "Not for ...") covers the whole clause.
 _CLAUSE_NEG = re.compile(r"^\s*(?:(?:it|this agent|the agent|agent)\s+)?(?:(?:does|do|will|can|should)\s+)?(?:not|never)\b")
 
@@ -88,7 +89,8 @@ def parse_description(agent_id: str, description: str, default: bool = False,
     handoff = handoff_pattern(agent_id, others)
     text = normalize(description or "")
     examples = [m.group(2) for m in _QUOTED.finditer(text)] + [normalize(e) for e in extra_examples]
-    text = _QUOTED.sub(" . ", text)
+    # "cannot" is a negation too ("It cannot book appointments."); normalize() spells out "can't"
+    text = _CANNOT.sub("can not", _QUOTED.sub(" . ", text))
     for ex in examples:
         stems = content_stems(ex)
         if stems:

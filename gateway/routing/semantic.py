@@ -40,6 +40,19 @@ _HANDLES = re.compile(r"\b(?:handles|examples?|e\.g\.|for example|such as)\s*:?\
 _SENT = re.compile(r"(?<=[.!?;])\s+")
 _NEG_START = re.compile(r"^\s*(?:(?:it|this agent|the agent)\s+)?(?:(?:does|do|will|can|should|is)\s+)?"
                         r"(?:not|never|no)\b\s*(?:for\b\s*)?", re.IGNORECASE)
+# Negations written short ("Doesn't book hotels.", "Won’t handle refunds.", "It cannot book
+# appointments."), spelt out so that the patterns above read them as negations.
+_NEG_SHORT = ((re.compile(r"\bwon['\u2019]t\b", re.IGNORECASE), "will not"),
+              (re.compile(r"\b(?:can['\u2019]t|cannot)\b", re.IGNORECASE), "can not"),
+              (re.compile(r"\b(\w+)n['\u2019]t\b", re.IGNORECASE), r"\1 not"))
+
+
+def _spell_out_negations(text: str) -> str:
+    for pat, rep in _NEG_SHORT:
+        text = pat.sub(rep, text)
+    return text
+
+
 _NEG_SPLIT = re.compile(r"\s*(?:,\s*)?\b(?:and|or|nor)\s+(?:does|do|will|can|is)\s+not\b\s*", re.IGNORECASE)
 
 
@@ -67,7 +80,7 @@ def description_units(desc: str, handoff: re.Pattern | None = None) -> tuple[lis
     topic to one of them ("Flights are handled by air_travel.") is a negative unit."""
     desc = " ".join((desc or "").split())
     examples = [m.group(2).strip() for m in _QUOTED.finditer(desc)]
-    body = _QUOTED.sub(" ", desc)
+    body = _spell_out_negations(_QUOTED.sub(" ", desc))
     pos: list[str] = []
     neg: list[str] = []
     kept: list[str] = []
