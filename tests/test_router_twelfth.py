@@ -118,3 +118,19 @@ def test_contractions_inside_quoted_examples_and_positive_sentences_stay():
     pos, neg = description_units("Fixes laptops that won't boot. Handles: 'my screen doesn't turn on'.")
     assert neg == []
     assert "my screen doesn't turn on" in pos
+
+
+@needs_encoder
+def test_the_default_agent_naming_the_others_keeps_what_it_covers():
+    agents = [
+        AgentSpec("flight_desk", "Books and changes flights."),
+        AgentSpec("stays", "Books hotel rooms."),
+        AgentSpec("general", "Fallback for anything the flight_desk and stays agents don't cover: greetings, "
+                  "thanks, small talk and trivia.", default=True),
+    ]
+    r = EmbeddedRouter(agents)
+    general = [u for u, o, n in zip(r.sentences.units.texts, r.sentences.owner, r.sentences.negative) if o == 2]
+    assert any("small talk" in u for u in general)
+    assert not any(r.sentences.negative[i] for i in range(len(r.sentences.owner)) if r.sentences.owner[i] == 2)
+    d = r.route([{"role": "user", "content": "tell me a fun fact about octopuses"}])
+    assert d.agents == ["general"]

@@ -211,7 +211,10 @@ class EmbeddedRouter:
         self.default = defaults[0] if defaults else 0
         self.has_default = bool(defaults)  # a `default: true` agent, whose description says "no match"
         self._agent_index = {a: i for i, a in enumerate(self.ids)}
-        profiles = [parse_description(a.id, a.description, i == self.default, a.examples, self.ids)
+        # (a `default: true` agent's description names the others only to say it takes what they
+        # leave - "anything the flight and hotel agents don't cover: greetings, ..." - no hand-off)
+        profiles = [parse_description(a.id, a.description, i == self.default, a.examples,
+                                      () if a.default else self.ids)
                     for i, a in enumerate(self.agents)]
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit

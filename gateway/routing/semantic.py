@@ -159,7 +159,8 @@ class SemanticScorer:
         texts, owner, negative = [], [], []
         ids = [a.id for a in agents]
         for i, a in enumerate(agents):
-            pos, neg = description_units(a.description, handoff_pattern(a.id, ids))
+            # a default agent names the others to take what they leave, not to hand a topic over
+            pos, neg = description_units(a.description, None if a.default else handoff_pattern(a.id, ids))
             # Configured example requests are units like the description's quoted examples.
             pos = list(dict.fromkeys(pos + [" ".join(e.split()) for e in a.examples if e.strip()]))
             if not pos:
