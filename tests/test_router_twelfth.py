@@ -134,3 +134,65 @@ def test_the_default_agent_naming_the_others_keeps_what_it_covers():
     assert not any(r.sentences.negative[i] for i in range(len(r.sentences.owner)) if r.sentences.owner[i] == 2)
     d = r.route([{"role": "user", "content": "tell me a fun fact about octopuses"}])
     assert d.agents == ["general"]
+
+
+class _HashEncoder:
+    """Deterministic unit vectors per text: enough to exercise the pooling without model weights."""
+
+    dim = 16
+
+    def encode(self, texts):
+        import hashlib
+
+        import numpy as np
+
+        out = []
+        for t in texts:
+            seed = int(hashlib.md5(t.encode()).hexdigest()[:8], 16)
+            v = np.random.default_rng(seed).normal(size=self.dim).astype(np.float32)
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out)
+
+
+def _pooled_by_loop(sc, vec):
+    """The pooling as a loop over units (what `SemanticScorer` computed before it was vectorised)."""
+    import numpy as np
+
+    sims = sc.matrix @ vec
+    p = sc.params
+    out = np.full(sc.n, -1.0, dtype=np.float32)
+    neg = np.full(sc.n, -1.0, dtype=np.float32)
+    second = np.full(sc.n, -1.0, dtype=np.float32)
+    for s, a, is_neg in zip(sims, sc.owner, sc.negative):
+        if is_neg:
+            neg[a] = max(neg[a], s)
+        elif s > out[a]:
+            second[a], out[a] = out[a], s
+        elif s > second[a]:
+            second[a] = s
+    if p.top2:
+        out = np.where(second > -1, (out + p.top2 * second) / (1 + p.top2), out)
+    return out - p.neg_w * np.maximum(neg - out, 0.0)
+
+
+@pytest.mark.parametrize("agents", [
+    LISTENER,
+    [AgentSpec("solo_a", "One sentence."), AgentSpec("solo_b", "")],      # no negative unit anywhere; an id-only agent
+    [AgentSpec("x", "Does x. Does not do y. Not for z, and does not do w."), AgentSpec("y", "Does y, a, b and c.")],
+])
+def test_vectorised_pooling_equals_the_loop_exactly(agents):
+    import numpy as np
+
+    from gateway.routing.semantic import SemanticScorer
+
+    sc = SemanticScorer(agents, _HashEncoder())
+    rng = np.random.default_rng(7)
+    vecs = rng.normal(size=(40, _HashEncoder.dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs = np.concatenate([vecs, sc.matrix])  # exact hits on units, ties between an agent's units
+    batch = sc.scores_of(vecs)
+    for v, row in zip(vecs, batch):
+        want = _pooled_by_loop(sc, v)
+        assert np.array_equal(sc.scores_from(v), want)
+        assert np.array_equal(row, want)
+    assert sc.scores_of(vecs[:0]).shape == (0, len(agents))

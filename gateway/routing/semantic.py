@@ -120,6 +120,18 @@ def description_units(desc: str, handoff: re.Pattern | None = None) -> tuple[lis
     return list(dict.fromkeys(pos)), list(dict.fromkeys(neg))
 
 
+def _index_table(owner: list[int], negative: list[bool], agents: int, sentinel: int,
+                 want_negative: bool) -> np.ndarray:
+    """(agents, k) unit indices per agent (positive or negative units), padded with ``sentinel``;
+    every row ends with at least two sentinels, so a row's best two are never padding alone."""
+    rows: list[list[int]] = [[] for _ in range(agents)]
+    for u, (a, is_neg) in enumerate(zip(owner, negative)):
+        if is_neg == want_negative:
+            rows[a].append(u)
+    k = max((len(r) for r in rows), default=0) + 2
+    return np.array([r + [sentinel] * (k - len(r)) for r in rows], dtype=np.intp).reshape(agents, k)
+
+
 _UNITS: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
 _UNITS_MAX = 20_000
 _UNITS_LOCK = threading.Lock()
@@ -177,6 +189,11 @@ class SemanticScorer:
         self.matrix = _unit_vectors(encoder, texts)  # (units, dim)
         self.owner = np.array(owner)
         self.negative = np.array(negative)
+        # Per agent, the indices of its positive / negative units, padded with the index of a
+        # sentinel similarity of -1 (at least two of them): pooling is then a gather and a sort,
+        # not a Python loop over units (~90 us a text for 12 agents before, a few us now).
+        self._pos = _index_table(owner, negative, self.n, len(texts), want_negative=False)
+        self._neg = _index_table(owner, negative, self.n, len(texts), want_negative=True)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -203,26 +220,31 @@ class SemanticScorer:
         return np.stack([known[t] for t in texts])
 
     def scores_from(self, vec: np.ndarray) -> np.ndarray:
-        sims = self.matrix @ vec
+        """One embedding's score for each agent."""
+        return self._pool((self.matrix @ vec)[None, :])[0]
+
+    def scores_of(self, vecs: np.ndarray) -> np.ndarray:
+        """(texts, agents) scores of embeddings: per agent, its best positive unit's cosine
+        (blended with the second best by ``top2``), lowered by how far its best negative unit
+        ("Does not ...") comes closer than that; -1 for an agent without units."""
+        # one matrix-vector product per text: the same float32 sums whatever the batch
+        return self._pool(np.stack([self.matrix @ v for v in vecs]) if len(vecs) else
+                          np.zeros((0, len(self.owner)), np.float32))
+
+    def _pool(self, sims: np.ndarray) -> np.ndarray:
+        """(texts, units) cosines -> (texts, agents) scores."""
+        ext = np.concatenate([sims, np.full((sims.shape[0], 1), -1.0, sims.dtype)], axis=1)
+        pos = np.sort(ext[:, self._pos], axis=2)                           # (texts, agents, k)
+        out, second = pos[:, :, -1], pos[:, :, -2]
+        neg = ext[:, self._neg].max(axis=2)
         p = self.params
-        out = np.full(self.n, -1.0, dtype=np.float32)
-        neg = np.full(self.n, -1.0, dtype=np.float32)
-        second = np.full(self.n, -1.0, dtype=np.float32)
-        for s, a, is_neg in zip(sims, self.owner, self.negative):
-            if is_neg:
-                neg[a] = max(neg[a], s)
-            elif s > out[a]:
-                second[a] = out[a]
-                out[a] = s
-            elif s > second[a]:
-                second[a] = s
         if p.top2:
             out = np.where(second > -1, (out + p.top2 * second) / (1 + p.top2), out)
         return out - p.neg_w * np.maximum(neg - out, 0.0)
 
     def scores(self, texts: list[str]) -> np.ndarray:
         """(len(texts), agents) scores."""
-        return np.stack([self.scores_from(v) for v in self.embed(texts)]) if texts else np.zeros((0, self.n))
+        return self.scores_of(self.embed(texts)) if texts else np.zeros((0, self.n))
 
 
 # Encoder-only router's own setting, chosen by training/tune_semantic.py on the dev sets.
