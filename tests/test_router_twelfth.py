@@ -18,6 +18,8 @@ from gateway.routing.types import AgentSpec
 needs_encoder = pytest.mark.skipif(not encoder.available(), reason="sentence encoder weights not installed")
 
 IDS = ["flight_desk", "ground_travel", "inbox", "calendar", "code", "handyman", "helpdesk"]
+SPECS = [AgentSpec(i, "") for i in IDS]
+GROUND = SPECS[1]
 
 
 @pytest.mark.parametrize("sentence", [
@@ -29,7 +31,7 @@ IDS = ["flight_desk", "ground_travel", "inbox", "calendar", "code", "handyman", 
     "for email or chat ask inbox",
 ])
 def test_a_sentence_that_names_another_agent_is_a_handoff(sentence):
-    assert handoff_pattern("ground_travel", IDS).search(sentence)
+    assert handoff_pattern(GROUND, SPECS).search(sentence)
 
 
 @pytest.mark.parametrize("sentence", [
@@ -39,11 +41,14 @@ def test_a_sentence_that_names_another_agent_is_a_handoff(sentence):
     "Ground travel between two cities.",                # its own name
 ])
 def test_a_plain_noun_or_its_own_name_is_no_handoff(sentence):
-    assert not handoff_pattern("ground_travel", IDS).search(sentence)
+    assert not handoff_pattern(GROUND, SPECS).search(sentence)
 
 
-def test_no_other_agents_no_pattern():
-    assert handoff_pattern("solo", ["solo"]) is None
+def test_no_other_agents_or_a_default_agent_no_pattern():
+    solo = AgentSpec("solo", "")
+    assert handoff_pattern(solo, [solo]) is None
+    fallback = AgentSpec("general", "", default=True)
+    assert handoff_pattern(fallback, SPECS + [fallback]) is None
 
 
 DESC = ("Ground transportation: taxis, airport transfers, intercity rail and car rental. "
@@ -51,10 +56,10 @@ DESC = ("Ground transportation: taxis, airport transfers, intercity rail and car
 
 
 def test_the_handoff_is_an_exclusion_of_the_words_and_a_negative_unit():
-    prof = parse_description("ground_travel", DESC, others=IDS)
+    prof = parse_description("ground_travel", DESC, handoff=handoff_pattern(GROUND, SPECS))
     assert ["flight", "handl", "flight", "desk"] in prof.exclusions
     assert all("flight" not in scope for scope in prof.scope)
-    pos, neg = description_units(DESC, handoff_pattern("ground_travel", IDS))
+    pos, neg = description_units(DESC, handoff_pattern(GROUND, SPECS))
     assert neg == ["Flights are handled by flight_desk"]
     assert not any("flight" in u.lower() for u in pos)
     # without the listener's ids, the sentence reads as scope (as before)
@@ -136,24 +141,6 @@ def test_the_default_agent_naming_the_others_keeps_what_it_covers():
     assert d.agents == ["general"]
 
 
-class _HashEncoder:
-    """Deterministic unit vectors per text: enough to exercise the pooling without model weights."""
-
-    dim = 16
-
-    def encode(self, texts):
-        import hashlib
-
-        import numpy as np
-
-        out = []
-        for t in texts:
-            seed = int(hashlib.md5(t.encode()).hexdigest()[:8], 16)
-            v = np.random.default_rng(seed).normal(size=self.dim).astype(np.float32)
-            out.append(v / np.linalg.norm(v))
-        return np.stack(out)
-
-
 def _pooled_by_loop(sc, vec):
     """The pooling as a loop over units (what `SemanticScorer` computed before it was vectorised)."""
     import numpy as np
@@ -175,6 +162,7 @@ def _pooled_by_loop(sc, vec):
     return out - p.neg_w * np.maximum(neg - out, 0.0)
 
 
+@needs_encoder
 @pytest.mark.parametrize("agents", [
     LISTENER,
     [AgentSpec("solo_a", "One sentence."), AgentSpec("solo_b", "")],      # no negative unit anywhere; an id-only agent
@@ -185,9 +173,9 @@ def test_vectorised_pooling_equals_the_loop_exactly(agents):
 
     from gateway.routing.semantic import SemanticScorer
 
-    sc = SemanticScorer(agents, _HashEncoder())
+    sc = SemanticScorer(agents)
     rng = np.random.default_rng(7)
-    vecs = rng.normal(size=(40, _HashEncoder.dim)).astype(np.float32)
+    vecs = rng.normal(size=(40, sc.matrix.shape[1])).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     vecs = np.concatenate([vecs, sc.matrix])  # exact hits on units, ties between an agent's units
     batch = sc.scores_of(vecs)

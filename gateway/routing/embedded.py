@@ -82,7 +82,7 @@ from gateway.routing.embedded_dialog import (
 )
 from gateway.routing.embedded_gate import load_gate, split_features
 from gateway.routing.embedded_index import LexicalIndex
-from gateway.routing.embedded_profile import parse_description
+from gateway.routing.embedded_profile import handoff_pattern, parse_description
 from gateway.routing.embedded_segment import SENTENCE_BREAK, Piece, asks, split_pieces, stated_order
 from gateway.routing.embedded_semantic import SemanticIndex
 from gateway.routing.embedded_text import (
@@ -211,10 +211,8 @@ class EmbeddedRouter:
         self.default = defaults[0] if defaults else 0
         self.has_default = bool(defaults)  # a `default: true` agent, whose description says "no match"
         self._agent_index = {a: i for i, a in enumerate(self.ids)}
-        # (a `default: true` agent's description names the others only to say it takes what they
-        # leave - "anything the flight and hotel agents don't cover: greetings, ..." - no hand-off)
         profiles = [parse_description(a.id, a.description, i == self.default, a.examples,
-                                      () if a.default else self.ids)
+                                      handoff_pattern(a, self.agents))
                     for i, a in enumerate(self.agents)]
         self.index = LexicalIndex(profiles)
         self.min_score = MIN_EVIDENCE * self.index.unit

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from gateway.routing.embedded_text import content_stems, content_words, normalize
+from gateway.routing.embedded_text import content_stems, content_words, normalize, spell_out_negations
+from gateway.routing.types import AgentSpec
 
 # A quoted example: opening quote at a word boundary, closing quote not followed by a letter.
 _QUOTED = re.compile(r"""(?:(?<=^)|(?<=[\s:(,;]))(['"])(.+?)\1(?=[\s,.;:)!?]|$)""")
@@ -22,7 +23,6 @@ _SCOPE_END = re.compile(r"\b(?:but|however|instead)\b")
 # A negation inside a positive clause ("cancels orders that have not shipped, and ...")
 # only covers its own list item.
 _LOCAL_END = re.compile(r"\b(?:but|however|instead)\b|,\s*and\b|,\s*(?=\w+ing\b)")
-_CANNOT = re.compile(r"\bcannot\b")
 # Clause-initial negation ("Does not ...", "Not for ...") covers the whole clause.
 _CLAUSE_NEG = re.compile(r"^\s*(?:(?:it|this agent|the agent|agent)\s+)?(?:(?:does|do|will|can|should)\s+)?(?:not|never)\b")
 
@@ -54,13 +54,18 @@ _REFERRAL = r"(?:use|is|by|ask|see|try|via)"
 _ROLE = r"(?:agent|service|desk|team|assistant|bot|helper)"
 
 
-def handoff_pattern(agent_id: str, others: tuple[str, ...] | list[str]) -> re.Pattern | None:
-    """A pattern that finds a mention of another agent of the listener in ``agent_id``'s
-    description, or None when there are none to find. A mention is the other agent's id as
-    written ("air_travel", "lodging_agent"); its words before a role noun ("the code agent",
-    "the handyman service"); or a one-word id after a referral ("use helpdesk", "that is inbox",
-    "handled by messaging"). A bare common word ("calendar" in "adds events to my calendar" for a
-    sibling called calendar) is not a mention unless a referral introduces it."""
+def handoff_pattern(agent: AgentSpec, agents: list[AgentSpec]) -> re.Pattern | None:
+    """A pattern that finds a mention of another agent of the listener in ``agent``'s description,
+    or None when there is none to find. A mention is the other agent's id as written
+    ("air_travel", "lodging_agent"); its words before a role noun ("the code agent", "the handyman
+    service"); or a one-word id after a referral ("use helpdesk", "that is inbox", "handled by
+    messaging"). A bare common word ("calendar" in "adds events to my calendar" for a sibling
+    called calendar) is not a mention unless a referral introduces it. A `default: true` agent
+    hands nothing over: it names the others to take what they leave ("anything the flight and
+    hotel agents don't cover: greetings, ...")."""
+    if agent.default:
+        return None
+    agent_id, others = agent.id, [a.id for a in agents]
     alts = []
     for other in others:
         if not other or other == agent_id:
@@ -80,17 +85,15 @@ def handoff_pattern(agent_id: str, others: tuple[str, ...] | list[str]) -> re.Pa
 
 def parse_description(agent_id: str, description: str, default: bool = False,
                       extra_examples: tuple[str, ...] | list[str] = (),
-                      others: tuple[str, ...] | list[str] = ()) -> AgentProfile:
+                      handoff: re.Pattern | None = None) -> AgentProfile:
     """Split a description into scope / examples / exclusions (stemmed content words).
     ``extra_examples``: the agent's configured `examples:` requests, counted like quoted ones.
-    ``others``: the ids of the listener's other agents; a clause that hands its topic to one of
-    them (`handoff_pattern`) is an exclusion, like a "Does not ..." clause."""
+    ``handoff``: `handoff_pattern` of the agent in its listener; a clause that hands its topic to
+    another agent is an exclusion, like a "Does not ..." clause."""
     prof = AgentProfile(id=agent_id, default=default)
-    handoff = handoff_pattern(agent_id, others)
     text = normalize(description or "")
     examples = [m.group(2) for m in _QUOTED.finditer(text)] + [normalize(e) for e in extra_examples]
-    # "cannot" is a negation too ("It cannot book appointments."); normalize() spells out "can't"
-    text = _CANNOT.sub("can not", _QUOTED.sub(" . ", text))
+    text = spell_out_negations(_QUOTED.sub(" . ", text))  # "It cannot book appointments." negates too
     for ex in examples:
         stems = content_stems(ex)
         if stems:

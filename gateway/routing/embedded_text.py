@@ -15,6 +15,24 @@ from functools import lru_cache
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2014": " - ",
                          "\u2013": " - ", "\u00a0": " "})
 
+# Negations written short in a description ("Doesn't book hotels.", "Won\u2019t handle refunds.", "It
+# cannot book appointments."), spelt out in the text's own case so that the description parsers'
+# negation patterns read them (`spell_out_negations`). normalize() below spells out the first
+# three for every text; "cannot" only here: in a request it excludes nothing.
+_NEGATIONS = (
+    (re.compile(r"\bwon['\u2019]t\b", re.IGNORECASE), "will not"),
+    (re.compile(r"\b(?:can['\u2019]t|cannot)\b", re.IGNORECASE), "can not"),
+    (re.compile(r"\b(\w+)n['\u2019]t\b", re.IGNORECASE), r"\1 not"),
+)
+
+
+def spell_out_negations(text: str) -> str:
+    """"doesn't" -> "does not", "won't" -> "will not", "cannot" / "can't" -> "can not"."""
+    for pat, rep in _NEGATIONS:
+        text = pat.sub(rep, text)
+    return text
+
+
 _CONTRACTIONS = [
     (re.compile(r"\bwon't\b"), "will not"),
     (re.compile(r"\bcan't\b"), "can not"),
