@@ -64,9 +64,33 @@ _LONE_SUBJECT = re.compile(r"(?:^|[.!?;,]\s*|\b(?:and|but|so)\s+)(?:i|we|you|he|
 _BETWEEN = re.compile(r"\bbetween\s+(?:(?!and\b)\S+\s+){0,3}(?!and\b)\S+$")
 
 
+# A short quoted phrase ("for 'wear and tear'", "run the 'movie night' scene", "reply 'thanks, see
+# you monday'") names one thing, whatever words it holds: no clause boundary inside it. Quotes are
+# ASCII after `normalize`; an opening quote follows no letter (so "kids' room" is no quote).
+_SHORT_QUOTE = re.compile(r"(?<!\w)(['\"])(?=\S)([^'\"\n]{1,80}?)(?<=\S)\1(?!\w)")
+# A thousands separator ("$2,100", "3,200 miles") is part of the number, not a list comma.
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# Masks are letters (Yi syllables, which no turn in practice holds) so that no
+# word boundary or separator pattern matches inside the quote.
+_MASK = {c: chr(0xA000 + i) for i, c in enumerate(" ,.;!?-+&:")}
+_MASKED = str.maketrans(_MASK)
+_UNMASKED = str.maketrans({v: k for k, v in _MASK.items()})
+
+
+def _protect(t: str) -> str:
+    """The turn with its numbers' thousands separators dropped and the separators inside short
+    quoted phrases masked (`_unmask` restores them in each piece)."""
+    t = _THOUSANDS.sub("", t)
+    return _SHORT_QUOTE.sub(lambda m: m.group(0).translate(_MASKED), t)
+
+
+def _unmask(text: str) -> str:
+    return text.translate(_UNMASKED)
+
+
 def split_pieces(text: str) -> list[Piece]:
     """Cut a turn into clauses at sentence ends and coordinating/sequencing markers."""
-    t = _ABBREV.sub(lambda m: m.group(1).replace(".", ""), normalize(text))
+    t = _protect(_ABBREV.sub(lambda m: m.group(1).replace(".", ""), normalize(text)))
     pieces: list[Piece] = []
     pos = 0
     joiner = ""
@@ -102,6 +126,8 @@ def split_pieces(text: str) -> list[Piece]:
     for p in pieces[:_scene_setting(pieces)]:
         p.background = True
     _dismissed(pieces)
+    for p in pieces:
+        p.text = _unmask(p.text)
     return pieces
 
 
