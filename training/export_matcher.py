@@ -1,22 +1,25 @@
-"""Export the matcher (gateway/routing/matcher.py) to one int8 ONNX graph for ONNX Runtime.
+"""Export the matcher's upper layers (gateway/routing/matcher.py) to an int8 ONNX graph.
 
 In numpy a re-rank cost ~24 ms on this 2-core CPU (the request through the four lower layers,
 then three candidates through the two upper ones), which put the routing decision's p99 over
-its 25 ms budget. The graph runs the same computation with int8 weights in one call:
+its 25 ms budget. The graph runs the upper layers with int8 weights in one call; the lower
+layers are the sentence encoder's own, and its graph hands their output over (`hs`,
+training/export_encoder.py), so a request the encoder has already run costs only this graph
+(3 candidates: ~9 -> ~5 ms on the 2-core VM; one: ~8 -> ~3 ms):
 
-- inputs: ``x`` (1, tokens, 384) the request's embedding-layer output (numpy, as the sentence
-  encoder computes it); ``dk{j}`` / ``dv{j}`` (candidates, description tokens, 384), each
+- inputs: ``hs`` (1, tokens, 384) the request's states after the lower layers (the encoder
+  graph's second output); ``dk{j}`` / ``dv{j}`` (candidates, description tokens, 384), each
   candidate description's keys and values in upper layer j (computed once per listener);
   ``bias{j}`` (candidates, heads, 1, tokens + description tokens): padding mask plus layer j's
   learned gates;
-- the request runs the lower layers once, is broadcast to the candidates, and each copy
-  attends to itself and its description in the upper layers;
+- the request is broadcast to the candidates, and each copy attends to itself and its
+  description in the upper layers;
 - output ``h`` (candidates, tokens, 384); pooling and the head stay in numpy.
 
-The graph is built with ``onnx.helper`` from the weights plano runs (the encoder's lower
-layers, with the routing-tuned ones; the matcher's ``.npz``), then its weight MatMuls are
-quantised per output channel with ``quantize_dynamic``. Its ``matcher`` and ``layers``
-metadata name both: the runtime uses the graph only with those same weights.
+The graph is built with ``onnx.helper`` from the matcher's ``.npz``, then its weight MatMuls
+are quantised per output channel with ``quantize_dynamic``. Its ``matcher`` and ``layers``
+metadata name the weights it was built for (the lower layers' too, whose output it reads): the
+runtime uses the graph only with those same weights.
 
     .venv/bin/python -m training.export_matcher   # writes gateway/routing/data/matcher_int8.onnx
 """
@@ -75,7 +78,6 @@ class _Graph:
 def build(matcher, opset: int = 17):
     from onnx import TensorProto, helper
 
-    enc = matcher.encoder
     d, h = matcher.dim, matcher.heads
     hd = d // h
     g = _Graph()
@@ -86,18 +88,7 @@ def build(matcher, opset: int = 17):
     c("rsqrt2", np.array(1.0 / np.sqrt(2.0), np.float32))
     c("shape_h", np.array([0, 0, h, hd], np.int64))
     c("shape_d", np.array([0, 0, d], np.int64))
-    x = "x"
-    for i, lay in enumerate(enc.layers[:matcher.split]):  # the request alone: no padding, no bias
-        p = f"e{i}_"
-        qkv = n("Add", [n("MatMul", [x, c(p + "qkv_w", lay.qkv_w)], p + "qkv0"), c(p + "qkv_b", lay.qkv_b)], p + "qkv")
-        q, k, v = (p + "q_", p + "k_", p + "v_")
-        g.nodes.append(helper.make_node("Split", [qkv, c(p + "split", np.array([d, d, d], np.int64))], [q, k, v],
-                                        name=p + "split_n", axis=-1))
-        s = n("Mul", [n("MatMul", [g.heads(p + "q", q, [0, 2, 1, 3]), g.heads(p + "k", k, [0, 2, 3, 1])], p + "s0"),
-                      "scale"], p + "s1")
-        ctx = n("MatMul", [n("Softmax", [s], p + "a", axis=-1), g.heads(p + "v", v, [0, 2, 1, 3])], p + "ctx")
-        ctx = n("Reshape", [n("Transpose", [ctx], p + "ctxT", perm=[0, 2, 1, 3]), "shape_d"], p + "ctx3")
-        x = g.tail(p, x, ctx, lay, matcher.eps)
+    x = "hs"  # the request after the lower layers (the sentence encoder's graph computes them)
     # one copy of the request per candidate description
     x = n("Add", [x, c("seg0", matcher.seg[0])], "xs")
     cands = n("Slice", [n("Shape", ["dk0"], "dk_shape"), c("z", np.array([0], np.int64)),
@@ -120,7 +111,7 @@ def build(matcher, opset: int = 17):
         x = g.tail(p, x, ctx, lay, matcher.eps)
     g.nodes.append(helper.make_node("Identity", [x], ["h"]))
     f = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("x", f, [1, "t", d])]
+    inputs = [helper.make_tensor_value_info("hs", f, [1, "t", d])]
     for j in range(len(matcher.layers)):
         inputs += [helper.make_tensor_value_info(f"dk{j}", f, ["c", "l", d]),
                    helper.make_tensor_value_info(f"dv{j}", f, ["c", "l", d]),

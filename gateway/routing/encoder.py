@@ -48,6 +48,7 @@ import re
 import struct
 import threading
 import unicodedata
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
@@ -309,8 +310,20 @@ class SentenceEncoder:
         self.backend = "numpy"
         self._session = _onnx_session(self.weights) if len(self.layers) == 6 and self.dim == 384 else None
         self.parallel = parallel_texts() if self._session is not None else 1  # read once, at load
+        #: the graph also gives the states after this many layers (the matcher's shared lower
+        #: layers, `lower_states`), or None
+        self.states_after: int | None = None
+        self._outputs = ["h"]
         if self._session is not None:
             self.backend = "onnxruntime-int8"
+            meta = self._session.get_modelmeta().custom_metadata_map
+            if "hs" in {o.name for o in self._session.get_outputs()} and meta.get("states_after", "").isdigit():
+                self.states_after = int(meta["states_after"])
+                self._outputs = ["h", "hs"]
+        # The last texts' lower-layer states, by token ids: the matcher reads the turn a decision
+        # has just encoded (a few KB a text; recent texts only).
+        self._lower: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._lower_lock = threading.Lock()
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, self.max_tokens)
@@ -353,10 +366,39 @@ class SentenceEncoder:
         x, mask = self._embed(batch)
         if self._session is not None:
             bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
-            x = self._session.run(None, {"x": x, "bias": bias})[0]
+            out = self._session.run(self._outputs, {"x": x, "bias": bias})
+            x = out[0]
+            if len(out) > 1 and len(batch) == 1:
+                self._keep_lower(tuple(batch[0]), out[1][0])
         else:
             x = self._layers(x, mask, self.layers)
         return (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+
+    _LOWER_KEPT = 32
+
+    def _keep_lower(self, key: tuple[int, ...], states: np.ndarray) -> None:
+        with self._lower_lock:
+            self._lower[key] = states
+            self._lower.move_to_end(key)
+            while len(self._lower) > self._LOWER_KEPT:
+                self._lower.popitem(last=False)
+
+    def lower_states(self, toks: list[int]) -> np.ndarray:
+        """(tokens, dim) states of one token list after the first `states_after` layers, from the
+        int8 graph: kept from its last encoding when recent (the matcher reads the turn the
+        decision just encoded), else one run of the graph. Only with such a graph (raises
+        RuntimeError otherwise)."""
+        if self._session is None or self.states_after is None:
+            raise RuntimeError("the encoder's graph gives no lower-layer states")
+        key = tuple(toks)
+        with self._lower_lock:
+            hit = self._lower.get(key)
+        if hit is not None:
+            return hit
+        x, _ = self._embed([toks])
+        states = self._session.run(["hs"], {"x": x, "bias": np.zeros((1, 1, 1, len(toks)), np.float32)})[0][0]
+        self._keep_lower(key, states)
+        return states
 
     def states(self, toks: list[list[int]], upto: int, batch_size: int = 32) -> list[np.ndarray]:
         """Token states after the first ``upto`` layers, one (tokens, dim) array per token list

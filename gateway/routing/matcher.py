@@ -18,7 +18,10 @@ weights), and its upper layers fine-tuned and shipped here (`data/matcher.npz`, 
 - score: scale * cos(mean request, mean description) + tanh(dense([CLS])) . w + b.
 
 Per decision the request's lower layers run once, and each candidate agent costs only the
-request's tokens through the upper layers (`scores` batches the candidates).
+request's tokens through the upper layers (`scores` batches the candidates). With ONNX Runtime
+the lower layers are not even run again: the sentence encoder's graph hands over their output
+for the texts it has encoded (`SentenceEncoder.lower_states`), and the matcher's graph holds
+only the upper layers.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ def matcher_path() -> Path | None:
     p = os.environ.get("PLANO_MATCHER_FILE")
     path = Path(p) if p else DATA
     return path if path.is_file() else None
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """The training configuration stored in a matcher ``.npz`` (split, layers, token limits, ...)."""
+    with np.load(path) as z:
+        return json.loads(bytes(z["config"]).decode())
 
 
 @dataclass
@@ -111,7 +120,11 @@ class Matcher:
         #: calibration chosen at training time (logit thresholds), see training/README.md
         self.calibration = cfg.get("calibration", {})
         self._session = None
-        if os.environ.get("PLANO_MATCHER_BACKEND", "").lower() != "numpy" and hasattr(encoder, "_embed"):
+        # The graph holds the upper layers only: it needs the encoder's graph to hand over the
+        # lower layers' output (`lower_states`); an encoder running numpy, or a graph of its
+        # exported without that output, leaves the matcher on numpy too.
+        if os.environ.get("PLANO_MATCHER_BACKEND", "").lower() != "numpy" \
+                and getattr(encoder, "states_after", None) == self.split:
             from gateway.routing.encoder import onnx_session
 
             graph = Path(os.environ.get("PLANO_MATCHER_ONNX") or ONNX_FILE)
@@ -167,13 +180,17 @@ class Matcher:
 
     def text_scores(self, text: str, descs: list[Description]) -> np.ndarray:
         """Logits of one request text against each description, in ONNX Runtime when its graph
-        is shipped (one call: ~4x faster than numpy), else in numpy."""
+        is shipped (one call: ~4x faster than numpy), else in numpy. The request's lower-layer
+        states come from the encoder: kept from when it encoded the same text for the
+        decision (no work), else one run of its graph."""
         if self._session is None or not descs:
             return self.scores(self.request([text])[0], descs)
         toks = self.encoder.tokenizer.encode(text, self.max_request)
-        x0, _ = self.encoder._embed([toks])
         c, lr, ld = len(descs), len(toks), max(dsc.tokens for dsc in descs)
-        feed = {"x": x0}
+        try:
+            feed = {"hs": self.encoder.lower_states(toks)[None]}
+        except Exception as exc:  # noqa: BLE001 - as below: numpy from now on, never a failed decision
+            return self._numpy_from_now_on(exc, text, descs)
         for j in range(len(self.layers)):
             dk = np.zeros((c, ld, self.dim), np.float32)
             dv = np.zeros((c, ld, self.dim), np.float32)
@@ -183,12 +200,15 @@ class Matcher:
         try:
             out = self._session.run(None, feed)[0]
         except Exception as exc:  # noqa: BLE001 - a runtime failure must not fail routing: numpy from now on
-            import logging
-
-            logging.getLogger("plano.routing").warning("matcher ONNX run failed, using numpy from now on: %s", exc)
-            self._session, self.backend = None, "numpy"
-            return self.scores(self.request([text])[0], descs)
+            return self._numpy_from_now_on(exc, text, descs)
         return self._head(out, descs)
+
+    def _numpy_from_now_on(self, exc: Exception, text: str, descs: list[Description]) -> np.ndarray:
+        import logging
+
+        logging.getLogger("plano.routing").warning("matcher ONNX run failed, using numpy from now on: %s", exc)
+        self._session, self.backend = None, "numpy"
+        return self.scores(self.request([text])[0], descs)
 
     def _bias(self, descs: list[Description], j: int, lr: int, ld: int) -> np.ndarray:
         """(candidates, heads, 1, lr + ld) attention bias in upper layer j: a description's
