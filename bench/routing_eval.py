@@ -20,7 +20,8 @@ weather / flights / IT-helpdesk agents, padded or trimmed to 12).
     .venv/bin/python bench/routing_eval.py --both --router semantic   # the encoder alone
     .venv/bin/python bench/routing_eval.py --verbose            # list the misses
     # the author-written sets in tests/data, one at a time:
-    for s in heldout_like third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth; do
+    for s in heldout_like third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth \\
+             fifteenth sixteenth seventeenth eighteenth; do
       .venv/bin/python bench/routing_eval.py --agents tests/data/routing_${s}_agents.yaml \\
           --cases tests/data/routing_${s}.jsonl
     done
@@ -31,7 +32,10 @@ blind in the eighth (city resident services; a family farm and farm shop), ninth
 end, after its last change (a school parent's assistant; a restaurant's back office); eleventh and
 twelfth in the ninth (a building contractor; a film production office); thirteenth and fourteenth
 in the tenth, in the style of the issue's held-out set (a company's travel and office assistant;
-a travelling consultant's assistant).
+a travelling consultant's assistant); fifteenth and sixteenth in the eleventh (a startup founder's
+travel and office assistant; a travelling software engineer's assistant), seventeenth and
+eighteenth in the thirteenth (a freelance designer and musician's assistant; a logistics
+operations manager's assistant).
 """
 
 from __future__ import annotations

@@ -141,12 +141,19 @@ def variants(desc: str) -> list[str]:
     return out
 
 
+#: request text -> the specialists of its suite the encoder puts nearest it (training/hard_negatives.py);
+#: with it, every group of that request holds its first HARD_N (empty: groups sample at random)
+HARD_NEGATIVES: dict[str, list[str]] = {}
+HARD_N = 2
+
+
 def sample_group(item: Item, corpus: Corpus, rng: random.Random, pool: list[str],
                  augment: bool = True) -> dict:
     """One listener-like agent list for an item, labelled."""
     keys = corpus.suites[item.suite]
     default = next(k for k in keys if corpus.agents[k].default)
-    must = list(dict.fromkeys([default, *item.positive, *item.hard]))
+    near = HARD_NEGATIVES.get(item.text, ())[:HARD_N]
+    must = list(dict.fromkeys([default, *item.positive, *item.hard, *near]))
     others = [k for k in keys if k not in must]
     rng.shuffle(others)
     n_suite = rng.randint(min(2, len(others)), min(6, len(others)))

@@ -160,7 +160,14 @@ def main(argv=None) -> int:
     ap.add_argument("--all", action="store_true", help="train on every suite (no validation split)")
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--init", help="continue from an exported matcher .npz")
+    ap.add_argument("--hard-negatives", help="JSON from training/hard_negatives.py: every group of a request "
+                                             "holds the specialists the encoder puts nearest it")
+    ap.add_argument("--hard-n", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.hard_negatives:
+        with open(args.hard_negatives, encoding="utf-8") as f:
+            P.HARD_NEGATIVES.update(json.load(f))
+        P.HARD_N = args.hard_n
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
