@@ -141,18 +141,12 @@ def variants(desc: str) -> list[str]:
     return out
 
 
-#: request text -> the specialists of its suite the encoder puts nearest it (training/hard_negatives.py);
-#: with it, every group of that request holds its first HARD_N (empty: groups sample at random)
-HARD_NEGATIVES: dict[str, list[str]] = {}
-HARD_N = 2
-
-
 def sample_group(item: Item, corpus: Corpus, rng: random.Random, pool: list[str],
-                 augment: bool = True) -> dict:
-    """One listener-like agent list for an item, labelled."""
+                 augment: bool = True, near: list[str] | tuple = ()) -> dict:
+    """One listener-like agent list for an item, labelled. ``near``: specialists that must be in
+    it (labelled 0), e.g. the ones the encoder puts nearest the request (training/hard_negatives.py)."""
     keys = corpus.suites[item.suite]
     default = next(k for k in keys if corpus.agents[k].default)
-    near = HARD_NEGATIVES.get(item.text, ())[:HARD_N]
     must = list(dict.fromkeys([default, *item.positive, *item.hard, *near]))
     others = [k for k in keys if k not in must]
     rng.shuffle(others)
@@ -202,8 +196,10 @@ def corpus_index(corpus: Corpus) -> dict[str, list[Item]]:
     return idx
 
 
-def groups(corpus: Corpus, split: str, seed: int, augment: bool = True) -> list[dict]:
-    """One epoch of groups for the train or val split (val: no augmentation by default)."""
+def groups(corpus: Corpus, split: str, seed: int, augment: bool = True,
+           near: dict[str, list[str]] | None = None) -> list[dict]:
+    """One epoch of groups for the train or val split (val: no augmentation by default).
+    ``near``: request text -> specialists every group of that request holds."""
     rng = random.Random(seed)
     want_val = split == "val"
     pool = [k for k, a in corpus.agents.items() if not a.default and is_val(a.suite) == want_val]
@@ -211,7 +207,7 @@ def groups(corpus: Corpus, split: str, seed: int, augment: bool = True) -> list[
     for it in corpus.items:
         if is_val(it.suite) != want_val:
             continue
-        out.append(sample_group(it, corpus, rng, pool, augment))
+        out.append(sample_group(it, corpus, rng, pool, augment, (near or {}).get(it.text, ())))
     return out
 
 

@@ -31,9 +31,6 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from gateway.routing.embedded import EmbeddedRouter  # noqa: E402
-from gateway.routing.embedded_blocks import split_blocks  # noqa: E402
-from gateway.routing.embedded_dialog import is_anaphoric, is_topic_shift  # noqa: E402
-from gateway.routing.matcher import conversation_text  # noqa: E402
 from routing_eval import exact, load_agents, load_cases  # noqa: E402
 
 POOL = ("third fourth heldout_like fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
@@ -85,11 +82,8 @@ def measure(agents, cases) -> list[dict]:
         if want == r.default:
             continue
         scores, followup, turns = seen["last"]
-        latest = turns[-1]
-        context = followup or (len(turns) > 1 and not is_topic_shift(latest.text) and is_anaphoric(latest.text))
-        prev = " ".join(split_blocks(r._topic_turn(turns).text).ask.split()[-40:]) if context else ""
         specialists = [i for i in range(len(r.ids)) if i != r.default]
-        logits = r.matcher.logits(conversation_text(prev, latest.text), specialists)
+        logits = r.matcher.logits(r._rerank_text(turns, followup), specialists)  # what a re-rank reads
         order = sorted(specialists, key=lambda i: -scores[i])
         records.append({"rank": order.index(want) + 1,
                         "matcher_first": specialists[int(logits.argmax())] == want,

@@ -164,10 +164,10 @@ def main(argv=None) -> int:
                                              "holds the specialists the encoder puts nearest it")
     ap.add_argument("--hard-n", type=int, default=2)
     args = ap.parse_args(argv)
+    near = None
     if args.hard_negatives:
         with open(args.hard_negatives, encoding="utf-8") as f:
-            P.HARD_NEGATIVES.update(json.load(f))
-        P.HARD_N = args.hard_n
+            near = {t: ks[:args.hard_n] for t, ks in json.load(f).items()}
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW([{"params": body, "lr": args.lr}, {"params": head, "lr": args.head_lr},
                              {"params": [up.gate], "lr": args.gate_lr, "weight_decay": 0.0}],
                             weight_decay=0.01)
-    epochs = [P.groups(corpus, "train", args.seed * 100 + e) for e in range(args.epochs)]
+    epochs = [P.groups(corpus, "train", args.seed * 100 + e, near=near) for e in range(args.epochs)]
     steps = sum(len(batches(g, args.batch, random.Random(0))) for g in epochs)
     warm = max(10, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(

@@ -411,22 +411,25 @@ class EmbeddedRouter:
         """The best of the top RERANK_TOP specialists once the matcher has read the turn with
         each of their descriptions: evidence (clear words) + RERANK_W x logit. A follow-up is
         read with the previous user turn, as the matcher was trained. Returns (pick, logits)."""
-        from gateway.routing.matcher import conversation_text
-
-        latest = turns[-1]
-        # The previous user turn is read with the turn when the turn leans on it: a follow-up, or
-        # any anaphoric turn that does not announce a new subject ("ok make it three nights then",
-        # whose own words may have picked another agent). Trained that way: follow-ups and switches are
-        # "previous [SEP] this turn" in training/pairs.py, so the matcher itself weighs staying
-        # against switching.
-        context = followup or (len(turns) > 1 and not is_topic_shift(latest.text) and is_anaphoric(latest.text))
-        prev = " ".join(split_blocks(self._topic_turn(turns).text).ask.split()[-40:]) if context else ""
         top = sorted((i for i in range(len(scores)) if i != self.default), key=scores.__getitem__,
                      reverse=True)[:RERANK_TOP]
-        logits = self.matcher.logits(conversation_text(prev, latest.text), top)
+        logits = self.matcher.logits(self._rerank_text(turns, followup), top)
         unit = self.index.unit or 1.0
         combined = {i: scores[i] / unit + RERANK_W * float(x) for i, x in zip(top, logits)}
         return max(top, key=combined.__getitem__), {i: float(x) for i, x in zip(top, logits)}
+
+    def _rerank_text(self, turns: list[Turn], followup: bool) -> str:
+        """What the matcher reads when it re-ranks the last turn. The previous user turn is read
+        with it when the turn leans on it: a follow-up, or any anaphoric turn that does not
+        announce a new subject ("ok make it three nights then", whose own words may have picked
+        another agent). Trained that way: follow-ups and switches are "previous [SEP] this turn"
+        in training/pairs.py, so the matcher itself weighs staying against switching."""
+        from gateway.routing.matcher import conversation_text
+
+        latest = turns[-1]
+        context = followup or (len(turns) > 1 and not is_topic_shift(latest.text) and is_anaphoric(latest.text))
+        prev = " ".join(split_blocks(self._topic_turn(turns).text).ask.split()[-40:]) if context else ""
+        return conversation_text(prev, latest.text)
 
     def _topic_turn(self, turns: list[Turn]) -> Turn:
         """The earlier user turn a follow-up leans on, for the matcher's "previous [SEP] this turn"
